@@ -1,0 +1,114 @@
+"""Finding and reading `stacks/Pulumi.<stack>.yaml` outside the Pulumi engine.
+
+`eventsctl` and the local mode read the same stack files `pulumi up` reads, through the same
+topology model, so `--stack prod` is all an on-call engineer has to know. Inside a Pulumi run the
+engine hands the program its config instead (`from_pulumi_config`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from components.topology import CONFIG_NAMESPACE, StackConfig, TopologyError, parse_topology
+
+STACKS_DIR_ENV = "EVENTS_INFRA_STACKS_DIR"
+
+
+class StackNotFoundError(LookupError):
+    """No `Pulumi.<stack>.yaml`; the message lists the stacks that do exist."""
+
+
+def stacks_dir(override: str | os.PathLike[str] | None = None) -> Path:
+    """Where stack files live: the override, `$EVENTS_INFRA_STACKS_DIR`, `./stacks`, or the
+    checkout this package was installed from (so the CLI works from any directory)."""
+    if override:
+        return Path(override)
+    if os.environ.get(STACKS_DIR_ENV):
+        return Path(os.environ[STACKS_DIR_ENV])
+    local = Path.cwd() / "stacks"
+    if any(local.glob("Pulumi.*.yaml")):
+        return local
+    return Path(__file__).resolve().parent.parent / "stacks"
+
+
+def available_stacks(directory: Path) -> list[str]:
+    return sorted(p.name[len("Pulumi.") : -len(".yaml")] for p in directory.glob("Pulumi.*.yaml"))
+
+
+def stack_file(stack: str, directory: Path) -> Path:
+    path = directory / f"Pulumi.{stack}.yaml"
+    if not path.is_file():
+        known = ", ".join(available_stacks(directory)) or "none"
+        raise StackNotFoundError(
+            f"unknown stack {stack!r}: no {path} (stacks in {directory}: {known}); "
+            f"pass --stack with one of those or set {STACKS_DIR_ENV}"
+        )
+    return path
+
+
+def load_stack(stack: str, directory: Path | None = None) -> StackConfig:
+    """The validated topology of a named stack, read from its stack file."""
+    path = stack_file(stack, directory or stacks_dir())
+    return topology_from_config(read_stack_config(path))
+
+
+def read_stack_config(path: Path) -> dict[str, Any]:
+    """The `config:` block of a stack file, keys fully namespaced (`events-infra:topic`)."""
+    try:
+        document = yaml.load(path.read_text(), Loader=_UniqueKeyLoader) or {}
+    except yaml.YAMLError as err:
+        raise TopologyError([f"{path}: not valid YAML: {err}".replace("\n", " ")]) from None
+    config = document.get("config") or {}
+    if not isinstance(config, Mapping):
+        raise TopologyError([f"{path}: 'config' must be a mapping of keys to values"])
+    return {
+        (key if ":" in key else f"{CONFIG_NAMESPACE}:{key}"): value for key, value in config.items()
+    }
+
+
+def topology_from_config(config: Mapping[str, Any]) -> StackConfig:
+    """Validate namespaced config (`events-infra:*` plus `gcp:project`); other keys are ignored."""
+    prefix = f"{CONFIG_NAMESPACE}:"
+    ours = {k[len(prefix) :]: v for k, v in config.items() if k.startswith(prefix)}
+    return parse_topology(ours, project=config.get("gcp:project"))
+
+
+def from_pulumi_config() -> StackConfig:
+    """The topology of the stack being deployed, from the config the Pulumi engine passed in.
+
+    Structured values reach the program as JSON strings; scalars as plain strings.
+    """
+    from pulumi.runtime import config as runtime_config
+
+    merged: dict[str, Any] = {**runtime_config.get_config_env(), **runtime_config.CONFIG.get()}
+    return topology_from_config({k: _decode(v) for k, v in merged.items()})
+
+
+def _decode(value: Any) -> Any:
+    if not isinstance(value, str):
+        return value
+    try:
+        return json.loads(value)
+    except ValueError:
+        return value
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """A YAML loader that refuses duplicate keys instead of keeping the last one silently."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key!r}", key_node.start_mark
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)

@@ -1,0 +1,470 @@
+"""The one validated model of a stack's event topology.
+
+The Pulumi program, the local emulator setup and `eventsctl` all read a stack through this module,
+so resource names and delivery settings can never drift between them. Validation happens here,
+before any resource is declared, and every problem names the config key, the bad value and the
+range GCP allows: a bad value must fail at `pulumi preview`, never half-way through `pulumi up`.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections.abc import Mapping
+from typing import Annotated, Any
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
+
+from components.durations import gcp_duration, human_duration, parse_duration
+
+CONFIG_NAMESPACE = "events-infra"
+"""Stack config keys of this project are `events-infra:<key>` (the Pulumi project name)."""
+
+REPLAY_TARGET_ATTRIBUTE = "replay_target"
+"""Attribute a replayed dead letter carries so that only the subscription it names receives it."""
+
+MAX_FILTER_BYTES = 256
+"""GCP's limit on a subscription filter."""
+
+MIN_RETENTION_S = 600.0
+MAX_RETENTION_S = 31 * 86400.0
+
+_PUBSUB_ID = re.compile(r"^[A-Za-z][A-Za-z0-9\-_.~+%]{2,254}$")
+_PROJECT_ID = re.compile(r"^[a-z][a-z0-9-]{4,28}[a-z0-9]$")
+_LABEL_KEY = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
+_LABEL_VALUE = re.compile(r"^[a-z0-9_-]{0,63}$")
+_KMS_KEY = re.compile(r"^projects/[^/]+/locations/[^/]+/keyRings/[^/]+/cryptoKeys/[^/]+$")
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+
+
+class TopologyError(ValueError):
+    """A stack config that cannot be deployed; one line per problem, each naming its key."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__("\n".join(problems))
+
+
+# --- value checks -------------------------------------------------------------------------------
+
+
+def _fail(code: str, message: str, **ctx: Any) -> PydanticCustomError:
+    return PydanticCustomError(code, message, ctx)
+
+
+def _between(lo: float, hi: float, unit: str = "", why: str = "") -> AfterValidator:
+    """A range check whose message always states the allowed range (and why it is that range)."""
+
+    def fmt(v: float) -> str:
+        return human_duration(v) if unit == "duration" else f"{v:g}"
+
+    def check(value: float) -> float:
+        if not lo <= value <= hi:
+            raise _fail(
+                "out_of_range",
+                "{value} is outside the allowed range {lo}–{hi}{why}",
+                value=fmt(value),
+                lo=fmt(lo),
+                hi=fmt(hi),
+                why=f" ({why})" if why else "",
+            )
+        return value
+
+    return AfterValidator(check)
+
+
+def _duration(value: Any) -> float:
+    try:
+        return parse_duration(value)
+    except ValueError as err:
+        raise _fail("duration", "{msg}", msg=str(err)) from None
+
+
+def _whole_seconds(value: float) -> int:
+    if not float(value).is_integer():
+        raise _fail("whole_seconds", "{value}s must be a whole number of seconds", value=f"{value:g}")
+    return int(value)
+
+
+def _pubsub_id(value: str) -> str:
+    if not _PUBSUB_ID.match(value) or value.lower().startswith("goog"):
+        raise _fail(
+            "pubsub_id",
+            "{value} is not a valid Pub/Sub name: 3–255 characters, starting with a letter, "
+            "only letters, digits and - _ . ~ + %, and not starting with 'goog'",
+            value=repr(value),
+        )
+    return value
+
+
+def _project_id(value: str) -> str:
+    if not _PROJECT_ID.match(value):
+        raise _fail(
+            "project_id",
+            "{value} is not a valid GCP project id: 6–30 lowercase letters, digits or hyphens, "
+            "starting with a letter and not ending with a hyphen",
+            value=repr(value),
+        )
+    return value
+
+
+def _labels(value: dict[str, str]) -> dict[str, str]:
+    for key, val in value.items():
+        if not _LABEL_KEY.match(key):
+            raise _fail(
+                "label_key",
+                "label key {key} is invalid: 1–63 lowercase letters, digits, _ or -, "
+                "starting with a letter",
+                key=repr(key),
+            )
+        if not _LABEL_VALUE.match(val):
+            raise _fail(
+                "label_value",
+                "label {key}={val}: values are 0–63 lowercase letters, digits, _ or -",
+                key=repr(key),
+                val=repr(val),
+            )
+    return value
+
+
+def _https_url(value: str) -> str:
+    if not value.startswith("https://") or len(value) <= len("https://"):
+        raise _fail(
+            "push_endpoint",
+            "{value} is not an https:// URL (GCP pushes only to https)",
+            value=repr(value),
+        )
+    return value
+
+
+def _email(value: str) -> str:
+    if not _EMAIL.match(value):
+        raise _fail("email", "{value} is not an email address", value=repr(value))
+    return value
+
+
+def _kms_key(value: str) -> str:
+    if not _KMS_KEY.match(value):
+        raise _fail(
+            "kms_key",
+            "{value} is not a KMS key name (projects/P/locations/L/keyRings/R/cryptoKeys/K)",
+            value=repr(value),
+        )
+    return value
+
+
+Seconds = Annotated[float, BeforeValidator(_duration)]
+PubSubId = Annotated[str, AfterValidator(_pubsub_id)]
+Labels = Annotated[dict[str, str], AfterValidator(_labels)]
+Attempts = Annotated[
+    int, _between(5, 100, why="GCP's limit on delivery attempts before dead-lettering")
+]
+Backoff = Annotated[Seconds, _between(0, 600, "duration", "GCP's retry backoff limit")]
+AckDeadline = Annotated[
+    Seconds,
+    _between(10, 600, "duration", "GCP's ack deadline limit"),
+    AfterValidator(_whole_seconds),
+]
+Retention = Annotated[
+    Seconds,
+    _between(MIN_RETENTION_S, MAX_RETENTION_S, "duration", "GCP's message retention limit"),
+]
+
+
+class _Strict(BaseModel):
+    """Unknown keys are errors: a typo in a stack file must not pass silently."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# --- the model ----------------------------------------------------------------------------------
+
+
+class SubscriptionSettings(_Strict):
+    """Delivery settings shared by `subscription_defaults` and each subscription."""
+
+    max_delivery_attempts: Attempts = 5
+    min_backoff: Backoff = 10.0
+    max_backoff: Backoff = 600.0
+    ack_deadline: AckDeadline = 60
+    message_retention: Retention = 7 * 86400.0
+    enable_message_ordering: bool = False
+    enable_exactly_once_delivery: bool = False
+    labels: Labels = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _backoff_order(self) -> SubscriptionSettings:
+        if self.min_backoff > self.max_backoff:
+            raise _fail(
+                "backoff_order",
+                "min_backoff {lo} is greater than max_backoff {hi}; "
+                "the minimum must be less than or equal to the maximum",
+                lo=human_duration(self.min_backoff),
+                hi=human_duration(self.max_backoff),
+            )
+        return self
+
+    @property
+    def min_backoff_gcp(self) -> str:
+        return gcp_duration(self.min_backoff)
+
+    @property
+    def max_backoff_gcp(self) -> str:
+        return gcp_duration(self.max_backoff)
+
+    @property
+    def message_retention_gcp(self) -> str:
+        return gcp_duration(self.message_retention)
+
+
+class SubscriptionConfig(SubscriptionSettings):
+    """One consumer subscription on the events topic."""
+
+    name: PubSubId
+    filter: str | None = None
+    push_endpoint: Annotated[str, AfterValidator(_https_url)] | None = None
+    push_service_account: Annotated[str, AfterValidator(_email)] | None = None
+
+    @model_validator(mode="after")
+    def _consistent(self) -> SubscriptionConfig:
+        if self.push_endpoint and self.enable_exactly_once_delivery:
+            raise _fail(
+                "push_exactly_once",
+                "enable_exactly_once_delivery works only for pull subscriptions; "
+                "remove push_endpoint or turn exactly-once off",
+            )
+        if self.push_service_account and not self.push_endpoint:
+            raise _fail("push_sa", "push_service_account is set but push_endpoint is not; set both")
+        size = len(self.delivery_filter.encode())
+        if size > MAX_FILTER_BYTES:
+            raise _fail(
+                "filter_size",
+                "the delivery filter for {name} would be {size} bytes, over GCP's limit of "
+                "{limit}; shorten the name or the filter",
+                name=repr(self.name),
+                size=size,
+                limit=MAX_FILTER_BYTES,
+            )
+        return self
+
+    @property
+    def delivery_filter(self) -> str:
+        """The filter GCP gets: un-targeted messages, plus replays targeted at this subscription.
+
+        GCP cannot change a filter after creation, so every subscription carries it from the
+        start; `eventsctl dlq replay` sets the attribute to reach only the subscription that failed
+        a message. A user filter is combined with AND (parenthesised: Pub/Sub refuses mixed
+        AND/OR without parentheses).
+        """
+        attr = REPLAY_TARGET_ATTRIBUTE
+        target = f'NOT attributes:{attr} OR attributes.{attr} = "{self.name}"'
+        if self.filter:
+            return f"({self.filter}) AND ({target})"
+        return target
+
+
+class TopicConfig(_Strict):
+    """The events topic every service publishes to."""
+
+    name: PubSubId = "events"
+    message_retention: Retention | None = None
+    kms_key_name: Annotated[str, AfterValidator(_kms_key)] | None = None
+    labels: Labels = Field(default_factory=dict)
+
+
+class DeadLetterConfig(_Strict):
+    """The dead-letter topic and the pull subscription that keeps (and alerts on) its messages."""
+
+    topic: PubSubId
+    subscription: PubSubId
+    message_retention: Retention = 7 * 86400.0
+    ack_deadline: AckDeadline = 60
+    labels: Labels = Field(default_factory=dict)
+
+    @property
+    def message_retention_gcp(self) -> str:
+        return gcp_duration(self.message_retention)
+
+
+class StackConfig(_Strict):
+    """Everything one stack deploys, resolved: defaults applied, names final."""
+
+    project: Annotated[str, AfterValidator(_project_id)]
+    production: bool = False
+    labels: Labels = Field(default_factory=dict)
+    topic: TopicConfig = Field(default_factory=TopicConfig)
+    dead_letter: DeadLetterConfig
+    subscriptions: list[SubscriptionConfig]
+
+    def subscription(self, name: str) -> SubscriptionConfig:
+        """The subscription called `name`; KeyError lists the ones that exist."""
+        for sub in self.subscriptions:
+            if sub.name == name:
+                return sub
+        known = ", ".join(s.name for s in self.subscriptions)
+        raise KeyError(f"no subscription {name!r} in this stack (it has: {known})")
+
+    def resource_labels(self, *extra: Mapping[str, str]) -> dict[str, str]:
+        """Stack labels overlaid with a resource's own labels (the resource wins)."""
+        merged = dict(self.labels)
+        for labels in extra:
+            merged.update(labels)
+        return merged
+
+
+# --- parsing ------------------------------------------------------------------------------------
+
+
+def parse_topology(values: Mapping[str, Any], project: Any) -> StackConfig:
+    """Validate the `events-infra:*` keys of a stack (namespace stripped) plus its GCP project.
+
+    `subscription_defaults` is validated first and on its own, so a bad default is reported once,
+    under its own key, instead of once per subscription that inherits it.
+    """
+    raw = dict(values)
+    defaults_raw = raw.pop("subscription_defaults", None) or {}
+    problems = _validate(SubscriptionSettings, defaults_raw, prefix="subscription_defaults")
+    if problems:
+        raise TopologyError(problems)
+
+    subs = raw.get("subscriptions")
+    if isinstance(subs, Mapping):  # a map keyed by name is accepted as well as a list
+        subs = [{"name": k, **(v or {})} for k, v in subs.items()]
+    if isinstance(subs, list) and isinstance(defaults_raw, Mapping):
+        subs = [{**defaults_raw, **s} if isinstance(s, Mapping) else s for s in subs]
+    raw["subscriptions"] = subs if subs is not None else []
+
+    topic = raw.get("topic") or {}
+    topic_name = topic.get("name", "events") if isinstance(topic, Mapping) else "events"
+    dead_letter = raw.get("dead_letter") or {}
+    if isinstance(dead_letter, Mapping):
+        dead_letter = dict(dead_letter)
+        dead_letter.setdefault("topic", f"{topic_name}-dlq")
+        dead_letter.setdefault("subscription", f"{dead_letter['topic']}-sub")
+    raw["dead_letter"] = dead_letter
+    raw["project"] = project
+
+    problems = _validate(StackConfig, raw, prefix="")
+    if problems:
+        raise TopologyError(problems)
+    config = StackConfig.model_validate(raw)
+    problems = _cross_checks(config)
+    if problems:
+        raise TopologyError(problems)
+    return config
+
+
+def _cross_checks(config: StackConfig) -> list[str]:
+    """Rules that span several keys: names that must be unique across the stack."""
+    ns = CONFIG_NAMESPACE
+    problems: list[str] = []
+    if not config.subscriptions:
+        problems.append(
+            f"{ns}:subscriptions: no subscriptions; a topic with no subscription drops every "
+            "message published to it, so add at least one"
+        )
+    dead_letter_sub = config.dead_letter.subscription
+    seen: set[str] = set()
+    for sub in config.subscriptions:
+        if sub.name == dead_letter_sub:
+            problems.append(
+                f"{ns}:subscriptions[{sub.name}].name: {sub.name!r} is also the name of "
+                f"the dead-letter subscription ({ns}:dead_letter.subscription); "
+                "subscription names must be unique"
+            )
+        elif sub.name in seen:
+            problems.append(
+                f"{ns}:subscriptions[{sub.name}].name: {sub.name!r} is used by more than one "
+                "subscription; subscription names must be unique"
+            )
+        seen.add(sub.name)
+    if config.topic.name == config.dead_letter.topic:
+        problems.append(
+            f"{ns}:dead_letter.topic: {config.dead_letter.topic!r} is also {ns}:topic.name; "
+            "a topic cannot be its own dead-letter topic"
+        )
+    return problems
+
+
+def _validate(model: type[BaseModel], raw: Any, prefix: str) -> list[str]:
+    try:
+        model.model_validate(raw)
+    except ValidationError as err:
+        return [_describe(e, raw, prefix, model) for e in err.errors()]
+    return []
+
+
+def config_key(loc: tuple[Any, ...], raw: Any, prefix: str = "") -> str:
+    """`('subscriptions', 1, 'min_backoff')` -> `events-infra:subscriptions[billing].min_backoff`.
+
+    List positions are shown as the entry's name: people find entries by name, not by index.
+    """
+    if not prefix and loc[:1] == ("project",):
+        return "gcp:project"
+    parts: list[str] = [prefix] if prefix else []
+    node = raw
+    for item in loc:
+        if isinstance(item, int):
+            entry = node[item] if isinstance(node, list) and item < len(node) else None
+            name = entry.get("name") if isinstance(entry, Mapping) else None
+            parts[-1] += f"[{name}]" if name else f"[{item}]"
+        else:
+            parts.append(str(item))
+        node = _child(node, item)
+    return f"{CONFIG_NAMESPACE}:" + ".".join(parts)
+
+
+def _child(node: Any, item: Any) -> Any:
+    if isinstance(node, Mapping):
+        return node.get(item)
+    if isinstance(node, list) and isinstance(item, int) and item < len(node):
+        return node[item]
+    return None
+
+
+def _describe(error: Any, raw: Any, prefix: str, model: type[BaseModel]) -> str:
+    loc = tuple(error["loc"])
+    kind = error["type"]
+    if kind == "extra_forbidden":
+        parent_model = _model_at(model, loc[:-1])
+        known = sorted(parent_model.model_fields) if parent_model else []
+        guess = difflib.get_close_matches(str(loc[-1]), known, n=1)
+        hint = f"did you mean {guess[0]!r}?" if guess else f"known keys: {', '.join(known)}"
+        return f"{config_key(loc, raw, prefix)}: unknown key ({hint})"
+    if kind == "missing":
+        return f"{config_key(loc, raw, prefix)}: required key is missing"
+    message = error["msg"]
+    if kind == "value_error":
+        message = message.removeprefix("Value error, ")
+    elif kind.endswith(("_type", "_parsing")) or kind in {"model_type", "list_type"}:
+        message = f"{error.get('input')!r} is not valid: {message[0].lower()}{message[1:]}"
+    return f"{config_key(loc, raw, prefix)}: {message}"
+
+
+def _model_at(model: type[BaseModel], loc: tuple[Any, ...]) -> type[BaseModel] | None:
+    """The pydantic model that owns the field at `loc`, to suggest the key someone meant."""
+    current: Any = model
+    for item in loc:
+        if isinstance(item, int):
+            continue
+        field = current.model_fields.get(item) if isinstance(current, type) else None
+        if field is None:
+            return None
+        annotation = field.annotation
+        args = getattr(annotation, "__args__", ())
+        candidates = [annotation, *args]
+        current = next(
+            (c for c in candidates if isinstance(c, type) and issubclass(c, BaseModel)), None
+        )
+        if current is None:
+            return None
+    return current if isinstance(current, type) and issubclass(current, BaseModel) else None

@@ -1,0 +1,28 @@
+"""The events-infra stack program: `pulumi preview/up --stack <name>` runs this file.
+
+Everything it declares comes from `stacks/Pulumi.<stack>.yaml` through the topology model; a
+config problem stops the run before any resource is declared, with one line per problem.
+"""
+
+import pulumi
+
+from components.event_bus import EventBus
+from components.stack_files import from_pulumi_config
+from components.topology import TopologyError
+
+try:
+    topology = from_pulumi_config()
+except TopologyError as err:
+    raise pulumi.RunError(f"invalid stack config:\n{err}") from None
+
+bus = EventBus("events", topology)
+
+pulumi.export("project", topology.project)
+pulumi.export("topic", bus.topic.name)
+pulumi.export("topic_id", bus.topic.id)
+pulumi.export("dead_letter_topic", bus.dead_letter_topic.name)
+pulumi.export("dead_letter_topic_id", bus.dead_letter_topic.id)
+pulumi.export("dead_letter_subscription", bus.dead_letter_subscription.name)
+pulumi.export("dead_letter_subscription_id", bus.dead_letter_subscription_id)
+pulumi.export("subscription_ids", bus.subscription_ids)
+pulumi.export("pubsub_service_agent", bus.service_agent.email)

@@ -1,0 +1,142 @@
+"""Run the real stack program under Pulumi's own mocks and record what it declares.
+
+The Pulumi engine cannot be installed here, so `pulumi.runtime.set_mocks` (Pulumi's documented
+way to unit-test programs) stands in for the engine: every resource registration reaches
+`RecordingMonitor`, which keeps the inputs and the resource options (protect, parent,
+replace_with) that `pulumi up` would send to GCP.
+"""
+
+from __future__ import annotations
+
+import json
+import runpy
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pulumi
+from pulumi.runtime import mocks as pulumi_mocks
+from pulumi.runtime.settings import SETTINGS
+from pulumi.runtime.stack import run_pulumi_func
+from pulumi.runtime.sync_await import _sync_await
+
+ROOT = Path(__file__).resolve().parent.parent
+PROGRAM = ROOT / "stacks" / "__main__.py"
+PROJECT_NUMBER = "123456789012"
+
+
+@dataclass
+class Declared:
+    """One resource the program declared: what the engine would receive for it."""
+
+    type: str
+    name: str
+    urn: str
+    inputs: dict[str, Any]
+    protect: bool
+    parent: str
+    replace_with: list[str]
+    dependencies: list[str]
+
+
+@dataclass
+class Run:
+    resources: list[Declared] = field(default_factory=list)
+    outputs: dict[str, Any] = field(default_factory=dict)
+
+    def of_type(self, type_: str) -> list[Declared]:
+        return [r for r in self.resources if r.type == type_]
+
+    def named(self, name: str) -> Declared:
+        matches = [r for r in self.resources if r.name == name]
+        assert len(matches) == 1, f"{len(matches)} resources named {name!r}"
+        return matches[0]
+
+    def by_urn(self, urn: str) -> Declared:
+        return next(r for r in self.resources if r.urn == urn)
+
+
+class GcpMocks(pulumi.runtime.Mocks):
+    """Computes what GCP would return for the few outputs the program reads (ids, emails)."""
+
+    def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict[str, Any]]:
+        inputs = dict(args.inputs)
+        project = inputs.get("project", "mock-project")
+        if args.typ == "gcp:pubsub/topic:Topic":
+            return f"projects/{project}/topics/{inputs['name']}", inputs
+        if args.typ == "gcp:pubsub/subscription:Subscription":
+            return f"projects/{project}/subscriptions/{inputs['name']}", inputs
+        if args.typ == "gcp:projects/serviceIdentity:ServiceIdentity":
+            email = f"service-{PROJECT_NUMBER}@gcp-sa-pubsub.iam.gserviceaccount.com"
+            return f"projects/{project}/services/{inputs['service']}", {
+                **inputs,
+                "email": email,
+                "member": f"serviceAccount:{email}",
+            }
+        return f"{args.name}-id", inputs
+
+    def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict[str, Any], None]:
+        return {}, None
+
+
+class RecordingMonitor(pulumi_mocks.MockMonitor):
+    """Pulumi's mock monitor, also keeping the resource options of each registration."""
+
+    def __init__(self, mocks: pulumi.runtime.Mocks, run: Run) -> None:
+        super().__init__(mocks)
+        self.run = run
+
+    def RegisterResource(self, request: Any) -> Any:  # noqa: N802 - gRPC method name
+        response = super().RegisterResource(request)
+        if request.type != "pulumi:pulumi:Stack":
+            inputs = pulumi_mocks.rpc.deserialize_properties(request.object)
+            self.run.resources.append(
+                Declared(
+                    type=request.type,
+                    name=request.name,
+                    urn=response.urn,
+                    inputs=inputs,
+                    protect=bool(request.protect),
+                    parent=request.parent,
+                    replace_with=list(request.replace_with),
+                    dependencies=list(request.dependencies),
+                )
+            )
+        return response
+
+
+def stack_config(stack_file: Path) -> dict[str, str]:
+    """A stack file's config as the engine passes it: namespaced keys, JSON for objects."""
+    from components.stack_files import read_stack_config
+
+    return {
+        key: value if isinstance(value, str) else json.dumps(value)
+        for key, value in read_stack_config(stack_file).items()
+    }
+
+
+def run_program(config: dict[str, str], stack: str = "test") -> Run:
+    """Evaluate `stacks/__main__.py` with `config` under mocks; return what it declared."""
+    run = Run()
+    mocks = GcpMocks()
+    pulumi.runtime.set_mocks(
+        mocks, project="events-infra", stack=stack, preview=False,
+        monitor=RecordingMonitor(mocks, run),
+    )
+    pulumi.runtime.set_all_config(config)
+    SETTINGS.rpc_manager.clear()
+    SETTINGS.outputs.clear()
+    exports: dict[str, Any] = {}
+
+    def program() -> None:
+        namespace = runpy.run_path(str(PROGRAM), run_name="__main__")
+        exports["bus"] = namespace["bus"]
+
+    _sync_await(run_pulumi_func(program))
+    run.outputs = exports
+    return run
+
+
+def resolve(output: pulumi.Output[Any]) -> Any:
+    """The value of an Output once the mocked engine has settled it."""
+    return _sync_await(output.future())
