@@ -11,7 +11,6 @@ from __future__ import annotations
 import pulumi
 import pulumi_gcp as gcp
 
-from components.durations import gcp_duration
 from components.topology import StackConfig, SubscriptionConfig
 
 NEVER_EXPIRE = ""
@@ -59,9 +58,7 @@ class EventBus(pulumi.ComponentResource):
             name=topology.topic.name,
             project=project,
             labels=topology.resource_labels(topology.topic.labels),
-            message_retention_duration=(
-                gcp_duration(topology.topic.message_retention) if topology.topic.message_retention else None
-            ),
+            message_retention_duration=topology.topic.message_retention_gcp,
             kms_key_name=topology.topic.kms_key_name,
             opts=pulumi.ResourceOptions(parent=self, protect=protect),
         )

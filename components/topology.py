@@ -65,7 +65,10 @@ def _between(lo: float, hi: float, unit: str = "", why: str = "") -> AfterValida
     """A range check whose message always states the allowed range (and why it is that range)."""
 
     def fmt(v: float) -> str:
-        return human_duration(v) if unit == "duration" else f"{v:g}"
+        if unit != "duration":
+            return f"{v:g}"
+        # Short ranges read best in seconds (as GCP shows them), long ones in days.
+        return gcp_duration(v) if hi <= 3600 else human_duration(v)
 
     def check(value: float) -> float:
         if not lo <= value <= hi:
@@ -91,12 +94,18 @@ def _duration(value: Any) -> float:
 
 def _whole_seconds(value: float) -> int:
     if not float(value).is_integer():
-        raise _fail("whole_seconds", "{value}s must be a whole number of seconds", value=f"{value:g}")
+        raise _fail(
+            "whole_seconds", "{value}s must be a whole number of seconds", value=f"{value:g}"
+        )
     return int(value)
 
 
+def _is_pubsub_id(value: str) -> bool:
+    return bool(_PUBSUB_ID.match(value)) and not value.lower().startswith("goog")
+
+
 def _pubsub_id(value: str) -> str:
-    if not _PUBSUB_ID.match(value) or value.lower().startswith("goog"):
+    if not _is_pubsub_id(value):
         raise _fail(
             "pubsub_id",
             "{value} is not a valid Pub/Sub name: 3–255 characters, starting with a letter, "
@@ -280,6 +289,11 @@ class TopicConfig(_Strict):
     kms_key_name: Annotated[str, AfterValidator(_kms_key)] | None = None
     labels: Labels = Field(default_factory=dict)
 
+    @property
+    def message_retention_gcp(self) -> str | None:
+        """Unset keeps GCP's default (no topic-level retention)."""
+        return gcp_duration(self.message_retention) if self.message_retention else None
+
 
 class DeadLetterConfig(_Strict):
     """The dead-letter topic and the pull subscription that keeps (and alerts on) its messages."""
@@ -345,6 +359,8 @@ def parse_topology(values: Mapping[str, Any], project: Any) -> StackConfig:
 
     topic = raw.get("topic") or {}
     topic_name = topic.get("name", "events") if isinstance(topic, Mapping) else "events"
+    if not (isinstance(topic_name, str) and _is_pubsub_id(topic_name)):
+        topic_name = "events"  # its own error is reported; don't derive a second bad name
     dead_letter = raw.get("dead_letter") or {}
     if isinstance(dead_letter, Mapping):
         dead_letter = dict(dead_letter)

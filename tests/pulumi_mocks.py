@@ -86,7 +86,7 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
         super().__init__(mocks)
         self.run = run
 
-    def RegisterResource(self, request: Any) -> Any:  # noqa: N802 - gRPC method name
+    def RegisterResource(self, request: Any) -> Any:
         response = super().RegisterResource(request)
         if request.type != "pulumi:pulumi:Stack":
             inputs = pulumi_mocks.rpc.deserialize_properties(request.object)
@@ -115,12 +115,18 @@ def stack_config(stack_file: Path) -> dict[str, str]:
     }
 
 
-def run_program(config: dict[str, str], stack: str = "test") -> Run:
-    """Evaluate `stacks/__main__.py` with `config` under mocks; return what it declared."""
-    run = Run()
+def run_program(config: dict[str, str], stack: str = "test", run: Run | None = None) -> Run:
+    """Evaluate `stacks/__main__.py` with `config` under mocks; return what it declared.
+
+    Pass `run` to see what was declared even when the program raises.
+    """
+    run = run if run is not None else Run()
     mocks = GcpMocks()
     pulumi.runtime.set_mocks(
-        mocks, project="events-infra", stack=stack, preview=False,
+        mocks,
+        project="events-infra",
+        stack=stack,
+        preview=False,
         monitor=RecordingMonitor(mocks, run),
     )
     pulumi.runtime.set_all_config(config)

@@ -1,0 +1,34 @@
+"""The `eventsctl` entry point: the root Typer app and its command groups."""
+
+from __future__ import annotations
+
+import typer
+
+from cli import __version__, topology_cmd
+
+app = typer.Typer(
+    name="eventsctl",
+    help="Operate the events-infra event backbone: topology, dead letters and the outbox.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+app.add_typer(topology_cmd.app, name="topology")
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"eventsctl {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+    ),
+) -> None:
+    """Operate the events-infra event backbone: topology, dead letters and the outbox."""
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,46 @@
+"""Exit codes and the one-line error path every command shares.
+
+Errors a user can fix (bad config, unknown stack or subscription, unreachable service) print one
+line per problem on stderr saying what is wrong and how to fix it, and exit non-zero: never a
+traceback at 3 a.m.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from collections.abc import Iterator
+from enum import IntEnum
+
+import typer
+
+
+class Exit(IntEnum):
+    """Named exit codes: 1 is reserved for "the check ran and found a problem" (cron, CI)."""
+
+    OK = 0
+    FOUND = 1
+    ERROR = 2
+
+
+class UserError(Exception):
+    """A problem the user can fix; its message is printed as-is, without a traceback."""
+
+
+def fail(message: str, code: Exit = Exit.ERROR) -> typer.Exit:
+    """Print `message` (one or more lines) as errors on stderr; return the Exit to raise."""
+    for line in str(message).splitlines() or ["unknown error"]:
+        print(f"error: {line}", file=sys.stderr)
+    return typer.Exit(int(code))
+
+
+@contextlib.contextmanager
+def user_errors() -> Iterator[None]:
+    """Turn the errors a user can fix into clean one-line failures with exit code 2."""
+    from components.stack_files import StackNotFoundError
+    from components.topology import TopologyError
+
+    try:
+        yield
+    except (UserError, StackNotFoundError, TopologyError) as err:
+        raise fail(str(err)) from None

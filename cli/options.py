@@ -1,0 +1,20 @@
+"""Options shared by several command groups, defined once so their help text never drifts."""
+
+from __future__ import annotations
+
+import typer
+
+STACK = typer.Option(
+    "dev",
+    "--stack",
+    "-s",
+    envvar="EVENTSCTL_STACK",
+    help="Stack whose stacks/Pulumi.<stack>.yaml names the topics and subscriptions.",
+)
+STACKS_DIR = typer.Option(
+    None,
+    "--stacks-dir",
+    envvar="EVENTS_INFRA_STACKS_DIR",
+    help="Folder holding the Pulumi.<stack>.yaml files (default: ./stacks, then the install's).",
+)
+JSON = typer.Option(False, "--json", help="Print machine-readable JSON on stdout.")
