@@ -4,11 +4,18 @@ Everything it declares comes from `stacks/Pulumi.<stack>.yaml` through the topol
 config problem stops the run before any resource is declared, with one line per problem.
 """
 
+import gc
+
 import pulumi
 
 from components.event_bus import EventBus
 from components.stack_files import from_pulumi_config
 from components.topology import TopologyError
+
+# Declaring thousands of resources creates millions of short-lived objects; with CPython's
+# default thresholds the cyclic GC rescans the growing heap so often that evaluation time grows
+# quadratically (bench/program_scale.py: 8.8 s -> 3.6 s for 1,000 subscriptions).
+gc.set_threshold(50_000, 20, 10)
 
 try:
     topology = from_pulumi_config()

@@ -1,0 +1,99 @@
+"""`eventsctl` basics: version, help, `topology show`, and clean one-line errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+from typer.testing import CliRunner
+
+from cli import __version__
+from cli.app import app
+
+runner = CliRunner()
+
+
+def test_version() -> None:
+    result = runner.invoke(app, ["--version"])
+    assert result.exit_code == 0
+    assert result.stdout.strip() == f"eventsctl {__version__}"
+
+
+def test_help_lists_command_groups() -> None:
+    result = runner.invoke(app, ["--help"])
+    assert result.exit_code == 0
+    assert "topology" in result.stdout
+
+
+def test_help_imports_no_heavy_library() -> None:
+    """`eventsctl --help` must stay instant: no Pulumi, Google clients or pydantic on import."""
+    code = (
+        "import sys\n"
+        "from cli.app import app\n"
+        "try:\n"
+        "    app(['--help'])\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        "heavy = [m for m in ('pulumi', 'pulumi_gcp', 'google.cloud', 'pydantic', 'psycopg')\n"
+        "         if m in sys.modules]\n"
+        "print('HEAVY=' + ','.join(heavy))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert "HEAVY=\n" in out.stdout
+
+
+def test_topology_show_json_for_prod() -> None:
+    result = runner.invoke(app, ["topology", "show", "--stack", "prod", "--json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["project"] == "cotton-erp"
+    assert data["dead_letter_subscription"] == "events-dlq-sub"
+    by_name = {s["name"]: s for s in data["subscriptions"]}
+    assert by_name["events-sub"]["max_delivery_attempts"] == 5
+    assert (by_name["events-sub"]["min_backoff"], by_name["events-sub"]["max_backoff"]) == (
+        "10s",
+        "600s",
+    )
+
+
+def test_topology_show_table() -> None:
+    result = runner.invoke(app, ["topology", "show", "--stack", "dev"])
+    assert result.exit_code == 0, result.output
+    assert "matching-engine" in result.stdout
+    assert "dead letters to events-dlq" in result.stdout
+
+
+def test_unknown_stack_is_one_line_exit_2() -> None:
+    result = runner.invoke(app, ["topology", "show", "--stack", "staging"])
+    assert result.exit_code == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1
+    assert lines[0].startswith("error: unknown stack 'staging'")
+    assert "dev, prod" in lines[0]
+    assert "Traceback" not in result.output
+
+
+def test_invalid_stack_file_names_the_key(tmp_path: Path) -> None:
+    config = {
+        "gcp:project": "cotton-erp",
+        "events-infra:subscriptions": [{"name": "orders-sub", "max_delivery_attempts": 2}],
+    }
+    (tmp_path / "Pulumi.bad.yaml").write_text(yaml.safe_dump({"config": config}))
+    result = runner.invoke(
+        app, ["topology", "show", "--stack", "bad", "--stacks-dir", str(tmp_path)]
+    )
+    assert result.exit_code == 2
+    assert result.stderr.strip() == (
+        "error: events-infra:subscriptions[orders-sub].max_delivery_attempts: 2 is outside the "
+        "allowed range 5–100 (GCP's limit on delivery attempts before dead-lettering)"
+    )
+    assert result.stdout == ""
+
+
+def test_installed_console_script_runs() -> None:
+    script = Path(sys.executable).parent / "eventsctl"
+    out = subprocess.run([str(script), "--version"], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == f"eventsctl {__version__}"
