@@ -1,0 +1,215 @@
+"""The write helper and the schema's relay support, against a real PostgreSQL server."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import uuid
+
+import psycopg
+import pytest
+
+from outbox import Event, InvalidEventError, enqueue
+from outbox.enqueue import NOTIFY_CHANNEL
+from outbox.queries import CLAIM_SQL
+from outbox.status import read_status
+
+TRADE = uuid.UUID("7b0c6a4e-54a4-4a36-9d1e-6a7f5b1a0001")
+
+
+def trade_event(**overrides: object) -> Event:
+    values: dict[str, object] = {
+        "event_type": "trade.created",
+        "aggregate_type": "trade",
+        "aggregate_id": TRADE,
+        "payload": {"trade_id": str(TRADE), "quantity": 12},
+    }
+    values.update(overrides)
+    return Event(**values)  # type: ignore[arg-type]
+
+
+def count(url: str) -> int:
+    with psycopg.connect(url) as conn:
+        return conn.execute("SELECT count(*) FROM event_outbox").fetchone()[0]
+
+
+def test_committed_transaction_leaves_exactly_one_row(outbox_db: str) -> None:
+    with psycopg.connect(outbox_db) as conn:
+        event_id = enqueue(conn, trade_event(attributes={"region": "in"}))
+    with psycopg.connect(outbox_db) as conn:
+        rows = conn.execute(
+            "SELECT id, event_type, event_version, aggregate_type, aggregate_id, ordering_key, "
+            "payload, attributes, published, retry_count FROM event_outbox"
+        ).fetchall()
+    assert rows == [
+        (
+            event_id,
+            "trade.created",
+            1,
+            "trade",
+            TRADE,
+            f"trade:{TRADE}",
+            {"trade_id": str(TRADE), "quantity": 12},
+            {"region": "in"},
+            False,
+            0,
+        )
+    ]
+
+
+def test_rolled_back_transaction_leaves_no_row(outbox_db: str) -> None:
+    with psycopg.connect(outbox_db) as conn:
+        enqueue(conn, trade_event())
+        conn.rollback()
+    with pytest.raises(RuntimeError), psycopg.connect(outbox_db) as conn:
+        enqueue(conn, trade_event())
+        raise RuntimeError("business logic failed after the event was written")
+    assert count(outbox_db) == 0
+
+
+def test_autocommit_connection_is_refused(outbox_db: str) -> None:
+    with (
+        psycopg.connect(outbox_db, autocommit=True) as conn,
+        pytest.raises(InvalidEventError, match="needs an open transaction"),
+    ):
+        enqueue(conn, trade_event())
+    assert count(outbox_db) == 0
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"event_type": ""}, "event_type must be a non-empty string"),
+        ({"aggregate_type": "x" * 101}, "aggregate_type is 101 characters"),
+        ({"aggregate_id": "not-a-uuid"}, "aggregate_id must be a UUID"),
+        ({"event_version": 0}, "event_version must be 1 or more"),
+        ({"payload": {"when": object()}}, "payload is not JSON-serialisable"),
+        ({"payload": float("nan")}, "payload is not JSON-serialisable"),
+        ({"payload": "x" * 10_000_001}, "Pub/Sub's limit is 10000000"),
+        ({"attributes": {"googfoo": "x"}}, "keys starting with 'goog'"),
+        ({"attributes": {"k": 5}}, "attribute 'k' must be a string"),
+        ({"attributes": {"k" * 257: "v"}}, "is over 256 bytes"),
+        ({"attributes": {"k": "v" * 1025}}, "value is over 1024 bytes"),
+        ({"attributes": {f"a{i}": "v" for i in range(95)}}, "Pub/Sub allows 100"),
+        ({"attributes": {"replay_target": "x"}}, "is set by the relay"),
+        ({"ordering_key": "k" * 1025}, "ordering_key is over"),
+    ],
+)
+def test_invalid_events_are_refused_before_anything_is_written(
+    outbox_db: str, overrides: dict[str, object], message: str
+) -> None:
+    with psycopg.connect(outbox_db) as conn:
+        with pytest.raises(InvalidEventError, match=message):
+            enqueue(conn, trade_event(**overrides))
+        conn.commit()
+    assert count(outbox_db) == 0
+
+
+def test_one_notification_per_transaction(outbox_db: str) -> None:
+    with psycopg.connect(outbox_db, autocommit=True) as listener:
+        listener.execute(f"LISTEN {NOTIFY_CHANNEL}")
+        with psycopg.connect(outbox_db) as writer:
+            for i in range(5):
+                enqueue(writer, trade_event(aggregate_id=uuid.UUID(int=i + 1)))
+        received = list(listener.notifies(timeout=1.0))
+    assert [n.channel for n in received] == [NOTIFY_CHANNEL]
+
+
+def test_same_key_writers_get_seq_in_commit_order(outbox_db: str) -> None:
+    """The second transaction waits on the key lock, so its row sorts after the first's commit."""
+    first_holds_lock = threading.Event()
+
+    def slow_writer() -> None:
+        with psycopg.connect(outbox_db) as conn:
+            enqueue(conn, trade_event(event_type="trade.first"))
+            first_holds_lock.set()
+            time.sleep(0.5)
+
+    thread = threading.Thread(target=slow_writer)
+    thread.start()
+    assert first_holds_lock.wait(10)
+    with psycopg.connect(outbox_db) as conn:
+        enqueue(conn, trade_event(event_type="trade.second"))
+    thread.join(10)
+    with psycopg.connect(outbox_db) as conn:
+        order = [r[0] for r in conn.execute("SELECT event_type FROM event_outbox ORDER BY seq")]
+    assert order == ["trade.first", "trade.second"]
+
+
+def test_fence_hides_rows_of_open_transactions(outbox_db: str) -> None:
+    with psycopg.connect(outbox_db) as open_tx:
+        enqueue(open_tx, trade_event(aggregate_id=uuid.UUID(int=1)))
+        with psycopg.connect(outbox_db) as later:
+            enqueue(later, trade_event(aggregate_id=uuid.UUID(int=2)))
+        # the later row is committed, but an older transaction is still open: nothing claimable
+        with psycopg.connect(outbox_db) as relay:
+            assert relay.execute(CLAIM_SQL, (10,)).fetchall() == []
+    with psycopg.connect(outbox_db) as relay:
+        assert len(relay.execute(CLAIM_SQL, (10,)).fetchall()) == 2
+
+
+def test_claim_takes_only_the_head_of_each_key(outbox_db: str) -> None:
+    with psycopg.connect(outbox_db) as conn:
+        for version in (1, 2, 3):
+            enqueue(conn, trade_event(event_version=version))
+        enqueue(conn, trade_event(aggregate_id=uuid.UUID(int=9)))
+    with psycopg.connect(outbox_db) as relay:
+        claimed = {r[0] for r in relay.execute(CLAIM_SQL, (10,))}
+        heads = {
+            r[0]
+            for r in relay.execute(
+                "SELECT DISTINCT ON (ordering_key) id FROM event_outbox ORDER BY ordering_key, seq"
+            )
+        }
+    assert claimed == heads and len(claimed) == 2
+
+
+def test_claim_query_uses_the_pending_partial_indexes(outbox_db: str) -> None:
+    with psycopg.connect(outbox_db) as conn:
+        conn.execute(
+            "INSERT INTO event_outbox (event_type, aggregate_type, aggregate_id, ordering_key,"
+            " payload, published, published_at)"
+            " SELECT 'trade.created', 'trade', gen_random_uuid(), 'trade:' || g, '{}'::jsonb,"
+            " g > 200, CASE WHEN g > 200 THEN now() END FROM generate_series(1, 50000) g"
+        )
+        conn.commit()
+        conn.execute("ANALYZE event_outbox")
+        plan = "\n".join(r[0] for r in conn.execute("EXPLAIN " + CLAIM_SQL, (100,)))
+        cleanup = "\n".join(
+            r[0]
+            for r in conn.execute(
+                "EXPLAIN SELECT id FROM event_outbox WHERE published AND "
+                "published_at < now() - interval '7 days' LIMIT 1000"
+            )
+        )
+    print(plan)
+    assert "event_outbox_pending" in plan
+    assert "Seq Scan on event_outbox" not in plan
+    assert "event_outbox_published_at_idx" in cleanup
+
+
+def test_status_reports_backlog_failing_and_failed(outbox_db: str) -> None:
+    with psycopg.connect(outbox_db) as conn:
+        assert read_status(conn).backlog == 0
+        assert read_status(conn).oldest_unpublished_age_s is None
+        for i in range(3):
+            enqueue(conn, trade_event(aggregate_id=uuid.UUID(int=i + 1)))
+        conn.commit()
+        conn.execute(
+            "UPDATE event_outbox SET created_at = now() - interval '90 seconds', retry_count = 2"
+            " WHERE aggregate_id = %s",
+            (uuid.UUID(int=1),),
+        )
+        conn.execute(
+            "INSERT INTO event_outbox_failed (id, event_type, event_version, aggregate_type,"
+            " aggregate_id, ordering_key, seq, payload, attributes, retry_count, created_at,"
+            " reason) VALUES (gen_random_uuid(), 't', 1, 'trade', gen_random_uuid(), 'k', 1,"
+            " '{}', '{}', 9, now(), %s)",
+            (json.dumps({"why": "oversize"}),),
+        )
+        conn.commit()
+        status = read_status(conn)
+    assert (status.backlog, status.failing, status.failed_for_good) == (3, 1, 1)
+    assert status.oldest_unpublished_age_s is not None
+    assert 89 <= status.oldest_unpublished_age_s < 150
