@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from cli import __version__, topology_cmd
+from cli import __version__, outbox_cmd, topology_cmd
 
 app = typer.Typer(
     name="eventsctl",
@@ -13,6 +13,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(topology_cmd.app, name="topology")
+app.add_typer(outbox_cmd.app, name="outbox")
 
 
 def _version(value: bool) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import difflib
 import re
 from collections.abc import Mapping
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     AfterValidator,
@@ -309,6 +309,70 @@ class DeadLetterConfig(_Strict):
         return gcp_duration(self.message_retention)
 
 
+_PG_IDENT = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+_SQL_INSTANCE = re.compile(r"^[a-z][a-z0-9-]{0,96}[a-z0-9]$")
+_REGION = re.compile(r"^[a-z]+-[a-z]+[0-9]+$")
+_NETWORK = re.compile(r"^projects/[^/]+/global/networks/[^/]+$")
+_HHMM = re.compile(r"^([01][0-9]|2[0-3]):[0-5][0-9]$")
+_TIER = re.compile(r"^db-[a-z0-9-]+$")
+_PG_VERSION = re.compile(r"^POSTGRES_(\d+)$")
+
+
+def _matches(pattern: re.Pattern[str], what: str) -> AfterValidator:
+    def check(value: str) -> str:
+        if not pattern.match(value):
+            raise _fail("pattern", "{value} is not {what}", value=repr(value), what=what)
+        return value
+
+    return AfterValidator(check)
+
+
+def _postgres_version(value: str) -> str:
+    match = _PG_VERSION.match(value)
+    if not match or not 13 <= int(match.group(1)) <= 17:
+        raise _fail(
+            "pg_version",
+            "{value} is not supported: use POSTGRES_13 to POSTGRES_17 (the outbox needs "
+            "pg_current_xact_id, new in 13)",
+            value=repr(value),
+        )
+    return value
+
+
+class DatabaseConfig(_Strict):
+    """The Cloud SQL for PostgreSQL instance holding the transactional outbox."""
+
+    region: Annotated[str, _matches(_REGION, "a GCP region such as asia-south1")]
+    instance: Annotated[
+        str,
+        _matches(_SQL_INSTANCE, "a Cloud SQL instance id (lowercase letters, digits, hyphens)"),
+    ] = "events-outbox"
+    database: Annotated[
+        str, _matches(_PG_IDENT, "a PostgreSQL database name ([a-z_][a-z0-9_]*, ≤ 63)")
+    ] = "events"
+    database_version: Annotated[str, AfterValidator(_postgres_version)] = "POSTGRES_16"
+    tier: Annotated[str, _matches(_TIER, "a Cloud SQL tier such as db-custom-2-7680")] = (
+        "db-custom-1-3840"
+    )
+    availability_type: Literal["ZONAL", "REGIONAL"] = "ZONAL"
+    backup_start_time: Annotated[str, _matches(_HHMM, "a UTC time HH:MM")] = "02:00"
+    retained_backups: Annotated[int, _between(1, 365, why="Cloud SQL's limit")] = 7
+    transaction_log_retention_days: Annotated[
+        int, _between(1, 7, why="Cloud SQL's limit for point-in-time recovery")
+    ] = 7
+    private_network: (
+        Annotated[str, _matches(_NETWORK, "a VPC network (projects/P/global/networks/N)")] | None
+    ) = None
+    logical_decoding: bool = False
+    password_user: Annotated[str, _matches(_PG_IDENT, "a PostgreSQL user name")] | None = None
+    migration_principal: Annotated[str, AfterValidator(_email)] | None = None
+    labels: Labels = Field(default_factory=dict)
+
+    @property
+    def private_ip_only(self) -> bool:
+        return self.private_network is not None
+
+
 class StackConfig(_Strict):
     """Everything one stack deploys, resolved: defaults applied, names final."""
 
@@ -318,6 +382,7 @@ class StackConfig(_Strict):
     topic: TopicConfig = Field(default_factory=TopicConfig)
     dead_letter: DeadLetterConfig
     subscriptions: list[SubscriptionConfig]
+    database: DatabaseConfig | None = None
 
     def subscription(self, name: str) -> SubscriptionConfig:
         """The subscription called `name`; KeyError lists the ones that exist."""
@@ -461,7 +526,7 @@ def _describe(error: Any, raw: Any, prefix: str, model: type[BaseModel]) -> str:
     message = error["msg"]
     if kind == "value_error":
         message = message.removeprefix("Value error, ")
-    elif kind.endswith(("_type", "_parsing")) or kind in {"model_type", "list_type"}:
+    elif kind.endswith(("_type", "_parsing")) or kind in {"literal_error", "enum"}:
         message = f"{error.get('input')!r} is not valid: {message[0].lower()}{message[1:]}"
     return f"{config_key(loc, raw, prefix)}: {message}"
 

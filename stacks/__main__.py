@@ -9,6 +9,7 @@ import gc
 import pulumi
 
 from components.event_bus import EventBus
+from components.outbox_database import OutboxDatabase
 from components.stack_files import from_pulumi_config
 from components.topology import TopologyError
 
@@ -33,3 +34,10 @@ pulumi.export("dead_letter_subscription", bus.dead_letter_subscription.name)
 pulumi.export("dead_letter_subscription_id", bus.dead_letter_subscription_id)
 pulumi.export("subscription_ids", bus.subscription_ids)
 pulumi.export("pubsub_service_agent", bus.service_agent.email)
+
+if topology.database is not None:
+    outbox_db = OutboxDatabase("outbox", topology)
+    pulumi.export("outbox_connection_name", outbox_db.connection_name)
+    pulumi.export("outbox_database", outbox_db.database.name)
+    if outbox_db.schema is not None:
+        pulumi.export("outbox_schema_version", outbox_db.schema.schema_version)

@@ -16,8 +16,9 @@ from typing import Any
 
 import pulumi
 from pulumi.runtime import mocks as pulumi_mocks
+from pulumi.runtime import settings
 from pulumi.runtime.settings import SETTINGS
-from pulumi.runtime.stack import run_pulumi_func
+from pulumi.runtime.stack import run_in_stack
 from pulumi.runtime.sync_await import _sync_await
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -43,6 +44,9 @@ class Declared:
 class Run:
     resources: list[Declared] = field(default_factory=list)
     outputs: dict[str, Any] = field(default_factory=dict)
+    """Component objects the program created (`bus`, `outbox_db`), to resolve their Outputs."""
+    exports: dict[str, Any] = field(default_factory=dict)
+    """The stack outputs (`pulumi.export`) as the engine receives them, secrets still wrapped."""
 
     def of_type(self, type_: str) -> list[Declared]:
         return [r for r in self.resources if r.type == type_]
@@ -73,6 +77,17 @@ class GcpMocks(pulumi.runtime.Mocks):
                 "email": email,
                 "member": f"serviceAccount:{email}",
             }
+        if args.typ == "gcp:sql/databaseInstance:DatabaseInstance":
+            connection = f"{project}:{inputs['region']}:{inputs['name']}"
+            return inputs["name"], {**inputs, "connectionName": connection}
+        if args.typ == "random:index/randomPassword:RandomPassword":
+            return args.name, {**inputs, "result": "mock-generated-password"}
+        if args.typ == "pulumi-python:dynamic:Resource":
+            return f"{inputs['instance_connection_name']}/{inputs['database']}", {
+                **inputs,
+                "schema_version": 1,
+                "applied": ["0001_event_outbox.sql"],
+            }
         return f"{args.name}-id", inputs
 
     def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict[str, Any], None]:
@@ -85,6 +100,11 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
     def __init__(self, mocks: pulumi.runtime.Mocks, run: Run) -> None:
         super().__init__(mocks)
         self.run = run
+
+    def RegisterResourceOutputs(self, request: Any) -> Any:
+        if request.urn.split("::")[-2] == "pulumi:pulumi:Stack":
+            self.run.exports = pulumi_mocks.rpc.deserialize_properties(request.outputs, True)
+        return super().RegisterResourceOutputs(request)
 
     def RegisterResource(self, request: Any) -> Any:
         response = super().RegisterResource(request)
@@ -132,14 +152,15 @@ def run_program(config: dict[str, str], stack: str = "test", run: Run | None = N
     pulumi.runtime.set_all_config(config)
     SETTINGS.rpc_manager.clear()
     SETTINGS.outputs.clear()
-    exports: dict[str, Any] = {}
 
     def program() -> None:
         namespace = runpy.run_path(str(PROGRAM), run_name="__main__")
-        exports["bus"] = namespace["bus"]
+        run.outputs.update({k: namespace[k] for k in ("bus", "outbox_db") if k in namespace})
 
-    _sync_await(run_pulumi_func(program))
-    run.outputs = exports
+    # A fresh root Stack per run, created the way the engine's entry point creates it, so the
+    # program's `pulumi.export`s are registered as stack outputs at the end.
+    settings.ROOT.set(None)
+    _sync_await(run_in_stack(program))
     return run
 
 

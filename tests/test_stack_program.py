@@ -53,14 +53,15 @@ def test_resource_counts(deployed: tuple[StackConfig, Run]) -> None:
     assert len(run.of_type(IDENTITY)) == 1
     assert len(run.of_type(TOPIC_MEMBER)) == 1
     assert len(run.of_type(SUB_MEMBER)) == n
-    assert len(run.resources) == 2 * n + 6
+    [bus] = run.of_type(EVENT_BUS)
+    assert len([r for r in run.resources if r.parent == bus.urn]) == 2 * n + 5
 
 
 def test_every_child_is_parented_to_the_event_bus(deployed: tuple[StackConfig, Run]) -> None:
     _, run = deployed
     [bus] = run.of_type(EVENT_BUS)
-    children = [r for r in run.resources if r.type != EVENT_BUS]
-    assert children and all(r.parent == bus.urn for r in children)
+    pubsub = [r for r in run.resources if r.type.startswith(("gcp:pubsub/", "gcp:projects/"))]
+    assert pubsub and all(r.parent == bus.urn for r in pubsub)
 
 
 def test_topics_have_explicit_names(deployed: tuple[StackConfig, Run]) -> None:
@@ -197,6 +198,13 @@ def test_removing_a_subscription_leaves_the_others_untouched(prod_config: dict[s
     gone = {"events-sub-notifications", "events-sub-notifications-agent-subscriber"}
     kept = {r.urn: r.inputs for r in before.resources if r.name not in gone}
     assert {r.urn: r.inputs for r in after.resources} == kept
+
+
+def test_stack_exports_names_for_later_tools(deployed: tuple[StackConfig, Run]) -> None:
+    topology, run = deployed
+    assert run.exports["topic"] == topology.topic.name
+    assert run.exports["dead_letter_subscription"] == topology.dead_letter.subscription
+    assert set(run.exports["subscription_ids"]) == {s.name for s in topology.subscriptions}
 
 
 def test_outputs_wait_for_grants_and_list_every_subscription() -> None:

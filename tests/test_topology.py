@@ -293,3 +293,52 @@ def test_load_stack_by_name(tmp_path: Path, prod_config: dict[str, Any]) -> None
 
     (tmp_path / "Pulumi.staging.yaml").write_text(yaml.safe_dump({"config": config}))
     assert load_stack("staging", tmp_path).project == "cotton-erp"
+
+
+# --- the outbox database section ---------------------------------------------------------------
+
+
+def test_database_defaults() -> None:
+    config = parse_topology(minimal(database={"region": "asia-south1"}), "cotton-erp")
+    assert config.database is not None
+    assert (config.database.instance, config.database.database) == ("events-outbox", "events")
+    assert config.database.database_version == "POSTGRES_16"
+    assert config.database.availability_type == "ZONAL"
+    assert config.database.private_ip_only is False
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({}, "events-infra:database.region: required key is missing"),
+        ({"region": "x"}, "events-infra:database.region: 'x' is not a GCP region"),
+        (
+            {"region": "asia-south1", "database_version": "POSTGRES_12"},
+            "events-infra:database.database_version: 'POSTGRES_12' is not supported",
+        ),
+        (
+            {"region": "asia-south1", "availability_type": "HA"},
+            "events-infra:database.availability_type: 'HA' is not valid",
+        ),
+        (
+            {"region": "asia-south1", "transaction_log_retention_days": 30},
+            "30 is outside the allowed range 1–7",
+        ),
+        (
+            {"region": "asia-south1", "private_network": "default"},
+            "events-infra:database.private_network: 'default' is not a VPC network",
+        ),
+        (
+            {"region": "asia-south1", "migration_principal": "deployer"},
+            "events-infra:database.migration_principal: 'deployer' is not an email address",
+        ),
+        (
+            {"region": "asia-south1", "instance": "Events_DB"},
+            "events-infra:database.instance: 'Events_DB' is not a Cloud SQL instance id",
+        ),
+        ({"region": "asia-south1", "passwrd_user": "x"}, "did you mean 'password_user'?"),
+    ],
+)
+def test_database_validation(values: dict[str, Any], message: str) -> None:
+    [problem] = problems(minimal(database=values))
+    assert message in problem

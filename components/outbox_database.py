@@ -1,0 +1,154 @@
+"""`OutboxDatabase`: the Cloud SQL for PostgreSQL instance, database and users behind the outbox,
+with the schema applied by `OutboxSchema` during `pulumi up`.
+"""
+
+from __future__ import annotations
+
+import pulumi
+import pulumi_gcp as gcp
+import pulumi_random as random
+
+from components.outbox_schema import OutboxSchema
+from components.topology import DatabaseConfig, StackConfig
+
+SERVICE_ACCOUNT_SUFFIX = ".gserviceaccount.com"
+
+
+def iam_database_user(email: str) -> tuple[str, str]:
+    """Cloud SQL's (user name, user type) for an IAM principal: service accounts drop the
+    `.gserviceaccount.com` suffix (PostgreSQL's 63-character limit), people keep their email."""
+    if email.endswith(SERVICE_ACCOUNT_SUFFIX):
+        return email.removesuffix(SERVICE_ACCOUNT_SUFFIX), "CLOUD_IAM_SERVICE_ACCOUNT"
+    return email, "CLOUD_IAM_USER"
+
+
+class OutboxDatabase(pulumi.ComponentResource):
+    """Instance, database, optional password user, migration user and schema for one stack.
+
+    Public fields: `instance`, `database`, `connection_name` (for the relay and connectors),
+    `password_user` and `password` (a Pulumi secret; never exported in plain text), `schema`.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        topology: StackConfig,
+        opts: pulumi.ResourceOptions | None = None,
+    ) -> None:
+        super().__init__("events-infra:outbox_database:OutboxDatabase", name, None, opts)
+        config = topology.database
+        if config is None:
+            raise ValueError("OutboxDatabase needs events-infra:database in the stack config")
+        production = topology.production
+        project = topology.project
+
+        self.instance = gcp.sql.DatabaseInstance(
+            f"{name}-instance",
+            name=config.instance,
+            project=project,
+            region=config.region,
+            database_version=config.database_version,
+            # Both guards: Pulumi refuses to delete, and the Cloud SQL API refuses too.
+            deletion_protection=production,
+            settings=self._settings(config, topology),
+            opts=pulumi.ResourceOptions(parent=self, protect=production),
+        )
+        self.connection_name = self.instance.connection_name
+        self.database = gcp.sql.Database(
+            f"{name}-database",
+            name=config.database,
+            project=project,
+            instance=self.instance.name,
+            opts=pulumi.ResourceOptions(parent=self, protect=production),
+        )
+
+        self.password: pulumi.Output[str] | None = None
+        self.password_user: gcp.sql.User | None = None
+        if config.password_user:
+            generated = random.RandomPassword(
+                f"{name}-password",
+                length=32,
+                special=False,
+                opts=pulumi.ResourceOptions(parent=self),
+            )
+            self.password = pulumi.Output.secret(generated.result)
+            self.password_user = gcp.sql.User(
+                f"{name}-user-{config.password_user}",
+                name=config.password_user,
+                project=project,
+                instance=self.instance.name,
+                type="BUILT_IN",
+                password=self.password,
+                opts=pulumi.ResourceOptions(parent=self),
+            )
+
+        self.schema: OutboxSchema | None = None
+        self.migration_user: gcp.sql.User | None = None
+        if config.migration_principal:
+            user_name, user_type = iam_database_user(config.migration_principal)
+            # cloudsqlsuperuser: since PostgreSQL 15 a new user may not create tables in the
+            # public schema, and the migration user must.
+            self.migration_user = gcp.sql.User(
+                f"{name}-migration-user",
+                name=user_name,
+                project=project,
+                instance=self.instance.name,
+                type=user_type,
+                database_roles=["cloudsqlsuperuser"],
+                opts=pulumi.ResourceOptions(parent=self),
+            )
+            self.schema = OutboxSchema(
+                f"{name}-schema",
+                instance_connection_name=self.instance.connection_name,
+                database=self.database.name,
+                user=self.migration_user.name,
+                private_ip=config.private_ip_only,
+                opts=pulumi.ResourceOptions(
+                    parent=self, depends_on=[self.database, self.migration_user]
+                ),
+            )
+
+        self.register_outputs(
+            {
+                "connection_name": self.connection_name,
+                "database": self.database.name,
+                "schema_version": self.schema.schema_version if self.schema else None,
+            }
+        )
+
+    @staticmethod
+    def _settings(
+        config: DatabaseConfig, topology: StackConfig
+    ) -> gcp.sql.DatabaseInstanceSettingsArgs:
+        flags = [
+            gcp.sql.DatabaseInstanceSettingsDatabaseFlagArgs(
+                name="cloudsql.iam_authentication", value="on"
+            )
+        ]
+        if config.logical_decoding:
+            flags.append(
+                gcp.sql.DatabaseInstanceSettingsDatabaseFlagArgs(
+                    name="cloudsql.logical_decoding", value="on"
+                )
+            )
+        return gcp.sql.DatabaseInstanceSettingsArgs(
+            tier=config.tier,
+            availability_type=config.availability_type,
+            deletion_protection_enabled=topology.production,
+            backup_configuration=gcp.sql.DatabaseInstanceSettingsBackupConfigurationArgs(
+                enabled=True,
+                point_in_time_recovery_enabled=True,
+                start_time=config.backup_start_time,
+                transaction_log_retention_days=config.transaction_log_retention_days,
+                backup_retention_settings=gcp.sql.DatabaseInstanceSettingsBackupConfigurationBackupRetentionSettingsArgs(
+                    retained_backups=config.retained_backups, retention_unit="COUNT"
+                ),
+            ),
+            ip_configuration=gcp.sql.DatabaseInstanceSettingsIpConfigurationArgs(
+                ipv4_enabled=not config.private_ip_only,
+                private_network=config.private_network,
+                ssl_mode="ENCRYPTED_ONLY",
+            ),
+            database_flags=flags,
+            user_labels=topology.resource_labels(config.labels),
+        )

@@ -1,0 +1,103 @@
+"""`OutboxSchema`: a Pulumi dynamic resource that applies the outbox migrations during `pulumi up`.
+
+It runs the same runner as `eventsctl outbox migrate` (outbox/migrate.py), connecting through the
+Cloud SQL Python Connector with IAM database authentication, so no password and no public
+authorised network is involved. It re-runs whenever the set of migration files changes (their
+digest is an input) and never drops anything on delete: outbox rows outlive any stack refactor.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pulumi
+from pulumi.dynamic import CreateResult, DiffResult, ResourceProvider, UpdateResult
+
+from outbox.migrate import MigrationReport, migrate, migrations_digest
+
+_RERUN_ON = ("migrations_digest", "instance_connection_name", "database", "user")
+
+
+class MigrationProvider(ResourceProvider):
+    """Create/update = bring the schema up to date; delete = leave the data alone."""
+
+    def create(self, props: dict[str, Any]) -> CreateResult:
+        report = self._apply(props)
+        resource_id = f"{props['instance_connection_name']}/{props['database']}"
+        return CreateResult(id_=resource_id, outs=self._outs(props, report))
+
+    def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
+        changed = [key for key in _RERUN_ON if olds.get(key) != news.get(key)]
+        return DiffResult(changes=bool(changed), replaces=[], delete_before_replace=False)
+
+    def update(self, _id: str, _olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
+        return UpdateResult(outs=self._outs(news, self._apply(news)))
+
+    def delete(self, _id: str, _props: dict[str, Any]) -> None:
+        """Deliberately nothing: removing the resource from a stack must not drop the outbox."""
+
+    def _apply(self, props: dict[str, Any]) -> MigrationReport:
+        conn = self._connect(props)
+        try:
+            return migrate(conn)
+        finally:
+            conn.close()
+
+    def _connect(self, props: dict[str, Any]) -> Any:
+        """A pg8000 connection through the Cloud SQL connector, as the IAM principal."""
+        from google.cloud.sql.connector import Connector, IPTypes
+
+        connector = Connector(refresh_strategy="lazy")
+        conn = connector.connect(
+            props["instance_connection_name"],
+            "pg8000",
+            user=props["user"],
+            db=props["database"],
+            enable_iam_auth=True,
+            ip_type=IPTypes.PRIVATE if props.get("private_ip") else IPTypes.PUBLIC,
+        )
+        original_close = conn.close
+
+        def close() -> None:
+            original_close()
+            connector.close()
+
+        conn.close = close
+        return conn
+
+    @staticmethod
+    def _outs(props: dict[str, Any], report: MigrationReport) -> dict[str, Any]:
+        return {**props, "schema_version": report.schema_version, "applied": report.applied}
+
+
+class OutboxSchema(pulumi.dynamic.Resource):
+    """The outbox tables in `database` on the Cloud SQL instance, at the shipped schema version."""
+
+    schema_version: pulumi.Output[int]
+    applied: pulumi.Output[list[str]]
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        instance_connection_name: pulumi.Input[str],
+        database: pulumi.Input[str],
+        user: pulumi.Input[str],
+        private_ip: bool,
+        opts: pulumi.ResourceOptions | None = None,
+        provider: ResourceProvider | None = None,
+    ) -> None:
+        super().__init__(
+            provider or MigrationProvider(),
+            name,
+            {
+                "instance_connection_name": instance_connection_name,
+                "database": database,
+                "user": user,
+                "private_ip": private_ip,
+                "migrations_digest": migrations_digest(),
+                "schema_version": None,
+                "applied": None,
+            },
+            opts,
+        )
