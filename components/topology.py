@@ -9,22 +9,28 @@ range GCP allows: a bad value must fail at `pulumi preview`, never half-way thro
 from __future__ import annotations
 
 import difflib
-import re
 from collections.abc import Mapping
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
-from pydantic import (
-    AfterValidator,
-    BaseModel,
-    BeforeValidator,
-    ConfigDict,
-    Field,
-    ValidationError,
-    model_validator,
+from pydantic import AfterValidator, BaseModel, Field, ValidationError, model_validator
+
+from components.config_types import (
+    AckDeadline,
+    Attempts,
+    Backoff,
+    Labels,
+    PubSubId,
+    Retention,
+    Strict,
+    email,
+    fail,
+    https_url,
+    is_pubsub_id,
+    kms_key,
+    project_id,
 )
-from pydantic_core import PydanticCustomError
-
-from components.durations import gcp_duration, human_duration, parse_duration
+from components.database_config import DatabaseConfig
+from components.durations import gcp_duration, human_duration
 
 CONFIG_NAMESPACE = "events-infra"
 """Stack config keys of this project are `events-infra:<key>` (the Pulumi project name)."""
@@ -35,16 +41,6 @@ REPLAY_TARGET_ATTRIBUTE = "replay_target"
 MAX_FILTER_BYTES = 256
 """GCP's limit on a subscription filter."""
 
-MIN_RETENTION_S = 600.0
-MAX_RETENTION_S = 31 * 86400.0
-
-_PUBSUB_ID = re.compile(r"^[A-Za-z][A-Za-z0-9\-_.~+%]{2,254}$")
-_PROJECT_ID = re.compile(r"^[a-z][a-z0-9-]{4,28}[a-z0-9]$")
-_LABEL_KEY = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
-_LABEL_VALUE = re.compile(r"^[a-z0-9_-]{0,63}$")
-_KMS_KEY = re.compile(r"^projects/[^/]+/locations/[^/]+/keyRings/[^/]+/cryptoKeys/[^/]+$")
-_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
-
 
 class TopologyError(ValueError):
     """A stack config that cannot be deployed; one line per problem, each naming its key."""
@@ -54,151 +50,10 @@ class TopologyError(ValueError):
         super().__init__("\n".join(problems))
 
 
-# --- value checks -------------------------------------------------------------------------------
-
-
-def _fail(code: str, message: str, **ctx: Any) -> PydanticCustomError:
-    return PydanticCustomError(code, message, ctx)
-
-
-def _between(lo: float, hi: float, unit: str = "", why: str = "") -> AfterValidator:
-    """A range check whose message always states the allowed range (and why it is that range)."""
-
-    def fmt(v: float) -> str:
-        if unit != "duration":
-            return f"{v:g}"
-        # Short ranges read best in seconds (as GCP shows them), long ones in days.
-        return gcp_duration(v) if hi <= 3600 else human_duration(v)
-
-    def check(value: float) -> float:
-        if not lo <= value <= hi:
-            raise _fail(
-                "out_of_range",
-                "{value} is outside the allowed range {lo}–{hi}{why}",
-                value=fmt(value),
-                lo=fmt(lo),
-                hi=fmt(hi),
-                why=f" ({why})" if why else "",
-            )
-        return value
-
-    return AfterValidator(check)
-
-
-def _duration(value: Any) -> float:
-    try:
-        return parse_duration(value)
-    except ValueError as err:
-        raise _fail("duration", "{msg}", msg=str(err)) from None
-
-
-def _whole_seconds(value: float) -> int:
-    if not float(value).is_integer():
-        raise _fail(
-            "whole_seconds", "{value}s must be a whole number of seconds", value=f"{value:g}"
-        )
-    return int(value)
-
-
-def _is_pubsub_id(value: str) -> bool:
-    return bool(_PUBSUB_ID.match(value)) and not value.lower().startswith("goog")
-
-
-def _pubsub_id(value: str) -> str:
-    if not _is_pubsub_id(value):
-        raise _fail(
-            "pubsub_id",
-            "{value} is not a valid Pub/Sub name: 3–255 characters, starting with a letter, "
-            "only letters, digits and - _ . ~ + %, and not starting with 'goog'",
-            value=repr(value),
-        )
-    return value
-
-
-def _project_id(value: str) -> str:
-    if not _PROJECT_ID.match(value):
-        raise _fail(
-            "project_id",
-            "{value} is not a valid GCP project id: 6–30 lowercase letters, digits or hyphens, "
-            "starting with a letter and not ending with a hyphen",
-            value=repr(value),
-        )
-    return value
-
-
-def _labels(value: dict[str, str]) -> dict[str, str]:
-    for key, val in value.items():
-        if not _LABEL_KEY.match(key):
-            raise _fail(
-                "label_key",
-                "label key {key} is invalid: 1–63 lowercase letters, digits, _ or -, "
-                "starting with a letter",
-                key=repr(key),
-            )
-        if not _LABEL_VALUE.match(val):
-            raise _fail(
-                "label_value",
-                "label {key}={val}: values are 0–63 lowercase letters, digits, _ or -",
-                key=repr(key),
-                val=repr(val),
-            )
-    return value
-
-
-def _https_url(value: str) -> str:
-    if not value.startswith("https://") or len(value) <= len("https://"):
-        raise _fail(
-            "push_endpoint",
-            "{value} is not an https:// URL (GCP pushes only to https)",
-            value=repr(value),
-        )
-    return value
-
-
-def _email(value: str) -> str:
-    if not _EMAIL.match(value):
-        raise _fail("email", "{value} is not an email address", value=repr(value))
-    return value
-
-
-def _kms_key(value: str) -> str:
-    if not _KMS_KEY.match(value):
-        raise _fail(
-            "kms_key",
-            "{value} is not a KMS key name (projects/P/locations/L/keyRings/R/cryptoKeys/K)",
-            value=repr(value),
-        )
-    return value
-
-
-Seconds = Annotated[float, BeforeValidator(_duration)]
-PubSubId = Annotated[str, AfterValidator(_pubsub_id)]
-Labels = Annotated[dict[str, str], AfterValidator(_labels)]
-Attempts = Annotated[
-    int, _between(5, 100, why="GCP's limit on delivery attempts before dead-lettering")
-]
-Backoff = Annotated[Seconds, _between(0, 600, "duration", "GCP's retry backoff limit")]
-AckDeadline = Annotated[
-    Seconds,
-    _between(10, 600, "duration", "GCP's ack deadline limit"),
-    AfterValidator(_whole_seconds),
-]
-Retention = Annotated[
-    Seconds,
-    _between(MIN_RETENTION_S, MAX_RETENTION_S, "duration", "GCP's message retention limit"),
-]
-
-
-class _Strict(BaseModel):
-    """Unknown keys are errors: a typo in a stack file must not pass silently."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
 # --- the model ----------------------------------------------------------------------------------
 
 
-class SubscriptionSettings(_Strict):
+class SubscriptionSettings(Strict):
     """Delivery settings shared by `subscription_defaults` and each subscription."""
 
     max_delivery_attempts: Attempts = 5
@@ -213,7 +68,7 @@ class SubscriptionSettings(_Strict):
     @model_validator(mode="after")
     def _backoff_order(self) -> SubscriptionSettings:
         if self.min_backoff > self.max_backoff:
-            raise _fail(
+            raise fail(
                 "backoff_order",
                 "min_backoff {lo} is greater than max_backoff {hi}; "
                 "the minimum must be less than or equal to the maximum",
@@ -240,22 +95,22 @@ class SubscriptionConfig(SubscriptionSettings):
 
     name: PubSubId
     filter: str | None = None
-    push_endpoint: Annotated[str, AfterValidator(_https_url)] | None = None
-    push_service_account: Annotated[str, AfterValidator(_email)] | None = None
+    push_endpoint: Annotated[str, AfterValidator(https_url)] | None = None
+    push_service_account: Annotated[str, AfterValidator(email)] | None = None
 
     @model_validator(mode="after")
     def _consistent(self) -> SubscriptionConfig:
         if self.push_endpoint and self.enable_exactly_once_delivery:
-            raise _fail(
+            raise fail(
                 "push_exactly_once",
                 "enable_exactly_once_delivery works only for pull subscriptions; "
                 "remove push_endpoint or turn exactly-once off",
             )
         if self.push_service_account and not self.push_endpoint:
-            raise _fail("push_sa", "push_service_account is set but push_endpoint is not; set both")
+            raise fail("push_sa", "push_service_account is set but push_endpoint is not; set both")
         size = len(self.delivery_filter.encode())
         if size > MAX_FILTER_BYTES:
-            raise _fail(
+            raise fail(
                 "filter_size",
                 "the delivery filter for {name} would be {size} bytes, over GCP's limit of "
                 "{limit}; shorten the name or the filter",
@@ -281,12 +136,12 @@ class SubscriptionConfig(SubscriptionSettings):
         return target
 
 
-class TopicConfig(_Strict):
+class TopicConfig(Strict):
     """The events topic every service publishes to."""
 
     name: PubSubId = "events"
     message_retention: Retention | None = None
-    kms_key_name: Annotated[str, AfterValidator(_kms_key)] | None = None
+    kms_key_name: Annotated[str, AfterValidator(kms_key)] | None = None
     labels: Labels = Field(default_factory=dict)
 
     @property
@@ -295,7 +150,7 @@ class TopicConfig(_Strict):
         return gcp_duration(self.message_retention) if self.message_retention else None
 
 
-class DeadLetterConfig(_Strict):
+class DeadLetterConfig(Strict):
     """The dead-letter topic and the pull subscription that keeps (and alerts on) its messages."""
 
     topic: PubSubId
@@ -309,74 +164,10 @@ class DeadLetterConfig(_Strict):
         return gcp_duration(self.message_retention)
 
 
-_PG_IDENT = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
-_SQL_INSTANCE = re.compile(r"^[a-z][a-z0-9-]{0,96}[a-z0-9]$")
-_REGION = re.compile(r"^[a-z]+-[a-z]+[0-9]+$")
-_NETWORK = re.compile(r"^projects/[^/]+/global/networks/[^/]+$")
-_HHMM = re.compile(r"^([01][0-9]|2[0-3]):[0-5][0-9]$")
-_TIER = re.compile(r"^db-[a-z0-9-]+$")
-_PG_VERSION = re.compile(r"^POSTGRES_(\d+)$")
-
-
-def _matches(pattern: re.Pattern[str], what: str) -> AfterValidator:
-    def check(value: str) -> str:
-        if not pattern.match(value):
-            raise _fail("pattern", "{value} is not {what}", value=repr(value), what=what)
-        return value
-
-    return AfterValidator(check)
-
-
-def _postgres_version(value: str) -> str:
-    match = _PG_VERSION.match(value)
-    if not match or not 13 <= int(match.group(1)) <= 17:
-        raise _fail(
-            "pg_version",
-            "{value} is not supported: use POSTGRES_13 to POSTGRES_17 (the outbox needs "
-            "pg_current_xact_id, new in 13)",
-            value=repr(value),
-        )
-    return value
-
-
-class DatabaseConfig(_Strict):
-    """The Cloud SQL for PostgreSQL instance holding the transactional outbox."""
-
-    region: Annotated[str, _matches(_REGION, "a GCP region such as asia-south1")]
-    instance: Annotated[
-        str,
-        _matches(_SQL_INSTANCE, "a Cloud SQL instance id (lowercase letters, digits, hyphens)"),
-    ] = "events-outbox"
-    database: Annotated[
-        str, _matches(_PG_IDENT, "a PostgreSQL database name ([a-z_][a-z0-9_]*, ≤ 63)")
-    ] = "events"
-    database_version: Annotated[str, AfterValidator(_postgres_version)] = "POSTGRES_16"
-    tier: Annotated[str, _matches(_TIER, "a Cloud SQL tier such as db-custom-2-7680")] = (
-        "db-custom-1-3840"
-    )
-    availability_type: Literal["ZONAL", "REGIONAL"] = "ZONAL"
-    backup_start_time: Annotated[str, _matches(_HHMM, "a UTC time HH:MM")] = "02:00"
-    retained_backups: Annotated[int, _between(1, 365, why="Cloud SQL's limit")] = 7
-    transaction_log_retention_days: Annotated[
-        int, _between(1, 7, why="Cloud SQL's limit for point-in-time recovery")
-    ] = 7
-    private_network: (
-        Annotated[str, _matches(_NETWORK, "a VPC network (projects/P/global/networks/N)")] | None
-    ) = None
-    logical_decoding: bool = False
-    password_user: Annotated[str, _matches(_PG_IDENT, "a PostgreSQL user name")] | None = None
-    migration_principal: Annotated[str, AfterValidator(_email)] | None = None
-    labels: Labels = Field(default_factory=dict)
-
-    @property
-    def private_ip_only(self) -> bool:
-        return self.private_network is not None
-
-
-class StackConfig(_Strict):
+class StackConfig(Strict):
     """Everything one stack deploys, resolved: defaults applied, names final."""
 
-    project: Annotated[str, AfterValidator(_project_id)]
+    project: Annotated[str, AfterValidator(project_id)]
     production: bool = False
     labels: Labels = Field(default_factory=dict)
     topic: TopicConfig = Field(default_factory=TopicConfig)
@@ -424,7 +215,7 @@ def parse_topology(values: Mapping[str, Any], project: Any) -> StackConfig:
 
     topic = raw.get("topic") or {}
     topic_name = topic.get("name", "events") if isinstance(topic, Mapping) else "events"
-    if not (isinstance(topic_name, str) and _is_pubsub_id(topic_name)):
+    if not (isinstance(topic_name, str) and is_pubsub_id(topic_name)):
         topic_name = "events"  # its own error is reported; don't derive a second bad name
     dead_letter = raw.get("dead_letter") or {}
     if isinstance(dead_letter, Mapping):
