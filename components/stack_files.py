@@ -15,6 +15,7 @@ from typing import Any
 
 import yaml
 
+from components.alerting_config import SECRET_PLACEHOLDER
 from components.topology import CONFIG_NAMESPACE, StackConfig, TopologyError, parse_topology
 
 STACKS_DIR_ENV = "EVENTS_INFRA_STACKS_DIR"
@@ -55,11 +56,18 @@ def stack_file(stack: str, directory: Path) -> Path:
 def load_stack(stack: str, directory: Path | None = None) -> StackConfig:
     """The validated topology of a named stack, read from its stack file."""
     path = stack_file(stack, directory or stacks_dir())
-    return topology_from_config(read_stack_config(path))
+    config, secret_keys = read_stack_file(path)
+    return topology_from_config(config, secret_keys)
 
 
 def read_stack_config(path: Path) -> dict[str, Any]:
-    """The `config:` block of a stack file, keys fully namespaced (`events-infra:topic`)."""
+    """The `config:` block of a stack file, keys fully namespaced (`events-infra:topic`);
+    encrypted (`secure:`) values read as SECRET_PLACEHOLDER."""
+    return read_stack_file(path)[0]
+
+
+def read_stack_file(path: Path) -> tuple[dict[str, Any], set[str]]:
+    """The namespaced config of a stack file and the set of keys holding `secure:` values."""
     try:
         document = yaml.load(path.read_text(), Loader=_UniqueKeyLoader) or {}
     except yaml.YAMLError as err:
@@ -67,16 +75,42 @@ def read_stack_config(path: Path) -> dict[str, Any]:
     config = document.get("config") or {}
     if not isinstance(config, Mapping):
         raise TopologyError([f"{path}: 'config' must be a mapping of keys to values"])
-    return {
-        (key if ":" in key else f"{CONFIG_NAMESPACE}:{key}"): value for key, value in config.items()
-    }
+    namespaced: dict[str, Any] = {}
+    secret_keys: set[str] = set()
+    for key, value in config.items():
+        full = key if ":" in key else f"{CONFIG_NAMESPACE}:{key}"
+        namespaced[full], had_secret = _hide_secrets(value)
+        if had_secret:
+            secret_keys.add(full)
+    return namespaced, secret_keys
 
 
-def topology_from_config(config: Mapping[str, Any]) -> StackConfig:
-    """Validate namespaced config (`events-infra:*` plus `gcp:project`); other keys are ignored."""
+def _hide_secrets(value: Any) -> tuple[Any, bool]:
+    """Replace `{secure: ...}` values (at any depth) by SECRET_PLACEHOLDER; say if any were."""
+    if isinstance(value, Mapping):
+        if set(value) == {"secure"}:
+            return SECRET_PLACEHOLDER, True
+        items = {k: _hide_secrets(v) for k, v in value.items()}
+        return {k: v for k, (v, _) in items.items()}, any(s for _, s in items.values())
+    if isinstance(value, list):
+        items_list = [_hide_secrets(v) for v in value]
+        return [v for v, _ in items_list], any(s for _, s in items_list)
+    return value, False
+
+
+def topology_from_config(
+    config: Mapping[str, Any], secret_keys: set[str] | None = None
+) -> StackConfig:
+    """Validate namespaced config (`events-infra:*` plus `gcp:project`); other keys are ignored.
+
+    `secret_keys` (namespaced) lets the model refuse secrets stored in plain text.
+    """
     prefix = f"{CONFIG_NAMESPACE}:"
     ours = {k[len(prefix) :]: v for k, v in config.items() if k.startswith(prefix)}
-    return parse_topology(ours, project=config.get("gcp:project"))
+    secrets = None
+    if secret_keys is not None:
+        secrets = {k[len(prefix) :] for k in secret_keys if k.startswith(prefix)}
+    return parse_topology(ours, project=config.get("gcp:project"), secret_keys=secrets)
 
 
 def from_pulumi_config() -> StackConfig:
@@ -87,7 +121,9 @@ def from_pulumi_config() -> StackConfig:
     from pulumi.runtime import config as runtime_config
 
     merged: dict[str, Any] = {**runtime_config.get_config_env(), **runtime_config.CONFIG.get()}
-    return topology_from_config({k: _decode(v) for k, v in merged.items()})
+    env_secrets = set(runtime_config.get_config_secret_keys_env())
+    secret_keys = {k for k in merged if runtime_config.is_config_secret(k) or k in env_secrets}
+    return topology_from_config({k: _decode(v) for k, v in merged.items()}, secret_keys)
 
 
 def _decode(value: Any) -> Any:

@@ -14,6 +14,8 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, Field, ValidationError, model_validator
 
+from components.access_config import AccessConfig, default_consumer_account
+from components.alerting_config import AlertingConfig, PagerDutyChannel
 from components.config_types import (
     AckDeadline,
     Attempts,
@@ -174,6 +176,14 @@ class StackConfig(Strict):
     dead_letter: DeadLetterConfig
     subscriptions: list[SubscriptionConfig]
     database: DatabaseConfig | None = None
+    alerting: AlertingConfig = Field(default_factory=AlertingConfig)
+    access: AccessConfig = Field(default_factory=AccessConfig)
+
+    def consumer_account(self, subscription: str) -> str | None:
+        """The identity that consumes `subscription` (None for push subscriptions)."""
+        if self.subscription(subscription).push_endpoint:
+            return None
+        return self.access.consumers.get(subscription) or default_consumer_account(subscription)
 
     def subscription(self, name: str) -> SubscriptionConfig:
         """The subscription called `name`; KeyError lists the ones that exist."""
@@ -194,8 +204,13 @@ class StackConfig(Strict):
 # --- parsing ------------------------------------------------------------------------------------
 
 
-def parse_topology(values: Mapping[str, Any], project: Any) -> StackConfig:
+def parse_topology(
+    values: Mapping[str, Any], project: Any, secret_keys: set[str] | None = None
+) -> StackConfig:
     """Validate the `events-infra:*` keys of a stack (namespace stripped) plus its GCP project.
+
+    `secret_keys` names the keys that came from `secure:` values; when given, a secret that sits
+    in plain text in the stack file is refused.
 
     `subscription_defaults` is validated first and on its own, so a bad default is reported once,
     under its own key, instead of once per subscription that inherits it.
@@ -230,6 +245,8 @@ def parse_topology(values: Mapping[str, Any], project: Any) -> StackConfig:
         raise TopologyError(problems)
     config = StackConfig.model_validate(raw)
     problems = _cross_checks(config)
+    if secret_keys is not None:
+        problems += _plain_text_secrets(config, secret_keys)
     if problems:
         raise TopologyError(problems)
     return config
@@ -259,12 +276,39 @@ def _cross_checks(config: StackConfig) -> list[str]:
                 "subscription; subscription names must be unique"
             )
         seen.add(sub.name)
+    names = {s.name for s in config.subscriptions}
+    for name in config.access.consumers:
+        if name not in names:
+            problems.append(
+                f"{ns}:access.consumers.{name}: no subscription {name!r} in this stack "
+                f"(it has: {', '.join(sorted(names))})"
+            )
+    for sub in config.subscriptions:
+        if not sub.push_endpoint and config.consumer_account(sub.name) is None:
+            problems.append(
+                f"{ns}:access.consumers.{sub.name}: {sub.name!r} gives no valid default account "
+                f"id ('<name>-consumer', 6–30 lowercase characters); set one here"
+            )
     if config.topic.name == config.dead_letter.topic:
         problems.append(
             f"{ns}:dead_letter.topic: {config.dead_letter.topic!r} is also {ns}:topic.name; "
             "a topic cannot be its own dead-letter topic"
         )
     return problems
+
+
+def _plain_text_secrets(config: StackConfig, secret_keys: set[str]) -> list[str]:
+    """A PagerDuty key must reach the stack as a Pulumi secret, never as plain YAML."""
+    paging = [c for c in config.alerting.channels if isinstance(c, PagerDutyChannel)]
+    if paging and "alerting" not in secret_keys:
+        return [
+            f"{CONFIG_NAMESPACE}:alerting.channels[{c.name}].service_key: is plain text in the "
+            "stack file; store it encrypted with `pulumi config set --secret --path "
+            f"'alerting.channels[{i}].service_key' <KEY>`"
+            for i, c in enumerate(config.alerting.channels)
+            if c in paging
+        ]
+    return []
 
 
 def _validate(model: type[BaseModel], raw: Any, prefix: str) -> list[str]:

@@ -8,6 +8,8 @@ import gc
 
 import pulumi
 
+from components.access import Access
+from components.alerting import DlqAlerting
 from components.event_bus import EventBus
 from components.outbox_database import OutboxDatabase
 from components.stack_files import from_pulumi_config
@@ -35,9 +37,17 @@ pulumi.export("dead_letter_subscription_id", bus.dead_letter_subscription_id)
 pulumi.export("subscription_ids", bus.subscription_ids)
 pulumi.export("pubsub_service_agent", bus.service_agent.email)
 
-if topology.database is not None:
-    outbox_db = OutboxDatabase("outbox", topology)
+outbox_db = OutboxDatabase("outbox", topology) if topology.database is not None else None
+if outbox_db is not None:
     pulumi.export("outbox_connection_name", outbox_db.connection_name)
     pulumi.export("outbox_database", outbox_db.database.name)
     if outbox_db.schema is not None:
         pulumi.export("outbox_schema_version", outbox_db.schema.schema_version)
+
+alerting = DlqAlerting("alerting", topology, stack=pulumi.get_stack())
+pulumi.export("dlq_backlog_alert_policy", alerting.dlq_backlog_policy.name)
+if alerting.dashboard is not None:
+    pulumi.export("dashboard", alerting.dashboard.id)
+
+access = Access("access", topology, bus, outbox_db)
+pulumi.export("relay_service_account", access.relay.email if access.relay else None)

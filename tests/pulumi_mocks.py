@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import runpy
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,7 @@ class Declared:
     type: str
     name: str
     urn: str
+    id: str
     inputs: dict[str, Any]
     protect: bool
     parent: str
@@ -88,6 +90,22 @@ class GcpMocks(pulumi.runtime.Mocks):
                 "schema_version": 1,
                 "applied": ["0001_event_outbox.sql"],
             }
+        if args.typ == "gcp:serviceaccount/account:Account":
+            email = f"{inputs['accountId']}@{project}.iam.gserviceaccount.com"
+            return f"projects/{project}/serviceAccounts/{email}", {**inputs, "email": email}
+        if args.typ == "gcp:monitoring/dashboard:Dashboard":
+            return f"projects/{PROJECT_NUMBER}/dashboards/{args.name}", inputs
+        if args.typ == "gcp:projects/iAMCustomRole:IAMCustomRole":
+            name = f"projects/{project}/roles/{inputs['roleId']}"
+            return name, {**inputs, "name": name}
+        if args.typ == "gcp:monitoring/alertPolicy:AlertPolicy":
+            name = f"projects/{project}/alertPolicies/{zlib.crc32(args.name.encode())}"
+            return name, {**inputs, "name": name}
+        if args.typ == "gcp:monitoring/notificationChannel:NotificationChannel":
+            return (
+                f"projects/{project}/notificationChannels/{zlib.crc32(args.name.encode())}",
+                inputs,
+            )
         return f"{args.name}-id", inputs
 
     def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict[str, Any], None]:
@@ -115,6 +133,7 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
                     type=request.type,
                     name=request.name,
                     urn=response.urn,
+                    id=response.id,
                     inputs=inputs,
                     protect=bool(request.protect),
                     parent=request.parent,
@@ -135,10 +154,16 @@ def stack_config(stack_file: Path) -> dict[str, str]:
     }
 
 
-def run_program(config: dict[str, str], stack: str = "test", run: Run | None = None) -> Run:
+def run_program(
+    config: dict[str, str],
+    stack: str = "test",
+    run: Run | None = None,
+    secret_keys: list[str] | None = None,
+) -> Run:
     """Evaluate `stacks/__main__.py` with `config` under mocks; return what it declared.
 
-    Pass `run` to see what was declared even when the program raises.
+    `secret_keys` are the keys the engine would mark secret (decrypted `secure:` values). Pass
+    `run` to see what was declared even when the program raises.
     """
     run = run if run is not None else Run()
     mocks = GcpMocks()
@@ -149,13 +174,15 @@ def run_program(config: dict[str, str], stack: str = "test", run: Run | None = N
         preview=False,
         monitor=RecordingMonitor(mocks, run),
     )
-    pulumi.runtime.set_all_config(config)
+    pulumi.runtime.set_all_config(config, secret_keys or [])
     SETTINGS.rpc_manager.clear()
     SETTINGS.outputs.clear()
 
     def program() -> None:
         namespace = runpy.run_path(str(PROGRAM), run_name="__main__")
-        run.outputs.update({k: namespace[k] for k in ("bus", "outbox_db") if k in namespace})
+        run.outputs.update(
+            {k: namespace[k] for k in ("bus", "outbox_db", "alerting", "access") if k in namespace}
+        )
 
     # A fresh root Stack per run, created the way the engine's entry point creates it, so the
     # program's `pulumi.export`s are registered as stack outputs at the end.

@@ -14,7 +14,7 @@ from pulumi.runtime.sync_await import _sync_await
 
 from components.outbox_database import iam_database_user
 from components.outbox_schema import MigrationProvider
-from outbox.migrate import migrations_digest
+from outbox.migrate import load_migrations, migrations_digest
 from tests.pulumi_mocks import Run, resolve, run_program, stack_config
 
 STACKS = Path(__file__).resolve().parent.parent / "stacks"
@@ -116,7 +116,7 @@ def test_password_never_reaches_stack_outputs_in_plain_text(dev: Run) -> None:
 
 
 def test_migration_user_and_schema_step(prod: Run) -> None:
-    [user] = [u for u in prod.of_type(USER) if u.inputs["type"] != "BUILT_IN"]
+    user = prod.named("outbox-migration-user")
     assert user.inputs["type"] == "CLOUD_IAM_SERVICE_ACCOUNT"
     assert user.inputs["name"] == "pulumi-deployer@cotton-erp.iam"
     assert user.inputs["databaseRoles"] == ["cloudsqlsuperuser"]
@@ -176,8 +176,9 @@ def test_provider_create_applies_schema_and_update_is_idempotent(database_url: s
     provider = LocalMigrationProvider(database_url)
     created = provider.create(props())
     assert created.id == "cotton-erp:asia-south1:events-outbox/events"
-    assert created.outs["schema_version"] == 1
-    assert created.outs["applied"] == ["0001_event_outbox.sql"]
+    shipped = load_migrations()
+    assert created.outs["schema_version"] == shipped[-1].version
+    assert created.outs["applied"] == [m.filename for m in shipped]
     with psycopg.connect(database_url) as conn:
         assert conn.execute("SELECT to_regclass('event_outbox')").fetchone() == ("event_outbox",)
 
@@ -185,7 +186,8 @@ def test_provider_create_applies_schema_and_update_is_idempotent(database_url: s
     changed = provider.diff(created.id, created.outs, props(digest="new-migration-added"))
     assert changed.changes is True and not changed.replaces
     updated = provider.update(created.id, created.outs, props(digest="new-migration-added"))
-    assert updated.outs["applied"] == [] and updated.outs["schema_version"] == 1
+    assert updated.outs["applied"] == []
+    assert updated.outs["schema_version"] == shipped[-1].version
 
 
 def test_provider_delete_keeps_the_outbox(database_url: str) -> None:

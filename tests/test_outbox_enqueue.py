@@ -213,3 +213,36 @@ def test_status_reports_backlog_failing_and_failed(outbox_db: str) -> None:
     assert (status.backlog, status.failing, status.failed_for_good) == (3, 1, 1)
     assert status.oldest_unpublished_age_s is not None
     assert 89 <= status.oldest_unpublished_age_s < 150
+
+
+def test_writer_and_relay_roles_have_only_what_they_need(outbox_db: str) -> None:
+    """Migration 0002's roles, as the Access component grants them to IAM database users."""
+    suffix = uuid.uuid4().hex[:8]
+    writer, relay = f"svc_{suffix}", f"relay_{suffix}"
+    with psycopg.connect(outbox_db, autocommit=True) as admin:
+        admin.execute(f"CREATE ROLE {writer} LOGIN IN ROLE events_outbox_writer")
+        admin.execute(f"CREATE ROLE {relay} LOGIN IN ROLE events_outbox_relay")
+    try:
+        with psycopg.connect(outbox_db, user=writer) as conn:
+            enqueue(conn, trade_event())
+        with (
+            psycopg.connect(outbox_db, user=writer) as conn,
+            pytest.raises(psycopg.errors.InsufficientPrivilege),
+        ):
+            conn.execute("DELETE FROM event_outbox")
+        with psycopg.connect(outbox_db, user=relay) as conn:
+            [(claimed,)] = conn.execute(CLAIM_SQL, (10,)).fetchall()
+            conn.execute(
+                "UPDATE event_outbox SET published = true, published_at = now() WHERE id = %s",
+                (claimed,),
+            )
+        with (
+            psycopg.connect(outbox_db, user=relay) as conn,
+            pytest.raises(psycopg.errors.InsufficientPrivilege),
+        ):
+            enqueue(conn, trade_event())
+    finally:
+        with psycopg.connect(outbox_db, autocommit=True) as admin:
+            admin.execute(f"DROP OWNED BY {writer}, {relay}")
+            admin.execute(f"DROP ROLE {writer}")
+            admin.execute(f"DROP ROLE {relay}")

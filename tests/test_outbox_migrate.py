@@ -38,7 +38,7 @@ def test_first_run_applies_everything_second_is_a_noop(database_url: str) -> Non
     assert first.applied == [m.filename for m in load_migrations()]
     assert second.applied == []
     assert second.already_applied == first.applied
-    assert applied_rows(database_url) == [(1, "event_outbox")]
+    assert applied_rows(database_url) == [(m.version, m.name) for m in load_migrations()]
     with psycopg.connect(database_url) as conn:
         columns = {
             r[0]
@@ -123,7 +123,7 @@ def test_runner_works_over_pg8000_as_used_by_pulumi(database_url: str) -> None:
         report = migrate(conn)
     finally:
         conn.close()
-    assert report.applied == ["0001_event_outbox.sql"]
+    assert report.applied == [m.filename for m in load_migrations()]
     with psycopg.connect(database_url) as check:
         assert migrate(check).applied == []  # same checksums whichever driver applied them
 

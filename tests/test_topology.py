@@ -173,7 +173,8 @@ def test_names_gcp_would_refuse(name: str) -> None:
 
 @pytest.mark.parametrize("name", ["abc", "a.b~c+d%e_f-g", "A" * 90])
 def test_names_gcp_accepts(name: str) -> None:
-    parse_topology(minimal(subscriptions=[{"name": name}]), "cotton-erp")
+    access = {"consumers": {name: "odd-name-consumer"}}
+    parse_topology(minimal(subscriptions=[{"name": name}], access=access), "cotton-erp")
 
 
 def test_bad_topic_name_names_its_key() -> None:

@@ -1,0 +1,190 @@
+"""`Access`: service accounts and least-privilege, non-authoritative grants for the relay, each
+consumer and the DLQ operators.
+
+Every Pub/Sub grant is a member binding on one topic or subscription (by `.id`, replaced with it).
+Cloud SQL and Cloud Monitoring have no resource-level IAM; their few project-level grants are
+either conditioned on the one outbox instance or read-only (monitoring.viewer), and the snapshot
+permissions replay needs come from a custom role holding nothing else. No owner, editor or
+pubsub.admin anywhere: tests fail if one appears.
+"""
+
+from __future__ import annotations
+
+import pulumi
+import pulumi_gcp as gcp
+
+from components.access_config import is_account_id
+from components.event_bus import EventBus
+from components.outbox_database import OutboxDatabase, iam_database_user
+from components.topology import StackConfig
+
+RELAY_DATABASE_ROLE = "events_outbox_relay"
+"""PostgreSQL role created by migration 0002: read and settle the outbox, nothing else."""
+
+DLQ_SNAPSHOT_PERMISSIONS = [
+    "pubsub.snapshots.create",
+    "pubsub.snapshots.get",
+    "pubsub.snapshots.list",
+    "pubsub.snapshots.seek",
+    "pubsub.snapshots.delete",
+]
+"""What `eventsctl dlq replay/purge` needs beyond the DLQ subscription to take and restore a
+snapshot; Pub/Sub has no finer scope for snapshots that do not exist yet."""
+
+READ_ONLY_PROJECT_ROLES = frozenset({"roles/monitoring.viewer"})
+
+
+class Access(pulumi.ComponentResource):
+    """Identities and grants of one stack. Public fields: `relay`, `consumers` (subscription ->
+    service account or None for an existing identity), `relay_database_user`."""
+
+    def __init__(
+        self,
+        name: str,
+        topology: StackConfig,
+        bus: EventBus,
+        database: OutboxDatabase | None = None,
+        opts: pulumi.ResourceOptions | None = None,
+    ) -> None:
+        super().__init__("events-infra:access:Access", name, None, opts)
+        self._name = name
+        self._project = topology.project
+        config = topology.access
+
+        # --- the outbox relay: publish to the events topic, use the outbox database ---------
+        self.relay, relay_email = self._identity("relay", config.relay, "events outbox relay")
+        relay_member = relay_email.apply(lambda e: f"serviceAccount:{e}")
+        self._topic_member("relay-publisher", bus.topic, "roles/pubsub.publisher", relay_member)
+        self.relay_database_user: gcp.sql.User | None = None
+        if database is not None:
+            for role in ("roles/cloudsql.client", "roles/cloudsql.instanceUser"):
+                gcp.projects.IAMMember(
+                    f"{name}-relay-{role.rsplit('.', 1)[-1].lower()}",
+                    project=self._project,
+                    role=role,
+                    member=relay_member,
+                    condition=gcp.projects.IAMMemberConditionArgs(
+                        title="outbox instance only",
+                        expression=database.instance.name.apply(
+                            lambda n: f'resource.name == "projects/{self._project}/instances/{n}"'
+                        ),
+                    ),
+                    opts=pulumi.ResourceOptions(parent=self),
+                )
+            depends = [database.schema] if database.schema is not None else []
+            self.relay_database_user = gcp.sql.User(
+                f"{name}-relay-database-user",
+                project=self._project,
+                instance=database.instance.name,
+                name=relay_email.apply(lambda e: iam_database_user(e)[0]),
+                type="CLOUD_IAM_SERVICE_ACCOUNT",
+                database_roles=[RELAY_DATABASE_ROLE],
+                opts=pulumi.ResourceOptions(parent=self, depends_on=depends),
+            )
+
+        # --- consumers: each subscribes to its own subscription only ------------------------
+        self.consumers: dict[str, gcp.serviceaccount.Account | None] = {}
+        for sub in topology.subscriptions:
+            account = topology.consumer_account(sub.name)
+            if account is None:
+                continue
+            resource, email = self._identity(
+                f"consumer-{sub.name}", account, f"consumer of {sub.name}"
+            )
+            self.consumers[sub.name] = resource
+            self._subscription_member(
+                f"consumer-{sub.name}-subscriber",
+                bus.subscriptions[sub.name],
+                "roles/pubsub.subscriber",
+                email.apply(lambda e: f"serviceAccount:{e}"),
+            )
+
+        # --- DLQ operators: drain and replay dead letters, read monitoring ------------------
+        self.dlq_operator_role: gcp.projects.IAMCustomRole | None = None
+        if config.dlq_operators:
+            self.dlq_operator_role = gcp.projects.IAMCustomRole(
+                f"{name}-dlq-operator-role",
+                project=self._project,
+                role_id="eventsDlqOperator",
+                title="events-infra DLQ operator (snapshots for safe replay)",
+                description="Take, seek and delete Pub/Sub snapshots for eventsctl dlq",
+                permissions=DLQ_SNAPSHOT_PERMISSIONS,
+                opts=pulumi.ResourceOptions(parent=self),
+            )
+        for member in config.dlq_operators:
+            key = _member_key(member)
+            for role in ("roles/pubsub.subscriber", "roles/pubsub.viewer"):
+                self._subscription_member(
+                    f"operator-{key}-dlq-{role.rsplit('.', 1)[-1]}",
+                    bus.dead_letter_subscription,
+                    role,
+                    member,
+                )
+            self._topic_member(
+                f"operator-{key}-publisher", bus.topic, "roles/pubsub.publisher", member
+            )
+            gcp.projects.IAMMember(
+                f"{name}-operator-{key}-monitoring-viewer",
+                project=self._project,
+                role="roles/monitoring.viewer",
+                member=member,
+                opts=pulumi.ResourceOptions(parent=self),
+            )
+            assert self.dlq_operator_role is not None
+            gcp.projects.IAMMember(
+                f"{name}-operator-{key}-snapshots",
+                project=self._project,
+                role=self.dlq_operator_role.name,
+                member=member,
+                opts=pulumi.ResourceOptions(parent=self),
+            )
+
+        self.register_outputs({"relay": relay_email})
+
+    def _identity(
+        self, suffix: str, account: str, purpose: str
+    ) -> tuple[gcp.serviceaccount.Account | None, pulumi.Output[str]]:
+        """Create the service account for an account id; use an existing one by email."""
+        if not is_account_id(account):
+            return None, pulumi.Output.from_input(account)
+        resource = gcp.serviceaccount.Account(
+            f"{self._name}-{suffix}",
+            project=self._project,
+            account_id=account,
+            display_name=f"events-infra {purpose}",
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        return resource, resource.email
+
+    def _topic_member(
+        self, suffix: str, topic: gcp.pubsub.Topic, role: str, member: pulumi.Input[str]
+    ) -> gcp.pubsub.TopicIAMMember:
+        return gcp.pubsub.TopicIAMMember(
+            f"{self._name}-{suffix}",
+            project=self._project,
+            topic=topic.id,
+            role=role,
+            member=member,
+            opts=pulumi.ResourceOptions(parent=self, replace_with=[topic]),
+        )
+
+    def _subscription_member(
+        self,
+        suffix: str,
+        subscription: gcp.pubsub.Subscription,
+        role: str,
+        member: pulumi.Input[str],
+    ) -> gcp.pubsub.SubscriptionIAMMember:
+        return gcp.pubsub.SubscriptionIAMMember(
+            f"{self._name}-{suffix}",
+            project=self._project,
+            subscription=subscription.id,
+            role=role,
+            member=member,
+            opts=pulumi.ResourceOptions(parent=self, replace_with=[subscription]),
+        )
+
+
+def _member_key(member: str) -> str:
+    """`group:oncall@cotton-erp.com` -> `group-oncall-cotton-erp-com`: a stable resource name."""
+    return "".join(c if c.isalnum() else "-" for c in member.lower()).strip("-")

@@ -1,0 +1,345 @@
+"""`DlqAlerting`: the page when dead letters pile up, the optional early warnings, the
+notification channels, and one dashboard per stack for the runbook to link to.
+
+Metric filters select subscriptions by exact id and resource type (never a prefix that could match
+another subscription), and every condition says how a gap in the metric is evaluated.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pulumi
+import pulumi_gcp as gcp
+
+from components.alerting_config import (
+    AlertingConfig,
+    EmailChannel,
+    PagerDutyChannel,
+    WebhookChannel,
+)
+from components.durations import gcp_duration, human_duration
+from components.topology import StackConfig
+
+UNDELIVERED = "pubsub.googleapis.com/subscription/num_undelivered_messages"
+OLDEST_UNACKED = "pubsub.googleapis.com/subscription/oldest_unacked_message_age"
+DEAD_LETTERED = "pubsub.googleapis.com/subscription/dead_letter_message_count"
+PUBLISHED = "pubsub.googleapis.com/topic/send_message_operation_count"
+
+NO_OP = "EVALUATION_MISSING_DATA_NO_OP"
+"""A gap keeps the incident as it is: it neither pages nor closes (hides) a backlog."""
+INACTIVE = "EVALUATION_MISSING_DATA_INACTIVE"
+"""A gap counts as "not firing": right for counts, where no data means nothing happened."""
+
+
+def subscription_filter(project: str, subscription: str, metric: str) -> str:
+    """The exact-match filter for one subscription's metric (no prefix matching)."""
+    return (
+        f'resource.type = "pubsub_subscription" AND '
+        f'resource.labels.project_id = "{project}" AND '
+        f'resource.labels.subscription_id = "{subscription}" AND '
+        f'metric.type = "{metric}"'
+    )
+
+
+def runbook(stack: str, topology: StackConfig, dashboard_url: str | None) -> str:
+    """The markdown on-call reads in the page: what happened and the exact commands to run."""
+    dlq = topology.dead_letter.subscription
+    alert = topology.alerting.dlq_backlog
+    lines = [
+        f"## Dead letters are piling up in `{dlq}` (stack `{stack}`)",
+        "",
+        f"More than {alert.threshold:g} messages have stayed in the dead-letter subscription "
+        f"`{dlq}` for {human_duration(alert.duration)}. Each one failed "
+        "delivery to a consumer the configured number of times.",
+        "",
+        "1. See how many, from which subscription, since when:",
+        f"   `eventsctl dlq status --stack {stack}`",
+        "2. Look at a few without consuming them:",
+        f"   `eventsctl dlq inspect --stack {stack} --limit 10`",
+        "3. Fix the failing consumer, then check what a replay would do:",
+        f"   `eventsctl dlq replay --stack {stack} --dry-run`",
+        "4. Replay them to the subscription that failed each one (healthy consumers are not "
+        "sent duplicates):",
+        f"   `eventsctl dlq replay --stack {stack}`",
+    ]
+    if dashboard_url:
+        lines += ["", f"Dashboard: {dashboard_url}"]
+    return "\n".join(lines)
+
+
+class DlqAlerting(pulumi.ComponentResource):
+    """Alert policies, notification channels and the dashboard of one stack.
+
+    Public fields: `channels` (name -> NotificationChannel), `dlq_backlog_policy`,
+    `dead_letter_rate_policies`, `oldest_unacked_policies`, `dlq_retention_policy`,
+    `dashboard`, `channel_ids` (every channel the policies notify).
+    """
+
+    def __init__(
+        self,
+        name: str,
+        topology: StackConfig,
+        stack: str,
+        opts: pulumi.ResourceOptions | None = None,
+    ) -> None:
+        super().__init__("events-infra:alerting:DlqAlerting", name, None, opts)
+        self._name = name
+        self._project = topology.project
+        config: AlertingConfig = topology.alerting
+        self._labels = {"stack": stack.lower(), **config.user_labels}
+        dlq_sub = topology.dead_letter.subscription
+
+        self.channels = {c.name: self._channel(c) for c in config.channels}
+        self.channel_ids: list[pulumi.Input[str]] = [
+            *(c.id for c in self.channels.values()),
+            *config.existing_channels,
+        ]
+
+        self.dashboard: gcp.monitoring.Dashboard | None = None
+        dashboard_url: pulumi.Output[str | None] = pulumi.Output.from_input(None)
+        if config.dashboard:
+            self.dashboard = gcp.monitoring.Dashboard(
+                f"{name}-dashboard",
+                project=self._project,
+                dashboard_json=json.dumps(dashboard_layout(topology, stack), sort_keys=True),
+                opts=pulumi.ResourceOptions(parent=self),
+            )
+            dashboard_url = self.dashboard.id.apply(
+                lambda ident: (
+                    "https://console.cloud.google.com/monitoring/dashboards/custom/"
+                    f"{ident.rsplit('/', 1)[-1]}?project={self._project}"
+                )
+            )
+        documentation = dashboard_url.apply(lambda url: runbook(stack, topology, url))
+
+        backlog = config.dlq_backlog
+        self.dlq_backlog_policy = self._policy(
+            f"{name}-dlq-backlog",
+            display_name=f"[{stack}] dead letters above {backlog.threshold:g} in {dlq_sub}",
+            condition_name=f"{dlq_sub} undelivered messages > {backlog.threshold:g}",
+            metric_filter=subscription_filter(self._project, dlq_sub, UNDELIVERED),
+            settings=backlog,
+            aligner="ALIGN_MAX",
+            missing_data=NO_OP,
+            documentation=documentation,
+        )
+
+        self.dead_letter_rate_policies: dict[str, gcp.monitoring.AlertPolicy] = {}
+        self.oldest_unacked_policies: dict[str, gcp.monitoring.AlertPolicy] = {}
+        for sub in topology.subscriptions:
+            if config.dead_letter_rate is not None:
+                rate = config.dead_letter_rate
+                self.dead_letter_rate_policies[sub.name] = self._policy(
+                    f"{name}-dead-letter-rate-{sub.name}",
+                    display_name=f"[{stack}] {sub.name} is dead-lettering messages",
+                    condition_name=(
+                        f"{sub.name} dead-lettered > {rate.threshold:g} per "
+                        f"{human_duration(rate.alignment_period)}"
+                    ),
+                    metric_filter=subscription_filter(self._project, sub.name, DEAD_LETTERED),
+                    settings=rate,
+                    aligner="ALIGN_SUM",
+                    missing_data=INACTIVE,
+                    documentation=documentation,
+                )
+            if config.oldest_unacked is not None:
+                age = config.oldest_unacked
+                self.oldest_unacked_policies[sub.name] = self._policy(
+                    f"{name}-oldest-unacked-{sub.name}",
+                    display_name=f"[{stack}] {sub.name} consumer is stuck",
+                    condition_name=(
+                        f"{sub.name} oldest unacked message older than "
+                        f"{human_duration(age.threshold)}"
+                    ),
+                    metric_filter=subscription_filter(self._project, sub.name, OLDEST_UNACKED),
+                    settings=age,
+                    aligner="ALIGN_MAX",
+                    missing_data=NO_OP,
+                    documentation=documentation,
+                )
+
+        self.dlq_retention_policy: gcp.monitoring.AlertPolicy | None = None
+        if config.dlq_retention is not None:
+            keep = config.dlq_retention
+            limit = round(topology.dead_letter.message_retention * keep.fraction)
+            self.dlq_retention_policy = self._policy(
+                f"{name}-dlq-retention",
+                display_name=f"[{stack}] dead letters in {dlq_sub} are about to expire",
+                condition_name=(
+                    f"{dlq_sub} oldest message older than {human_duration(limit)} "
+                    f"(retention {human_duration(topology.dead_letter.message_retention)})"
+                ),
+                metric_filter=subscription_filter(self._project, dlq_sub, OLDEST_UNACKED),
+                settings=keep,
+                aligner="ALIGN_MAX",
+                missing_data=NO_OP,
+                documentation=documentation,
+                threshold=limit,
+                duration=0,
+            )
+
+        self.register_outputs(
+            {
+                "dlq_backlog_policy": self.dlq_backlog_policy.name,
+                "dashboard": self.dashboard.id if self.dashboard else None,
+            }
+        )
+
+    def _channel(
+        self, channel: EmailChannel | PagerDutyChannel | WebhookChannel
+    ) -> gcp.monitoring.NotificationChannel:
+        args: dict[str, Any] = {}
+        if isinstance(channel, EmailChannel):
+            args = {"type": "email", "labels": {"email_address": channel.address}}
+        elif isinstance(channel, PagerDutyChannel):
+            key = pulumi.Output.secret(channel.service_key.get_secret_value())
+            args = {
+                "type": "pagerduty",
+                "sensitive_labels": gcp.monitoring.NotificationChannelSensitiveLabelsArgs(
+                    service_key=key
+                ),
+            }
+        else:
+            args = {"type": "webhook_tokenauth", "labels": {"url": channel.url}}
+        return gcp.monitoring.NotificationChannel(
+            f"{self._name}-channel-{channel.name}",
+            project=self._project,
+            display_name=channel.name,
+            user_labels=self._labels,
+            opts=pulumi.ResourceOptions(parent=self),
+            **args,
+        )
+
+    def _policy(
+        self,
+        resource_name: str,
+        *,
+        display_name: str,
+        condition_name: str,
+        metric_filter: str,
+        settings: Any,
+        aligner: str,
+        missing_data: str,
+        documentation: pulumi.Input[str],
+        threshold: float | None = None,
+        duration: float | None = None,
+    ) -> gcp.monitoring.AlertPolicy:
+        threshold_value = settings.threshold if threshold is None else threshold
+        window = settings.duration if duration is None else duration
+        return gcp.monitoring.AlertPolicy(
+            resource_name,
+            project=self._project,
+            display_name=display_name,
+            combiner="OR",
+            severity=settings.severity,
+            user_labels=self._labels,
+            notification_channels=self.channel_ids,
+            alert_strategy=gcp.monitoring.AlertPolicyAlertStrategyArgs(
+                auto_close=gcp_duration(settings.auto_close)
+            ),
+            documentation=gcp.monitoring.AlertPolicyDocumentationArgs(
+                content=documentation,
+                mime_type="text/markdown",
+                subject=display_name,
+            ),
+            conditions=[
+                gcp.monitoring.AlertPolicyConditionArgs(
+                    display_name=condition_name,
+                    condition_threshold=gcp.monitoring.AlertPolicyConditionConditionThresholdArgs(
+                        filter=metric_filter,
+                        comparison="COMPARISON_GT",
+                        threshold_value=threshold_value,
+                        duration=gcp_duration(window),
+                        aggregations=[
+                            gcp.monitoring.AlertPolicyConditionConditionThresholdAggregationArgs(
+                                alignment_period=gcp_duration(settings.alignment_period),
+                                per_series_aligner=aligner,
+                            )
+                        ],
+                        trigger=gcp.monitoring.AlertPolicyConditionConditionThresholdTriggerArgs(
+                            count=1
+                        ),
+                        evaluation_missing_data=missing_data,
+                    ),
+                )
+            ],
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+
+
+def dashboard_layout(topology: StackConfig, stack: str) -> dict[str, Any]:
+    """One dashboard per stack: what was published, each subscription's backlog and age, the
+    dead-letter rate per subscription, and the DLQ backlog against its alert threshold."""
+    project = topology.project
+    subs = [s.name for s in topology.subscriptions]
+    one_of = ", ".join(f'"{s}"' for s in subs)
+    consumer_filter = (
+        f'resource.type = "pubsub_subscription" AND resource.labels.project_id = "{project}" '
+        f"AND resource.labels.subscription_id = one_of({one_of})"
+    )
+    dlq = topology.dead_letter.subscription
+
+    def chart(title: str, metric_filter: str, aligner: str, thresholds: list[float] = ()) -> dict:
+        widget: dict[str, Any] = {
+            "title": title,
+            "xyChart": {
+                "dataSets": [
+                    {
+                        "plotType": "LINE",
+                        "timeSeriesQuery": {
+                            "timeSeriesFilter": {
+                                "filter": metric_filter,
+                                "aggregation": {
+                                    "alignmentPeriod": "60s",
+                                    "perSeriesAligner": aligner,
+                                },
+                            }
+                        },
+                    }
+                ],
+                "thresholds": [{"value": t} for t in thresholds],
+            },
+        }
+        return widget
+
+    widgets = [
+        chart(
+            f"Events published to {topology.topic.name}",
+            f'resource.type = "pubsub_topic" AND resource.labels.project_id = "{project}" AND '
+            f'resource.labels.topic_id = "{topology.topic.name}" AND metric.type = "{PUBLISHED}"',
+            "ALIGN_RATE",
+        ),
+        chart(
+            "Backlog per subscription",
+            f'{consumer_filter} AND metric.type = "{UNDELIVERED}"',
+            "ALIGN_MAX",
+        ),
+        chart(
+            "Oldest unacked message age per subscription",
+            f'{consumer_filter} AND metric.type = "{OLDEST_UNACKED}"',
+            "ALIGN_MAX",
+        ),
+        chart(
+            "Dead-lettered per subscription",
+            f'{consumer_filter} AND metric.type = "{DEAD_LETTERED}"',
+            "ALIGN_RATE",
+        ),
+        chart(
+            f"Dead-letter backlog ({dlq})",
+            subscription_filter(project, dlq, UNDELIVERED),
+            "ALIGN_MAX",
+            [topology.alerting.dlq_backlog.threshold],
+        ),
+        chart(
+            f"Oldest dead letter age ({dlq})",
+            subscription_filter(project, dlq, OLDEST_UNACKED),
+            "ALIGN_MAX",
+        ),
+    ]
+    tiles = [
+        {"xPos": (i % 2) * 6, "yPos": (i // 2) * 4, "width": 6, "height": 4, "widget": w}
+        for i, w in enumerate(widgets)
+    ]
+    return {"displayName": f"events-infra {stack}", "mosaicLayout": {"columns": 12, "tiles": tiles}}

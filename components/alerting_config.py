@@ -1,0 +1,169 @@
+"""The `alerting` section of a stack: when on-call is paged about dead letters, and how.
+
+The DLQ backlog alert is always on (the audit's "DLQ holds more than 100 messages"); the
+other alerts and the notification channels are optional.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, BeforeValidator, Field, SecretStr, model_validator
+
+from components.config_types import (
+    Labels,
+    Seconds,
+    Strict,
+    between,
+    email,
+    fail,
+    https_url,
+    matches,
+    whole_seconds,
+)
+
+Severity = Literal["CRITICAL", "ERROR", "WARNING"]
+CHANNEL_TYPES = ("email", "pagerduty", "webhook")
+_CHANNEL_NAME = re.compile(r"^[a-z][a-z0-9-]{0,62}$")
+_CHANNEL_ID = re.compile(r"^projects/[^/]+/notificationChannels/[0-9]+$")
+SECRET_PLACEHOLDER = "<secret>"
+"""What a `secure:` value reads as outside the Pulumi engine (the CLI never decrypts)."""
+
+
+def _non_negative(value: float) -> float:
+    if value < 0:
+        raise fail("negative", "{value} is negative; thresholds are 0 or more", value=f"{value:g}")
+    return value
+
+
+Threshold = Annotated[float, AfterValidator(_non_negative)]
+Window = Annotated[Seconds, between(0, 86400, "duration", "Cloud Monitoring's limit")]
+Alignment = Annotated[
+    Seconds,
+    between(60, 86400, "duration", "Cloud Monitoring's alignment limit"),
+    AfterValidator(whole_seconds),
+]
+
+
+class BacklogAlert(Strict):
+    """Dead-letter subscription's undelivered messages above `threshold` for `duration`.
+
+    Aligned with ALIGN_MAX over `alignment_period`: a backlog that stays up for the whole
+    `duration` pages; a spike shorter than `duration` does not. Missing data keeps the
+    incident's current state (a metric gap neither opens nor closes an incident).
+    """
+
+    threshold: Threshold = 100
+    duration: Window = 300.0
+    alignment_period: Alignment = 60
+    severity: Severity = "CRITICAL"
+    auto_close: Window = 1800.0
+
+
+class DeadLetterRateAlert(Strict):
+    """Messages dead-lettered per source subscription above `threshold` per alignment period."""
+
+    threshold: Threshold = 0
+    duration: Window = 0.0
+    alignment_period: Alignment = 300
+    severity: Severity = "ERROR"
+    auto_close: Window = 1800.0
+
+
+class OldestUnackedAlert(Strict):
+    """A consumer subscription's oldest unacknowledged message older than `threshold`."""
+
+    threshold: Annotated[Seconds, between(60, 31 * 86400, "duration", "a useful age")] = 3600.0
+    duration: Window = 600.0
+    alignment_period: Alignment = 60
+    severity: Severity = "WARNING"
+    auto_close: Window = 1800.0
+
+
+class RetentionAlert(Strict):
+    """Dead letters older than `fraction` of the dead-letter retention: about to be lost."""
+
+    fraction: Annotated[float, between(0.1, 0.99, why="a fraction of the retention")] = 0.75
+    alignment_period: Alignment = 60
+    severity: Severity = "CRITICAL"
+    auto_close: Window = 1800.0
+
+
+def _channel_type(value: Any) -> Any:
+    if isinstance(value, dict) and value.get("type") not in CHANNEL_TYPES:
+        raise fail(
+            "channel_kind",
+            "unknown channel type {type}: use one of {types}",
+            type=repr(value.get("type")),
+            types=", ".join(CHANNEL_TYPES),
+        )
+    return value
+
+
+ChannelName = Annotated[
+    str, matches(_CHANNEL_NAME, "a channel name (lowercase letters, digits, hyphens)")
+]
+
+
+class EmailChannel(Strict):
+    type: Literal["email"]
+    name: ChannelName
+    address: Annotated[str, AfterValidator(email)]
+
+
+class PagerDutyChannel(Strict):
+    type: Literal["pagerduty"]
+    name: ChannelName
+    service_key: SecretStr
+    """Must come from a `secure:` value (`pulumi config set --secret --path ...`)."""
+
+
+class WebhookChannel(Strict):
+    type: Literal["webhook"]
+    name: ChannelName
+    url: Annotated[str, AfterValidator(https_url)]
+
+
+Channel = Annotated[
+    EmailChannel | PagerDutyChannel | WebhookChannel,
+    Field(discriminator="type"),
+    BeforeValidator(_channel_type),
+]
+
+
+def _channel_id(value: str) -> str:
+    if not _CHANNEL_ID.match(value):
+        raise fail(
+            "channel_id",
+            "{value} is not a notification channel id (projects/P/notificationChannels/NUMBER)",
+            value=repr(value),
+        )
+    return value
+
+
+class AlertingConfig(Strict):
+    """Alert policies, their notification channels, and the stack's dashboard."""
+
+    dlq_backlog: BacklogAlert = Field(default_factory=BacklogAlert)
+    dead_letter_rate: DeadLetterRateAlert | None = None
+    oldest_unacked: OldestUnackedAlert | None = None
+    dlq_retention: RetentionAlert | None = None
+    channels: list[Channel] = Field(default_factory=list)
+    existing_channels: list[Annotated[str, AfterValidator(_channel_id)]] = Field(
+        default_factory=list
+    )
+    user_labels: Labels = Field(default_factory=dict)
+    dashboard: bool = True
+
+    @model_validator(mode="after")
+    def _unique_channel_names(self) -> AlertingConfig:
+        names = [c.name for c in self.channels]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise fail(
+                "duplicate_channel",
+                "channel names must be unique; used twice: {names}",
+                names=", ".join(duplicates),
+            )
+        return self

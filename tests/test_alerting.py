@@ -1,0 +1,250 @@
+"""DLQ alerting under Pulumi mocks: exact filters, thresholds, aggregation, missing-data
+handling, channels, runbook, dashboard; and the alerting config's validation errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pulumi
+import pytest
+from pulumi.runtime import rpc
+
+from components.alerting import (
+    DEAD_LETTERED,
+    INACTIVE,
+    NO_OP,
+    OLDEST_UNACKED,
+    UNDELIVERED,
+    subscription_filter,
+)
+from components.topology import TopologyError, parse_topology
+from tests.pulumi_mocks import Declared, Run, run_program, stack_config
+
+STACKS = Path(__file__).resolve().parent.parent / "stacks"
+POLICY = "gcp:monitoring/alertPolicy:AlertPolicy"
+CHANNEL = "gcp:monitoring/notificationChannel:NotificationChannel"
+DASHBOARD = "gcp:monitoring/dashboard:Dashboard"
+
+
+@pytest.fixture(scope="module")
+def prod() -> Run:
+    return run_program(stack_config(STACKS / "Pulumi.prod.yaml"), stack="prod")
+
+
+@pytest.fixture(scope="module")
+def dev() -> Run:
+    return run_program(stack_config(STACKS / "Pulumi.dev.yaml"), stack="dev")
+
+
+def threshold_of(policy: Declared) -> dict[str, Any]:
+    [condition] = policy.inputs["conditions"]
+    return condition["conditionThreshold"]
+
+
+def engine(config: dict[str, Any]) -> dict[str, str]:
+    return {k: v if isinstance(v, str) else json.dumps(v) for k, v in config.items()}
+
+
+def test_dlq_backlog_policy(prod: Run) -> None:
+    policy = prod.named("alerting-dlq-backlog")
+    threshold = threshold_of(policy)
+    assert threshold["filter"] == (
+        'resource.type = "pubsub_subscription" AND resource.labels.project_id = "cotton-erp" '
+        'AND resource.labels.subscription_id = "events-dlq-sub" AND '
+        'metric.type = "pubsub.googleapis.com/subscription/num_undelivered_messages"'
+    )
+    assert threshold["comparison"] == "COMPARISON_GT"
+    assert threshold["thresholdValue"] == 100
+    assert threshold["duration"] == "300s"
+    assert threshold["aggregations"] == [
+        {"alignmentPeriod": "60s", "perSeriesAligner": "ALIGN_MAX"}
+    ]
+    assert threshold["trigger"] == {"count": 1}
+    # a metric gap keeps the incident as it is: it neither pages nor closes a real backlog
+    assert threshold["evaluationMissingData"] == NO_OP == "EVALUATION_MISSING_DATA_NO_OP"
+    assert policy.inputs["severity"] == "CRITICAL"
+    assert policy.inputs["combiner"] == "OR"
+    assert policy.inputs["alertStrategy"] == {"autoClose": "1800s"}
+    assert policy.inputs["userLabels"] == {"stack": "prod", "team": "platform"}
+
+
+def test_filter_selects_one_subscription_exactly() -> None:
+    text = subscription_filter("p", "events-dlq-sub", UNDELIVERED)
+    assert 'resource.labels.subscription_id = "events-dlq-sub"' in text
+    assert 'resource.type = "pubsub_subscription"' in text
+    for prefix_match in ("starts_with", "has_substring", "monitoring.regex", "one_of"):
+        assert prefix_match not in text
+
+
+def test_policies_notify_every_configured_channel(prod: Run) -> None:
+    channels = {c.inputs["displayName"]: c for c in prod.of_type(CHANNEL)}
+    assert channels["oncall-email"].inputs["type"] == "email"
+    assert channels["oncall-email"].inputs["labels"] == {"email_address": "oncall@cotton-erp.com"}
+    assert channels["chatops"].inputs["type"] == "webhook_tokenauth"
+    assert channels["chatops"].inputs["labels"] == {
+        "url": "https://chatops.cotton-erp.com/hooks/events"
+    }
+    expected = [channels["oncall-email"].id, channels["chatops"].id]
+    policies = prod.of_type(POLICY)
+    assert policies and all(p.inputs["notificationChannels"] == expected for p in policies)
+
+
+def test_runbook_names_the_commands_for_this_stack(prod: Run, dev: Run) -> None:
+    for run, stack in ((prod, "prod"), (dev, "dev")):
+        docs = run.named("alerting-dlq-backlog").inputs["documentation"]
+        assert docs["mimeType"] == "text/markdown"
+        content = docs["content"]
+        assert "`events-dlq-sub`" in content
+        for command in (
+            f"eventsctl dlq status --stack {stack}",
+            f"eventsctl dlq inspect --stack {stack} --limit 10",
+            f"eventsctl dlq replay --stack {stack} --dry-run",
+            f"eventsctl dlq replay --stack {stack}`",
+        ):
+            assert command in content
+        [dashboard] = run.of_type(DASHBOARD)
+        dashboard_id = dashboard.id.rsplit("/", 1)[-1]
+        assert f"monitoring/dashboards/custom/{dashboard_id}?project=" in content
+
+
+def test_dead_letter_rate_per_source_subscription(prod: Run) -> None:
+    for sub in ("events-sub", "matching-engine", "notifications"):
+        threshold = threshold_of(prod.named(f"alerting-dead-letter-rate-{sub}"))
+        assert threshold["filter"] == subscription_filter("cotton-erp", sub, DEAD_LETTERED)
+        assert threshold["thresholdValue"] == 0
+        assert threshold["aggregations"] == [
+            {"alignmentPeriod": "300s", "perSeriesAligner": "ALIGN_SUM"}
+        ]
+        # no data for a count means nothing was dead-lettered
+        assert threshold["evaluationMissingData"] == INACTIVE
+
+
+def test_stuck_consumer_alert(prod: Run) -> None:
+    for sub in ("events-sub", "matching-engine", "notifications"):
+        threshold = threshold_of(prod.named(f"alerting-oldest-unacked-{sub}"))
+        assert threshold["filter"] == subscription_filter("cotton-erp", sub, OLDEST_UNACKED)
+        assert threshold["thresholdValue"] == 3600
+        assert threshold["duration"] == "600s"
+        assert threshold["evaluationMissingData"] == NO_OP
+
+
+def test_dead_letters_about_to_expire_alert(prod: Run) -> None:
+    policy = prod.named("alerting-dlq-retention")
+    threshold = threshold_of(policy)
+    assert threshold["filter"] == subscription_filter(
+        "cotton-erp", "events-dlq-sub", OLDEST_UNACKED
+    )
+    assert threshold["thresholdValue"] == round(14 * 86400 * 0.75)
+    assert policy.inputs["severity"] == "CRITICAL"
+
+
+def test_optional_alerts_are_off_unless_configured(dev: Run) -> None:
+    names = [p.name for p in dev.of_type(POLICY)]
+    assert names == ["alerting-dlq-backlog"]
+    assert dev.named("alerting-dlq-backlog").inputs["severity"] == "WARNING"
+
+
+def test_dashboard_has_every_panel(prod: Run) -> None:
+    [dashboard] = prod.of_type(DASHBOARD)
+    layout = json.loads(dashboard.inputs["dashboardJson"])
+    widgets = {t["widget"]["title"]: t["widget"] for t in layout["mosaicLayout"]["tiles"]}
+    assert set(widgets) == {
+        "Events published to events",
+        "Backlog per subscription",
+        "Oldest unacked message age per subscription",
+        "Dead-lettered per subscription",
+        "Dead-letter backlog (events-dlq-sub)",
+        "Oldest dead letter age (events-dlq-sub)",
+    }
+
+    def query(title: str) -> str:
+        [data] = widgets[title]["xyChart"]["dataSets"]
+        return data["timeSeriesQuery"]["timeSeriesFilter"]["filter"]
+
+    assert "pubsub.googleapis.com/topic/send_message_operation_count" in query(
+        "Events published to events"
+    )
+    assert 'one_of("events-sub", "matching-engine", "notifications")' in query(
+        "Backlog per subscription"
+    )
+    assert DEAD_LETTERED in query("Dead-lettered per subscription")
+    assert query("Dead-letter backlog (events-dlq-sub)") == subscription_filter(
+        "cotton-erp", "events-dlq-sub", UNDELIVERED
+    )
+    assert widgets["Dead-letter backlog (events-dlq-sub)"]["xyChart"]["thresholds"] == [
+        {"value": 100}
+    ]
+
+
+def pagerduty_config(prod_config: dict[str, Any]) -> dict[str, Any]:
+    prod_config["events-infra:alerting"] = {
+        "channels": [
+            {"type": "pagerduty", "name": "pager", "service_key": "pd-integration-key-123"}
+        ],
+        "existing_channels": ["projects/cotton-erp/notificationChannels/42"],
+    }
+    return prod_config
+
+
+def test_pagerduty_key_stays_secret(prod_config: dict[str, Any]) -> None:
+    run = run_program(engine(pagerduty_config(prod_config)), secret_keys=["events-infra:alerting"])
+    [channel] = run.of_type(CHANNEL)
+    assert channel.inputs["type"] == "pagerduty"
+    labels = channel.inputs["sensitiveLabels"]  # the engine receives it wrapped as a secret
+    assert labels[rpc._special_sig_key] == rpc._special_secret_sig
+    assert labels["value"] == {"serviceKey": "pd-integration-key-123"}
+    assert "pd-integration-key-123" not in json.dumps(run.exports, default=str)
+    policy = run.named("alerting-dlq-backlog")
+    assert policy.inputs["notificationChannels"] == [
+        channel.id,
+        "projects/cotton-erp/notificationChannels/42",
+    ]
+
+
+def test_plain_text_pagerduty_key_is_refused(prod_config: dict[str, Any]) -> None:
+    with pytest.raises(pulumi.RunError, match=r"service_key: is plain text in the stack file"):
+        run_program(engine(pagerduty_config(prod_config)))
+
+
+@pytest.mark.parametrize(
+    ("alerting", "message"),
+    [
+        (
+            {"dlq_backlog": {"threshold": -1}},
+            "events-infra:alerting.dlq_backlog.threshold: -1 is negative",
+        ),
+        (
+            {"channels": [{"type": "slack", "name": "x"}]},
+            "events-infra:alerting.channels[x]: unknown channel type 'slack': use one of "
+            "email, pagerduty, webhook",
+        ),
+        (
+            {"channels": [{"type": "email", "name": "oncall", "address": "not-an-email"}]},
+            "events-infra:alerting.channels[oncall].email.address: 'not-an-email' is not an "
+            "email address",
+        ),
+        (
+            {"channels": [{"type": "webhook", "name": "hook", "url": "http://x.invalid"}]},
+            "not an https:// URL",
+        ),
+        ({"existing_channels": ["42"]}, "'42' is not a notification channel id"),
+        ({"dlq_backlog": {"severity": "PANIC"}}, "'PANIC' is not valid"),
+        ({"dlq_backlog": {"thresold": 5}}, "did you mean 'threshold'?"),
+        (
+            {
+                "channels": [
+                    {"type": "email", "name": "a", "address": "a@x.io"},
+                    {"type": "email", "name": "a", "address": "b@x.io"},
+                ]
+            },
+            "channel names must be unique; used twice: a",
+        ),
+    ],
+)
+def test_alerting_validation(alerting: dict[str, Any], message: str) -> None:
+    with pytest.raises(TopologyError) as info:
+        parse_topology({"subscriptions": [{"name": "orders"}], "alerting": alerting}, "cotton-erp")
+    assert len(info.value.problems) == 1
+    assert message in info.value.problems[0]
