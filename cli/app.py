@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from cli import __version__, outbox_cmd, topology_cmd
+from cli import __version__, dlq_cmd, outbox_cmd, topology_cmd
 
 app = typer.Typer(
     name="eventsctl",
@@ -14,6 +14,7 @@ app = typer.Typer(
 )
 app.add_typer(topology_cmd.app, name="topology")
 app.add_typer(outbox_cmd.app, name="outbox")
+app.add_typer(dlq_cmd.app, name="dlq")
 
 
 def _version(value: bool) -> None:

@@ -18,3 +18,19 @@ STACKS_DIR = typer.Option(
     help="Folder holding the Pulumi.<stack>.yaml files (default: ./stacks, then the install's).",
 )
 JSON = typer.Option(False, "--json", help="Print machine-readable JSON on stdout.")
+PROJECT = typer.Option(
+    None,
+    "--project",
+    envvar="EVENTSCTL_PROJECT",
+    help="GCP project (default: the stack's gcp:project).",
+    show_default=False,
+)
+TOPIC = typer.Option(
+    None, "--topic", help="Events topic name (default: the stack's).", show_default=False
+)
+DLQ_SUBSCRIPTION = typer.Option(
+    None,
+    "--dlq-subscription",
+    help="Dead-letter subscription name (default: the stack's).",
+    show_default=False,
+)

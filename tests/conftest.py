@@ -62,3 +62,22 @@ def outbox_db(database_url: str) -> str:
     with psycopg.connect(database_url) as conn:
         migrate(conn)
     return database_url
+
+
+@pytest.fixture(scope="session")
+def pubsub_emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The real Pub/Sub emulator: `$PUBSUB_EMULATOR_HOST` if set, else started on a free
+    loopback port for the session (and the variable set, as clients read it)."""
+    if os.environ.get("PUBSUB_EMULATOR_HOST"):
+        yield os.environ["PUBSUB_EMULATOR_HOST"]
+        return
+    from cli.local.emulator import start
+
+    log = tmp_path_factory.mktemp("emulator") / "emulator.log"
+    emulator = start(project="events-tests", log_path=log)
+    os.environ["PUBSUB_EMULATOR_HOST"] = emulator.address
+    try:
+        yield emulator.address
+    finally:
+        emulator.stop()
+        os.environ.pop("PUBSUB_EMULATOR_HOST", None)

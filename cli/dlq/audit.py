@@ -1,0 +1,47 @@
+"""An append-only JSONL record of every operation that changes a dead-letter subscription:
+who, when, which stack and filter, the counts and the message ids."""
+
+from __future__ import annotations
+
+import getpass
+import json
+import os
+import socket
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+AUDIT_LOG_ENV = "EVENTSCTL_AUDIT_LOG"
+
+
+def audit_log_path(override: str | None = None) -> Path:
+    if override:
+        return Path(override)
+    if os.environ.get(AUDIT_LOG_ENV):
+        return Path(os.environ[AUDIT_LOG_ENV])
+    state = Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state")
+    return state / "eventsctl" / "audit.jsonl"
+
+
+def append_audit(path: Path, operation: str, **fields: Any) -> dict[str, Any]:
+    """Append one record (one line, flushed and fsynced) and return it."""
+    record = {
+        "time": datetime.now(UTC).isoformat(),
+        "user": _user(),
+        "host": socket.gethostname(),
+        "operation": operation,
+        **fields,
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a", encoding="utf-8") as log:
+        log.write(json.dumps(record, sort_keys=True, default=str) + "\n")
+        log.flush()
+        os.fsync(log.fileno())
+    return record
+
+
+def _user() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "unknown"

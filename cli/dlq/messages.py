@@ -1,0 +1,131 @@
+"""A dead letter as on-call sees it: where it failed, how often, when, and what it carries."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+SOURCE_SUBSCRIPTION = "CloudPubSubDeadLetterSourceSubscription"
+SOURCE_PROJECT = "CloudPubSubDeadLetterSourceSubscriptionProject"
+DELIVERY_COUNT = "CloudPubSubDeadLetterSourceDeliveryCount"
+ORIGINAL_PUBLISH_TIME = "CloudPubSubDeadLetterSourceTopicPublishTime"
+BOOKKEEPING = (SOURCE_SUBSCRIPTION, SOURCE_PROJECT, DELIVERY_COUNT, ORIGINAL_PUBLISH_TIME)
+"""Attributes Pub/Sub adds when it dead-letters; dropped from a replayed copy."""
+
+REPLAY_COUNT = "replay_count"
+REPLAYED_FROM = "replayed_from"
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    message_id: str
+    ack_id: str
+    data: bytes
+    attributes: dict[str, str]
+    ordering_key: str
+    dead_lettered_at: datetime
+
+    @classmethod
+    def from_received(cls, received: Any) -> DeadLetter:
+        message = received.message
+        published = message.publish_time
+        if not isinstance(published, datetime):
+            published = published.ToDatetime()
+        if published.tzinfo is None:
+            published = published.replace(tzinfo=UTC)
+        return cls(
+            message_id=message.message_id,
+            ack_id=received.ack_id,
+            data=bytes(message.data),
+            attributes=dict(message.attributes),
+            ordering_key=message.ordering_key,
+            dead_lettered_at=published,
+        )
+
+    @property
+    def source_subscription(self) -> str | None:
+        return self.attributes.get(SOURCE_SUBSCRIPTION)
+
+    @property
+    def delivery_count(self) -> int | None:
+        value = self.attributes.get(DELIVERY_COUNT)
+        return int(value) if value and value.isdigit() else None
+
+    @property
+    def original_publish_time(self) -> str | None:
+        return self.attributes.get(ORIGINAL_PUBLISH_TIME)
+
+    @property
+    def replay_count(self) -> int:
+        value = self.attributes.get(REPLAY_COUNT, "0")
+        return int(value) if value.isdigit() else 0
+
+    @property
+    def fingerprint(self) -> str:
+        """Same for two dead letters of one original message (Pub/Sub may dead-letter a message
+        more than once, each time under a new message id): the relay's `event_id` when there is
+        one, else the source, original publish time, payload and attributes."""
+        if "event_id" in self.attributes:
+            key = f"{self.source_subscription}|event:{self.attributes['event_id']}"
+            return hashlib.sha256(key.encode()).hexdigest()
+        stable = {k: v for k, v in self.attributes.items() if k != DELIVERY_COUNT}
+        digest = hashlib.sha256()
+        digest.update(json.dumps(stable, sort_keys=True).encode())
+        digest.update(self.ordering_key.encode() + b"\0" + self.data)
+        return digest.hexdigest()
+
+    def age_seconds(self, now: datetime | None = None) -> float:
+        return ((now or datetime.now(UTC)) - self.dead_lettered_at).total_seconds()
+
+    def payload_view(self) -> tuple[str, Any]:
+        """("json", parsed) when the payload is JSON, else ("base64", text): safe to print."""
+        try:
+            return "json", json.loads(self.data.decode("utf-8"))
+        except (UnicodeDecodeError, ValueError):
+            return "base64", base64.b64encode(self.data).decode()
+
+    def to_record(self) -> dict[str, Any]:
+        """The JSON form used by `inspect --json` and `export` (and read back by
+        `replay --from-file`)."""
+        kind, payload = self.payload_view()
+        record: dict[str, Any] = {
+            "message_id": self.message_id,
+            "source_subscription": self.source_subscription,
+            "delivery_count": self.delivery_count,
+            "original_publish_time": self.original_publish_time,
+            "dead_lettered_at": self.dead_lettered_at.isoformat(),
+            "replay_count": self.replay_count,
+            "ordering_key": self.ordering_key,
+            "attributes": self.attributes,
+        }
+        record["json" if kind == "json" else "data_base64"] = payload
+        return record
+
+
+def replay_attributes(
+    letter_attributes: dict[str, str], message_id: str, target: str | None, replay_count: int
+) -> dict[str, str]:
+    """The copy's attributes: the original's, minus Pub/Sub's dead-letter bookkeeping, plus the
+    replay target (unless broadcasting), the dead letter's id and the new replay count."""
+    from components.topology import REPLAY_TARGET_ATTRIBUTE
+
+    attributes = {k: v for k, v in letter_attributes.items() if k not in BOOKKEEPING}
+    attributes.pop(REPLAY_TARGET_ATTRIBUTE, None)
+    if target:
+        attributes[REPLAY_TARGET_ATTRIBUTE] = target
+    attributes[REPLAYED_FROM] = message_id
+    attributes[REPLAY_COUNT] = str(replay_count)
+    return attributes
+
+
+def data_from_record(record: dict[str, Any]) -> bytes:
+    """The payload of an exported (possibly edited) record."""
+    if "json" in record:
+        return json.dumps(record["json"], separators=(",", ":")).encode()
+    if "data_base64" in record:
+        return base64.b64decode(record["data_base64"])
+    raise ValueError("record has neither 'json' nor 'data_base64'")

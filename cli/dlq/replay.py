@@ -1,0 +1,279 @@
+"""Replaying dead letters to the events topic, and purging them.
+
+Nothing is lost: a dead letter is acknowledged only after Pub/Sub confirmed its copy on the
+events topic. Killed at any point, every message is in the DLQ, on the topic, or (between
+the confirmation and the ack) in both.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from typing import Any
+
+from cli.dlq.messages import DeadLetter, data_from_record, replay_attributes
+from cli.dlq.ratelimit import RateLimiter
+from cli.dlq.scan import Scanner
+from cli.dlq.selection import Selection
+from cli.dlq.target import DlqTarget
+
+PUBLISH_TIMEOUT_S = 60.0
+
+
+@dataclass
+class ReplayOptions:
+    selection: Selection = field(default_factory=Selection)
+    limit: int | None = None
+    rate: float | None = None
+    broadcast: bool = False
+    max_replays: int = 3
+    dry_run: bool = False
+    batch_size: int = 100
+    pull_timeout: float = 2.0
+
+
+@dataclass
+class ReplaySummary:
+    replayed: list[str] = field(default_factory=list)
+    """Dead-letter ids whose copy Pub/Sub confirmed and that were then acknowledged."""
+    would_replay: list[str] = field(default_factory=list)
+    poison: list[str] = field(default_factory=list)
+    """Left in the DLQ: replayed `max_replays` times already."""
+    duplicates: list[str] = field(default_factory=list)
+    """Second dead letters of an original already replayed in this run: acknowledged."""
+    failed: list[str] = field(default_factory=list)
+    """Publish failed: left in the DLQ."""
+    not_selected: int = 0
+    by_target: dict[str, int] = field(default_factory=dict)
+
+    def counts(self) -> dict[str, int]:
+        return {
+            "replayed": len(self.replayed),
+            "would_replay": len(self.would_replay),
+            "skipped_poison": len(self.poison),
+            "duplicates_dropped": len(self.duplicates),
+            "failed": len(self.failed),
+            "not_selected": self.not_selected,
+        }
+
+    @property
+    def left(self) -> int:
+        """Selected dead letters still in the DLQ after the run."""
+        return len(self.poison) + len(self.failed) + len(self.would_replay)
+
+
+def replay(
+    publisher: Any,
+    subscriber: Any,
+    target: DlqTarget,
+    options: ReplayOptions,
+    ack_deadline_s: int = 60,
+    progress: Callable[[int], None] | None = None,
+    warn: Callable[[str], None] | None = None,
+) -> ReplaySummary:
+    """Republish selected dead letters (targeted at the subscription that failed each one,
+    unless `broadcast`), acknowledging each only after its copy is confirmed."""
+    summary = ReplaySummary()
+    limiter = RateLimiter(options.rate)
+    batch_size = options.batch_size
+    if options.rate:  # never pull more than can be published well inside the ack deadline
+        batch_size = max(1, min(batch_size, int(options.rate * ack_deadline_s / 3)))
+    scanner = Scanner(subscriber, target.subscription_path, batch_size, options.pull_timeout)
+    done_fingerprints: set[str] = set()
+    taken = 0
+
+    for batch in scanner.batches():
+        publish: list[DeadLetter] = []
+        release: list[DeadLetter] = []
+        seconds: dict[str, list[DeadLetter]] = {}  # primary id -> its duplicates in this batch
+        already_done: list[DeadLetter] = []  # duplicates of originals replayed earlier
+        primaries: dict[str, DeadLetter] = {}  # fingerprint -> the letter replayed for it
+        for letter in batch:
+            if not options.selection.matches(letter):
+                summary.not_selected += 1
+                release.append(letter)
+                continue
+            fingerprint = letter.fingerprint
+            if fingerprint in done_fingerprints:
+                already_done.append(letter)
+                continue
+            if fingerprint in primaries:
+                seconds.setdefault(primaries[fingerprint].message_id, []).append(letter)
+                continue
+            if options.limit is not None and taken >= options.limit:
+                release.append(letter)
+                continue
+            if letter.replay_count >= options.max_replays:
+                summary.poison.append(letter.message_id)
+                if warn:
+                    warn(
+                        f"{letter.message_id} from {letter.source_subscription} was replayed "
+                        f"{letter.replay_count} times already; left in the DLQ (inspect it)"
+                    )
+                release.append(letter)
+                continue
+            taken += 1
+            primaries[fingerprint] = letter
+            publish.append(letter)
+        scanner.release(release)
+        all_seconds = [d for ds in seconds.values() for d in ds]
+
+        if options.dry_run:
+            summary.would_replay += [letter.message_id for letter in publish]
+            for letter in publish:
+                _count_target(summary, letter, options.broadcast)
+            summary.duplicates += [d.message_id for d in all_seconds + already_done]
+            scanner.release(publish + all_seconds + already_done)
+        else:
+            confirmed = _publish_all(publisher, target, publish, options, limiter, summary)
+            dropped = already_done + [d for c in confirmed for d in seconds.get(c.message_id, [])]
+            scanner.ack(confirmed + dropped)  # only after Pub/Sub confirmed each copy
+            scanner.release([d for d in all_seconds if d not in dropped])
+            for letter in confirmed:
+                done_fingerprints.add(letter.fingerprint)
+                summary.replayed.append(letter.message_id)
+                _count_target(summary, letter, options.broadcast)
+            summary.duplicates += [d.message_id for d in dropped]
+        if progress:
+            progress(len(publish))
+        if options.limit is not None and taken >= options.limit:
+            break
+    return summary
+
+
+def _count_target(summary: ReplaySummary, letter: DeadLetter, broadcast: bool) -> None:
+    key = "(all subscriptions)" if broadcast else (letter.source_subscription or "(unknown)")
+    summary.by_target[key] = summary.by_target.get(key, 0) + 1
+
+
+def _publish_all(
+    publisher: Any,
+    target: DlqTarget,
+    letters: list[DeadLetter],
+    options: ReplayOptions,
+    limiter: RateLimiter,
+    summary: ReplaySummary,
+) -> list[DeadLetter]:
+    """Publish copies (rate-limited); return the letters whose copies Pub/Sub confirmed."""
+    futures: list[tuple[DeadLetter, Future[str]]] = []
+    for letter in letters:
+        limiter.acquire()
+        attributes = replay_attributes(
+            letter.attributes,
+            letter.message_id,
+            None if options.broadcast else letter.source_subscription,
+            letter.replay_count + 1,
+        )
+        futures.append(
+            (
+                letter,
+                publisher.publish(
+                    target.topic_path, letter.data, ordering_key=letter.ordering_key, **attributes
+                ),
+            )
+        )
+    confirmed = []
+    for letter, future in futures:
+        try:
+            future.result(timeout=PUBLISH_TIMEOUT_S)
+        except Exception:
+            summary.failed.append(letter.message_id)
+            if letter.ordering_key:  # otherwise Pub/Sub refuses this key for good
+                publisher.resume_publish(target.topic_path, letter.ordering_key)
+            continue
+        confirmed.append(letter)
+    return confirmed
+
+
+@dataclass
+class FileReplaySummary:
+    published: list[str] = field(default_factory=list)
+    poison: list[str] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
+
+
+def replay_records(
+    publisher: Any,
+    target: DlqTarget,
+    records: Iterable[dict[str, Any]],
+    broadcast: bool = False,
+    rate: float | None = None,
+    max_replays: int = 3,
+) -> FileReplaySummary:
+    """Publish exported (possibly edited) records; the originals stay in the DLQ until
+    `purge --exported` removes them."""
+    summary = FileReplaySummary()
+    limiter = RateLimiter(rate)
+    futures = []
+    for record in records:
+        count = int(record.get("replay_count") or 0)
+        if count >= max_replays:
+            summary.poison.append(record["message_id"])
+            continue
+        source = record.get("source_subscription")
+        attributes = replay_attributes(
+            dict(record.get("attributes") or {}),
+            record["message_id"],
+            None if broadcast else source,
+            count + 1,
+        )
+        limiter.acquire()
+        future = publisher.publish(
+            target.topic_path,
+            data_from_record(record),
+            ordering_key=record.get("ordering_key") or "",
+            **attributes,
+        )
+        futures.append((record, future))
+    for record, future in futures:
+        try:
+            future.result(timeout=PUBLISH_TIMEOUT_S)
+            summary.published.append(record["message_id"])
+        except Exception:
+            summary.failed.append(record["message_id"])
+            if record.get("ordering_key"):
+                publisher.resume_publish(target.topic_path, record["ordering_key"])
+    return summary
+
+
+@dataclass
+class PurgeSummary:
+    purged: list[str] = field(default_factory=list)
+    not_exported: int = 0
+    not_selected: int = 0
+
+
+def purge(
+    subscriber: Any,
+    target: DlqTarget,
+    selection: Selection,
+    exported_ids: set[str] | None,
+    limit: int | None = None,
+    dry_run: bool = False,
+    pull_timeout: float = 2.0,
+) -> PurgeSummary:
+    """Acknowledge (remove for good) selected dead letters; with `exported_ids`, only those
+    whose ids are in the export file, so nothing unexported is ever removed."""
+    summary = PurgeSummary()
+    scanner = Scanner(subscriber, target.subscription_path, 500, pull_timeout)
+    for batch in scanner.batches():
+        remove, keep = [], []
+        for letter in batch:
+            if not selection.matches(letter):
+                summary.not_selected += 1
+                keep.append(letter)
+            elif exported_ids is not None and letter.message_id not in exported_ids:
+                summary.not_exported += 1
+                keep.append(letter)
+            elif limit is not None and len(summary.purged) + len(remove) >= limit:
+                keep.append(letter)
+            else:
+                remove.append(letter)
+        scanner.release(keep)
+        if dry_run:
+            scanner.release(remove)
+        else:
+            scanner.ack(remove)
+        summary.purged += [letter.message_id for letter in remove]
+    return summary

@@ -1,0 +1,292 @@
+"""`eventsctl dlq` against the real Pub/Sub emulator (started by the `pubsub_emulator` fixture)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from cli.app import app
+from cli.dlq import messages
+from components.topology import REPLAY_TARGET_ATTRIBUTE
+from tests.dlq_support import DlqStack, dead_letter_for_real, make_stack
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def stack(pubsub_emulator: str, tmp_path: Path) -> DlqStack:
+    return make_stack(tmp_path)
+
+
+def dlq(stack: DlqStack, *args: str, audit: Path | None = None) -> object:
+    extra = ["--audit-log", str(audit)] if audit else []
+    return runner.invoke(app, ["dlq", args[0], *stack.cli_args(), *args[1:], *extra])
+
+
+def test_real_dead_letters_status_inspect_replay(stack: DlqStack, tmp_path: Path) -> None:
+    keys = dead_letter_for_real(stack, 8, source="orders-sub")
+
+    status = dlq(stack, "status", "--json")
+    assert status.exit_code == 1, status.output  # 8 > threshold 5
+    row = json.loads(status.stdout)
+    assert row["undelivered"] == 8
+    assert row["by_source"] == {"orders-sub": 8}
+    assert row["source"] == "pubsub"
+    assert row["oldest_age_s"] is not None and row["oldest_age_s"] >= 0
+    assert "emulator" in status.stderr
+
+    inspected = dlq(stack, "inspect", "--json", "--limit", "20")
+    assert inspected.exit_code == 0, inspected.output
+    records = json.loads(inspected.stdout)
+    assert sorted(r["attributes"]["key"] for r in records) == sorted(keys)
+    assert {r["source_subscription"] for r in records} == {"orders-sub"}
+    assert {r["delivery_count"] for r in records} == {5}
+    assert all(r["original_publish_time"] for r in records)
+    assert all(r["json"]["key"] == r["attributes"]["key"] for r in records)
+    # inspect consumed nothing: the same dead letters are all still there
+    assert stack.peek_ids() == {r["message_id"] for r in records}
+
+    capture = stack.capture()
+    audit = tmp_path / "audit.jsonl"
+    replayed = dlq(stack, "replay", "--yes", "--json", audit=audit)
+    assert replayed.exit_code == 0, replayed.output
+    result = json.loads(replayed.stdout)
+    assert result["counts"]["replayed"] == 8
+    assert result["by_target"] == {"orders-sub": 8}
+    assert "to undo: eventsctl dlq restore" in replayed.stderr
+
+    copies = stack.drain(capture, expected=8)
+    assert sorted(m.message.attributes["key"] for m in copies) == sorted(keys)
+    by_dead_letter = {r["message_id"]: r for r in records}
+    for copy in copies:
+        attrs = dict(copy.message.attributes)
+        assert attrs[REPLAY_TARGET_ATTRIBUTE] == "orders-sub"
+        assert attrs[messages.REPLAY_COUNT] == "1"
+        assert attrs["kind"] == "trade"  # the original attributes are kept
+        assert not any(k.startswith("CloudPubSubDeadLetter") for k in attrs)
+        original = by_dead_letter[attrs[messages.REPLAYED_FROM]]
+        assert json.loads(copy.message.data) == original["json"]
+    assert stack.peek_ids() == set()  # every dead letter acknowledged
+
+    [record] = [json.loads(line) for line in audit.read_text().splitlines()]
+    assert record["operation"] == "replay"
+    assert record["stack"] == stack.name
+    assert record["counts"]["replayed"] == 8
+    assert sorted(record["message_ids"]) == sorted(by_dead_letter)
+    assert record["snapshot"].startswith(f"projects/{stack.project}/snapshots/")
+    assert record["user"]
+
+
+def test_filters_select_by_source_attribute_and_age(stack: DlqStack) -> None:
+    stack.seed(4, source="orders-sub", attributes={"kind": "trade"}, key_prefix="o")
+    stack.seed(3, source="billing-sub", attributes={"kind": "invoice"}, key_prefix="b")
+
+    def inspect(*flags: str) -> list[dict]:
+        out = dlq(stack, "inspect", "--json", "--limit", "100", *flags)
+        assert out.exit_code == 0, out.output
+        return json.loads(out.stdout)
+
+    assert len(inspect()) == 7
+    assert {r["source_subscription"] for r in inspect("--source", "billing-sub")} == {"billing-sub"}
+    assert len(inspect("--source", "billing-sub")) == 3
+    assert len(inspect("--attr", "kind=trade")) == 4
+    assert inspect("--attr", "kind=trade", "--source", "billing-sub") == []
+    assert inspect("--older-than", "1h") == []
+    assert len(inspect("--newer-than", "1h")) == 7
+    assert len(inspect("--limit", "2")) == 2
+
+    capture = stack.capture()
+    replayed = dlq(stack, "replay", "--yes", "--json", "--source", "billing-sub", "--no-snapshot")
+    assert replayed.exit_code == 0, replayed.output
+    counts = json.loads(replayed.stdout)["counts"]
+    assert counts["replayed"] == 3 and counts["not_selected"] == 4
+    copies = stack.drain(capture, expected=3)
+    assert {m.message.attributes[REPLAY_TARGET_ATTRIBUTE] for m in copies} == {"billing-sub"}
+    left = stack.peek()
+    assert len(left) == 4 and {d.source_subscription for d in left} == {"orders-sub"}
+
+
+def test_dry_run_changes_nothing(stack: DlqStack, tmp_path: Path) -> None:
+    stack.seed(5)
+    before = stack.peek_ids()
+    capture = stack.capture()
+    audit = tmp_path / "audit.jsonl"
+    out = dlq(stack, "replay", "--dry-run", "--json", audit=audit)
+    assert out.exit_code == 0, out.output
+    result = json.loads(out.stdout)
+    assert result["counts"]["would_replay"] == 5 and result["counts"]["replayed"] == 0
+    assert sorted(result["message_ids"]) == sorted(before)
+    assert stack.peek_ids() == before
+    assert stack.pull(capture, timeout=1.0) == []
+    assert not audit.exists()
+    snapshots = list(stack.subscriber.list_snapshots(project=f"projects/{stack.project}"))
+    assert snapshots == []
+
+
+def test_rate_limit_holds(stack: DlqStack) -> None:
+    stack.seed(30)
+    capture = stack.capture()
+    out = dlq(stack, "replay", "--yes", "--rate", "20", "--no-snapshot")
+    assert out.exit_code == 0, out.output
+    copies = stack.drain(capture, expected=30)
+    times = sorted(m.message.publish_time.timestamp() for m in copies)
+    assert len(times) == 30
+    # 30 messages at 20/s: the last copy cannot be published sooner than 29/20 s after the first
+    assert times[-1] - times[0] >= 29 / 20 * 0.9
+
+
+def test_replay_count_limit_leaves_poison_in_the_dlq(stack: DlqStack) -> None:
+    stack.seed(2, replay_count=3, key_prefix="poison")
+    stack.seed(3, key_prefix="fine")
+    out = dlq(stack, "replay", "--yes", "--json", "--no-snapshot")
+    assert out.exit_code == 0, out.output
+    counts = json.loads(out.stdout)["counts"]
+    assert counts["replayed"] == 3 and counts["skipped_poison"] == 2
+    assert "replayed 3 times already; left in the DLQ" in out.stderr
+    left = stack.peek()
+    assert sorted(d.attributes["key"] for d in left) == ["poison-0", "poison-1"]
+
+
+def test_duplicate_dead_letters_are_dropped(stack: DlqStack) -> None:
+    stack.seed(1, attributes={"event_id": "e-1"}, key_prefix="first")
+    stack.seed(1, attributes={"event_id": "e-1"}, key_prefix="again")  # same event, twice
+    stack.seed(1, attributes={"event_id": "e-2"}, key_prefix="other")
+    capture = stack.capture()
+    out = dlq(stack, "replay", "--yes", "--json", "--no-snapshot")
+    assert out.exit_code == 0, out.output
+    counts = json.loads(out.stdout)["counts"]
+    assert (counts["replayed"], counts["duplicates_dropped"]) == (2, 1)
+    copies = stack.drain(capture, expected=2)
+    assert sorted(m.message.attributes["event_id"] for m in copies) == ["e-1", "e-2"]
+    assert stack.peek_ids() == set()
+
+
+def test_export_edit_replay_from_file_then_purge_exported(stack: DlqStack, tmp_path: Path) -> None:
+    stack.seed(3, key_prefix="x")
+    export = tmp_path / "dead.jsonl"
+    out = dlq(stack, "export", "--out", str(export))
+    assert out.exit_code == 0, out.output
+    records = [json.loads(line) for line in export.read_text().splitlines()]
+    assert len(records) == 3
+    assert len(stack.peek_ids()) == 3  # export consumes nothing
+
+    records[0]["json"]["fixed"] = True  # an operator repairs one payload before replaying
+    export.write_text("".join(json.dumps(r) + "\n" for r in records))
+    capture = stack.capture()
+    replayed = dlq(stack, "replay", "--from-file", str(export), "--yes", "--json")
+    assert replayed.exit_code == 0, replayed.output
+    assert json.loads(replayed.stdout)["published"] == 3
+    copies = {m.message.attributes["key"]: m for m in stack.drain(capture, expected=3)}
+    assert json.loads(copies[records[0]["attributes"]["key"]].message.data)["fixed"] is True
+    assert {m.message.attributes[REPLAY_TARGET_ATTRIBUTE] for m in copies.values()} == {
+        "orders-sub"
+    }
+    assert len(stack.peek_ids()) == 3  # originals stay until purged
+
+    stack.seed(1, key_prefix="late")  # arrived after the export: must survive the purge
+    purged = dlq(stack, "purge", "--exported", str(export), "--yes", "--json", "--no-snapshot")
+    assert purged.exit_code == 0, purged.output
+    result = json.loads(purged.stdout)
+    assert (result["purged"], result["not_exported"]) == (3, 1)
+    assert [d.attributes["key"] for d in stack.peek()] == ["late-0"]
+
+
+def test_purge_needs_an_export_or_yes(stack: DlqStack, tmp_path: Path) -> None:
+    stack.seed(4)
+    refused = dlq(stack, "purge")
+    assert refused.exit_code == 2
+    assert "export them first" in refused.stderr
+    assert len(stack.peek_ids()) == 4
+
+    audit = tmp_path / "audit.jsonl"
+    purged = dlq(stack, "purge", "--yes", "--source", "orders-sub", "--json", audit=audit)
+    assert purged.exit_code == 0, purged.output
+    assert json.loads(purged.stdout)["purged"] == 4
+    assert stack.peek_ids() == set()
+    [record] = [json.loads(line) for line in audit.read_text().splitlines()]
+    assert record["operation"] == "purge" and len(record["message_ids"]) == 4
+
+
+def test_snapshot_then_restore_brings_dead_letters_back(stack: DlqStack) -> None:
+    stack.seed(6)
+    before = stack.peek_ids()
+    out = dlq(stack, "purge", "--yes", "--json")
+    assert out.exit_code == 0, out.output
+    snapshot = json.loads(out.stdout)["snapshot"]
+    assert snapshot and stack.peek_ids() == set()
+    restored = dlq(stack, "restore", "--snapshot", snapshot.rsplit("/", 1)[-1], "--yes")
+    assert restored.exit_code == 0, restored.output
+    assert stack.peek_ids() == before
+
+
+def test_replay_needs_confirmation(stack: DlqStack) -> None:
+    stack.seed(2)
+    declined = runner.invoke(app, ["dlq", "replay", *stack.cli_args()], input="n\n")
+    assert declined.exit_code == 2
+    assert "not confirmed: nothing changed" in declined.stderr
+    closed = runner.invoke(app, ["dlq", "replay", *stack.cli_args()])
+    assert closed.exit_code == 2
+    assert "pass --yes" in closed.stderr
+    assert len(stack.peek_ids()) == 2
+    accepted = runner.invoke(
+        app, ["dlq", "replay", *stack.cli_args(), "--no-snapshot"], input="y\n"
+    )
+    assert accepted.exit_code == 0, accepted.output
+    assert "replayed 2 dead letters" in accepted.stdout
+    assert stack.peek_ids() == set()
+
+
+def test_broadcast_drops_the_target(stack: DlqStack) -> None:
+    stack.seed(2)
+    capture = stack.capture()
+    out = dlq(stack, "replay", "--yes", "--broadcast", "--no-snapshot")
+    assert out.exit_code == 0, out.output
+    copies = stack.drain(capture, expected=2)
+    assert all(REPLAY_TARGET_ATTRIBUTE not in m.message.attributes for m in copies)
+
+
+def test_status_below_threshold_and_watch(stack: DlqStack) -> None:
+    stack.seed(2)
+    out = dlq(stack, "status", "--watch", "--interval", "0.1", "--refreshes", "2")
+    assert out.exit_code == 0, out.output
+    assert out.stdout.count("dead letters (") == 2
+    assert "orders-sub" in out.stdout
+
+
+def test_unknown_source_subscription_is_a_clean_error(stack: DlqStack) -> None:
+    out = dlq(stack, "replay", "--yes", "--source", "nope-sub")
+    assert out.exit_code == 2
+    assert out.stderr.strip() == (
+        f"error: unknown subscription 'nope-sub' in stack '{stack.name}' "
+        "(it has: orders-sub, billing-sub, audit-sub)"
+    )
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--rate", "0"], "--rate 0.0: use a positive number"),
+        (["--limit", "0"], "--limit 0: use 1 or more"),
+        (["--attr", "kind"], "--attr 'kind': use KEY=VALUE"),
+        (["--older-than", "soon"], "--older-than: 'soon' is not a duration"),
+    ],
+)
+def test_bad_flags_are_one_line_errors(stack: DlqStack, flags: list[str], message: str) -> None:
+    stack.seed(1)
+    out = dlq(stack, "replay", "--yes", *flags)
+    assert out.exit_code == 2
+    assert message in out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1
+    assert len(stack.peek_ids()) == 1  # nothing acknowledged
+
+
+def test_missing_subscription_is_a_clean_error(pubsub_emulator: str, tmp_path: Path) -> None:
+    stack = make_stack(tmp_path)
+    stack.subscriber.delete_subscription(subscription=stack.dlq_subscription)
+    out = dlq(stack, "status")
+    assert out.exit_code == 2
+    assert out.stderr.startswith(f"error: subscription '{stack.topology.dead_letter.subscription}'")
+    assert "not found" in out.stderr
