@@ -1,0 +1,204 @@
+"""Replay throughput and memory on the Pub/Sub emulator, against two baselines in the same run.
+
+  replay   eventsctl's replay operation (selection, dedupe, poison check, attribute rewrite,
+           ack only after each confirmed publish)
+  raw      the ceiling: pull a batch, publish it, wait, ack it; same client, no checks
+  naive    publish one message, wait for it, ack it, next (measured on --naive-count messages)
+
+Goals (issue 6): replay >= 50 % of raw messages/s and >= 20x naive; peak memory flat as the
+DLQ grows (replay's peak RSS for 2,000 vs 20,000 dead letters). Each run happens in a fresh
+child process so its peak RSS is its own.
+
+    python bench/dlq_replay.py [--count 20000] [--small 2000] [--naive-count 1000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+BATCH = 500
+
+
+def seed(project: str, count: int) -> tuple[str, str]:
+    """A fresh project with an events topic, a DLQ topic + subscription and `count` dead
+    letters shaped as Pub/Sub dead-letters them; a capture subscription on the events topic."""
+    from google.cloud import pubsub_v1
+
+    from cli.dlq import messages
+
+    publisher = pubsub_v1.PublisherClient(
+        batch_settings=pubsub_v1.types.BatchSettings(max_messages=1000, max_latency=0.05)
+    )
+    subscriber = pubsub_v1.SubscriberClient()
+    topic = f"projects/{project}/topics/events"
+    dlq_topic = f"projects/{project}/topics/events-dlq"
+    dlq_sub = f"projects/{project}/subscriptions/events-dlq-sub"
+    publisher.create_topic(name=topic)
+    publisher.create_topic(name=dlq_topic)
+    subscriber.create_subscription(
+        request={"name": dlq_sub, "topic": dlq_topic, "ack_deadline_seconds": 60}
+    )
+    subscriber.create_subscription(
+        request={"name": f"projects/{project}/subscriptions/capture", "topic": topic}
+    )
+    futures = []
+    for i in range(count):
+        attrs = {
+            messages.SOURCE_SUBSCRIPTION: "orders-sub",
+            messages.SOURCE_PROJECT: project,
+            messages.DELIVERY_COUNT: "5",
+            messages.ORIGINAL_PUBLISH_TIME: "2026-11-29T10:00:00.000Z",
+            "event_id": str(uuid.uuid4()),
+            "event_type": "trade.created",
+        }
+        payload = json.dumps({"trade_id": i, "quantity": i % 97, "note": "x" * 200}).encode()
+        futures.append(publisher.publish(dlq_topic, payload, **attrs))
+    for future in futures:
+        future.result(timeout=120)
+    return topic, dlq_sub
+
+
+def run_replay(project: str) -> int:
+    from cli.dlq.clients import publisher_client, subscriber_client
+    from cli.dlq.replay import ReplayOptions, replay
+    from cli.dlq.target import DlqTarget
+
+    target = DlqTarget("bench", project, "events", "events-dlq-sub", ("orders-sub",), 100)
+    summary = replay(
+        publisher_client(),
+        subscriber_client(),
+        target,
+        ReplayOptions(batch_size=BATCH, pull_timeout=1.0),
+    )
+    return len(summary.replayed)
+
+
+def run_raw(project: str) -> int:
+    from google.api_core.exceptions import DeadlineExceeded
+
+    from cli.dlq.clients import publisher_client, subscriber_client
+
+    publisher, subscriber = publisher_client(), subscriber_client()
+    topic = f"projects/{project}/topics/events"
+    sub = f"projects/{project}/subscriptions/events-dlq-sub"
+    done = empty = 0
+    while empty < 2:
+        try:
+            received = subscriber.pull(subscription=sub, max_messages=BATCH, timeout=1.0)
+        except DeadlineExceeded:
+            empty += 1
+            continue
+        batch = list(received.received_messages)
+        if not batch:
+            empty += 1
+            continue
+        futures = [publisher.publish(topic, m.message.data, **m.message.attributes) for m in batch]
+        for future in futures:
+            future.result()
+        subscriber.acknowledge(subscription=sub, ack_ids=[m.ack_id for m in batch])
+        done += len(batch)
+    return done
+
+
+def run_naive(project: str, limit: int) -> int:
+    from google.cloud import pubsub_v1
+
+    publisher, subscriber = pubsub_v1.PublisherClient(), pubsub_v1.SubscriberClient()
+    topic = f"projects/{project}/topics/events"
+    sub = f"projects/{project}/subscriptions/events-dlq-sub"
+    done = 0
+    while done < limit:
+        received = subscriber.pull(subscription=sub, max_messages=1, timeout=5.0)
+        for m in received.received_messages:
+            publisher.publish(topic, m.message.data, **m.message.attributes).result()
+            subscriber.acknowledge(subscription=sub, ack_ids=[m.ack_id])
+            done += 1
+    return done
+
+
+def child(kind: str, project: str, naive_count: int) -> None:
+    """Time one pipeline on an already seeded project; print JSON (rate and own peak RSS)."""
+    started = time.perf_counter()
+    if kind == "replay":
+        moved = run_replay(project)
+    elif kind == "raw":
+        moved = run_raw(project)
+    else:
+        moved = run_naive(project, naive_count)
+    seconds = time.perf_counter() - started
+    peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    print(json.dumps({"kind": kind, "count": moved, "seconds": seconds, "peak_kib": peak_kib}))
+
+
+def measure(kind: str, count: int, naive_count: int, emulator: str) -> dict:
+    """Seed a fresh project here, then run the pipeline in a child process of its own."""
+    project = f"bench-{uuid.uuid4().hex[:10]}"
+    seed(project, count)
+    out = subprocess.run(
+        [sys.executable, __file__, "--child", kind, "--project", project,
+         "--naive-count", str(naive_count)],
+        env={**os.environ, "PUBSUB_EMULATOR_HOST": emulator},
+        capture_output=True, text=True, check=True, cwd=ROOT,
+    )  # fmt: skip
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--count", type=int, default=20_000)
+    parser.add_argument("--small", type=int, default=2_000)
+    parser.add_argument("--naive-count", type=int, default=1_000)
+    parser.add_argument("--child", choices=["replay", "raw", "naive"], help=argparse.SUPPRESS)
+    parser.add_argument("--project", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        child(args.child, args.project, args.naive_count)
+        return
+
+    emulator_host = os.environ.get("PUBSUB_EMULATOR_HOST")
+    started = None
+    if not emulator_host:
+        from cli.local.emulator import start
+
+        started = start(project="bench")
+        emulator_host = started.address
+        os.environ["PUBSUB_EMULATOR_HOST"] = emulator_host
+    try:
+        raw = measure("raw", args.count, 0, emulator_host)
+        ours = measure("replay", args.count, 0, emulator_host)
+        small = measure("replay", args.small, 0, emulator_host)
+        naive = measure("naive", args.naive_count, args.naive_count, emulator_host)
+    finally:
+        if started:
+            started.stop()
+
+    def rate(run: dict) -> float:
+        return run["count"] / run["seconds"]
+
+    print(f"{'pipeline':<10} {'messages':>9} {'seconds':>8} {'msg/s':>8} {'peak RSS MiB':>12}")
+    for label, run in (("raw", raw), ("replay", ours), ("replay", small), ("naive", naive)):
+        print(
+            f"{label:<10} {run['count']:>9} {run['seconds']:>8.2f} {rate(run):>8.0f} "
+            f"{run['peak_kib'] / 1024:>12.1f}"
+        )
+    print(
+        f"replay / raw = {rate(ours) / rate(raw):.0%} (goal >= 50%); "
+        f"replay / naive = {rate(ours) / rate(naive):.1f}x (goal >= 20x); "
+        f"peak RSS {args.count} vs {args.small}: {ours['peak_kib'] / small['peak_kib']:.2f}x "
+        "(goal: flat)"
+    )
+
+
+if __name__ == "__main__":
+    main()

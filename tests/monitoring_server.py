@@ -1,0 +1,60 @@
+"""A small Cloud Monitoring MetricService on loopback, so the real `google-cloud-monitoring`
+client runs over a real gRPC channel in tests (Google's API is out of reach here).
+
+It implements the one call `eventsctl dlq status` makes, ListTimeSeries, answering from the
+points a test puts in `values` (metric type -> value) and recording every request.
+"""
+
+from __future__ import annotations
+
+from concurrent import futures
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import grpc
+from google.cloud.monitoring_v3 import types
+
+
+class MetricServiceServer:
+    def __init__(self) -> None:
+        self.values: dict[str, float] = {}
+        self.requests: list[types.ListTimeSeriesRequest] = []
+        self._server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
+        handler = grpc.method_handlers_generic_handler(
+            "google.monitoring.v3.MetricService",
+            {
+                "ListTimeSeries": grpc.unary_unary_rpc_method_handler(
+                    self._list_time_series,
+                    request_deserializer=types.ListTimeSeriesRequest.deserialize,
+                    response_serializer=types.ListTimeSeriesResponse.serialize,
+                )
+            },
+        )
+        self._server.add_generic_rpc_handlers((handler,))
+        self.port = self._server.add_insecure_port("127.0.0.1:0")
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def start(self) -> MetricServiceServer:
+        self._server.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.stop(grace=None)
+
+    def _list_time_series(self, request: Any, context: Any) -> types.ListTimeSeriesResponse:
+        self.requests.append(request)
+        metric = request.filter.split('metric.type = "', 1)[-1].rstrip('"')
+        if metric not in self.values:
+            return types.ListTimeSeriesResponse()
+        now = datetime.now(UTC)
+        points = [
+            types.Point(
+                interval=types.TimeInterval(end_time=now - timedelta(minutes=age)),
+                value=types.TypedValue(int64_value=int(value)),
+            )
+            for age, value in ((3, self.values[metric] - 1), (1, self.values[metric]))
+        ]
+        return types.ListTimeSeriesResponse(time_series=[types.TimeSeries(points=points)])

@@ -1,0 +1,129 @@
+"""`eventsctl dlq doctor` on the emulator: a healthy stack passes; each broken state, created
+for real, is reported by name with exit 1."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from cli.app import app
+from tests.dlq_support import DlqStack, make_stack
+
+runner = CliRunner()
+
+
+def doctor(stack: DlqStack) -> tuple[int, list[dict[str, Any]]]:
+    out = runner.invoke(app, ["dlq", "doctor", *stack.cli_args(), "--json"])
+    assert out.exit_code in (0, 1), out.output
+    return out.exit_code, json.loads(out.stdout)
+
+
+def failures(rows: list[dict[str, Any]]) -> set[tuple[str, str]]:
+    return {(r["check"], r["resource"].rsplit("/", 1)[-1]) for r in rows if not r["ok"]}
+
+
+def recreate(stack: DlqStack, name: str, **request: Any) -> None:
+    path = stack.subscription(name)
+    stack.subscriber.delete_subscription(subscription=path)
+    stack.subscriber.create_subscription(request={"name": path, **request})
+
+
+def test_healthy_stack_passes(pubsub_emulator: str, tmp_path: Path) -> None:
+    stack = make_stack(tmp_path)
+    code, rows = doctor(stack)
+    assert failures(rows) == set()
+    assert code == 0
+    checks = {r["check"] for r in rows}
+    assert {
+        "dead-letter-topic-has-subscription",
+        "max-delivery-attempts",
+        "retry-backoff",
+        "subscription-never-expires",
+        "dead-letter-retention",
+        "replay-filter",
+    } <= checks
+
+
+def _no_dead_letter_policy(stack: DlqStack) -> None:
+    recreate(stack, "orders-sub", topic=stack.topic, expiration_policy={},
+             filter=stack.topology.subscription("orders-sub").delivery_filter,
+             retry_policy={"minimum_backoff": {"nanos": 100_000_000},
+                           "maximum_backoff": {"nanos": 500_000_000}})  # fmt: skip
+
+
+def _wrong_attempts(stack: DlqStack) -> None:
+    sub = stack.topology.subscription("billing-sub")
+    recreate(stack, "billing-sub", topic=stack.topic, expiration_policy={}, filter=sub.delivery_filter,
+             dead_letter_policy={"dead_letter_topic": stack.dlq_topic, "max_delivery_attempts": 10},
+             retry_policy={"minimum_backoff": {"nanos": 100_000_000},
+                           "maximum_backoff": {"nanos": 500_000_000}})  # fmt: skip
+
+
+def _wrong_backoff(stack: DlqStack) -> None:
+    sub = stack.topology.subscription("audit-sub")
+    recreate(stack, "audit-sub", topic=stack.topic, expiration_policy={}, filter=sub.delivery_filter,
+             dead_letter_policy={"dead_letter_topic": stack.dlq_topic, "max_delivery_attempts": 5},
+             retry_policy={"minimum_backoff": {"seconds": 1}, "maximum_backoff": {"seconds": 2}})  # fmt: skip
+
+
+def _dead_letter_topic_without_subscription(stack: DlqStack) -> None:
+    stack.subscriber.delete_subscription(subscription=stack.dlq_subscription)
+
+
+def _expiring_subscription(stack: DlqStack) -> None:
+    sub = stack.topology.subscription("orders-sub")
+    recreate(stack, "orders-sub", topic=stack.topic, filter=sub.delivery_filter,
+             expiration_policy={"ttl": {"seconds": 31 * 86400}},
+             dead_letter_policy={"dead_letter_topic": stack.dlq_topic, "max_delivery_attempts": 5},
+             retry_policy={"minimum_backoff": {"nanos": 100_000_000},
+                           "maximum_backoff": {"nanos": 500_000_000}})  # fmt: skip
+
+
+def _short_retention(stack: DlqStack) -> None:
+    name = stack.topology.dead_letter.subscription
+    recreate(stack, name, topic=stack.dlq_topic, expiration_policy={},
+             message_retention_duration={"seconds": 3600})  # fmt: skip
+
+
+def _wrong_filter(stack: DlqStack) -> None:
+    recreate(stack, "billing-sub", topic=stack.topic, expiration_policy={},
+             dead_letter_policy={"dead_letter_topic": stack.dlq_topic, "max_delivery_attempts": 5},
+             retry_policy={"minimum_backoff": {"nanos": 100_000_000},
+                           "maximum_backoff": {"nanos": 500_000_000}})  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("breakage", "expected"),
+    [
+        (_no_dead_letter_policy, {("dead-letter-policy", "orders-sub")}),
+        (_wrong_attempts, {("max-delivery-attempts", "billing-sub")}),
+        (_wrong_backoff, {("retry-backoff", "audit-sub")}),
+        (
+            _dead_letter_topic_without_subscription,
+            {
+                ("dead-letter-topic-has-subscription", "events-dlq"),
+                ("dead-letter-subscription-exists", "events-dlq-sub"),
+            },
+        ),
+        (_expiring_subscription, {("subscription-never-expires", "orders-sub")}),
+        (_short_retention, {("dead-letter-retention", "events-dlq-sub")}),
+        (_wrong_filter, {("replay-filter", "billing-sub")}),
+    ],
+    ids=lambda v: v.__name__.strip("_") if callable(v) else "",
+)
+def test_each_broken_state_is_named(
+    pubsub_emulator: str,
+    tmp_path: Path,
+    breakage: Callable[[DlqStack], None],
+    expected: set[tuple[str, str]],
+) -> None:
+    stack = make_stack(tmp_path)
+    breakage(stack)
+    code, rows = doctor(stack)
+    assert failures(rows) == expected
+    assert code == 1

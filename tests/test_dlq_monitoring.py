@@ -1,0 +1,72 @@
+"""`dlq status` reading Cloud Monitoring (the metric the alert uses) through the real client,
+against a MetricService on loopback; the emulator still provides the Pub/Sub side."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from cli.app import app
+from cli.dlq.clients import MONITORING_ENDPOINT_ENV
+from components.alerting import OLDEST_UNACKED, UNDELIVERED, subscription_filter
+from tests.dlq_support import make_stack
+from tests.monitoring_server import MetricServiceServer
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def monitoring(monkeypatch: pytest.MonkeyPatch) -> Iterator[MetricServiceServer]:
+    server = MetricServiceServer().start()
+    monkeypatch.setenv(MONITORING_ENDPOINT_ENV, server.address)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def test_status_uses_cloud_monitoring_counts(
+    pubsub_emulator: str, tmp_path: Path, monitoring: MetricServiceServer
+) -> None:
+    stack = make_stack(tmp_path, threshold=100)
+    stack.seed(3, source="billing-sub")
+    monitoring.values = {UNDELIVERED: 250, OLDEST_UNACKED: 5400}
+    out = runner.invoke(app, ["dlq", "status", *stack.cli_args(), "--json"])
+    assert out.exit_code == 1, out.output  # 250 > 100
+    row = json.loads(out.stdout)
+    assert row["source"] == "cloud-monitoring"
+    assert (row["undelivered"], row["oldest_age_s"]) == (250, 5400)
+    assert row["by_source"] == {"billing-sub": 3}  # the breakdown samples Pub/Sub itself
+    dlq = stack.topology.dead_letter.subscription
+    filters = {r.filter for r in monitoring.requests}
+    assert filters == {
+        subscription_filter(stack.project, dlq, UNDELIVERED),
+        subscription_filter(stack.project, dlq, OLDEST_UNACKED),
+    }
+    assert {r.name for r in monitoring.requests} == {f"projects/{stack.project}"}
+
+
+def test_status_below_threshold_exits_0(
+    pubsub_emulator: str, tmp_path: Path, monitoring: MetricServiceServer
+) -> None:
+    stack = make_stack(tmp_path, threshold=100)
+    monitoring.values = {UNDELIVERED: 7, OLDEST_UNACKED: 60}
+    out = runner.invoke(app, ["dlq", "status", *stack.cli_args()])
+    assert out.exit_code == 0, out.output
+    assert "counts from Cloud Monitoring" in out.stderr
+
+
+def test_no_recent_metric_data_falls_back_to_pubsub(
+    pubsub_emulator: str, tmp_path: Path, monitoring: MetricServiceServer
+) -> None:
+    stack = make_stack(tmp_path, threshold=1)
+    stack.seed(2)
+    out = runner.invoke(app, ["dlq", "status", *stack.cli_args(), "--json"])
+    assert out.exit_code == 1
+    row = json.loads(out.stdout)
+    assert (row["source"], row["undelivered"]) == ("pubsub", 2)
+    assert "no recent data" in row["note"]

@@ -1,0 +1,115 @@
+"""Nothing lost: `kill -9` a replay mid-way, then every dead letter is in the DLQ or on the
+events topic. Plus unreachable-emulator and permission errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from google.api_core import exceptions as gexc
+from typer.testing import CliRunner
+
+from cli.app import app
+from cli.dlq.clients import pubsub_errors
+from cli.dlq.messages import REPLAYED_FROM
+from cli.dlq.target import DlqTarget
+from cli.errors import UserError
+from cli.local.emulator import free_port
+from tests.dlq_support import make_stack
+
+runner = CliRunner()
+
+
+def test_kill_9_mid_replay_loses_nothing(pubsub_emulator: str, tmp_path: Path) -> None:
+    stack = make_stack(tmp_path)
+    keys = set(stack.seed(1500, key_prefix="k"))
+    capture = stack.capture()
+    command = [
+        sys.executable, "-m", "cli.app", "dlq", "replay", *stack.cli_args(),
+        "--yes", "--rate", "400", "--no-snapshot", "--audit-log", str(tmp_path / "audit.jsonl"),
+    ]  # fmt: skip
+    replay = subprocess.Popen(
+        command,
+        env={**os.environ, "PUBSUB_EMULATOR_HOST": pubsub_emulator},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        cwd=Path(__file__).resolve().parent.parent,
+    )
+    # wait until the replay is well under way, then kill it without warning
+    copies: list = []
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and len(copies) < 300:
+        batch = stack.pull(capture, timeout=0.5)
+        if batch:
+            stack.subscriber.acknowledge(subscription=capture, ack_ids=[m.ack_id for m in batch])
+            copies += batch
+    assert replay.poll() is None, "the replay finished before it could be killed"
+    replay.send_signal(signal.SIGKILL)
+    replay.wait(10)
+
+    copies += stack.drain(capture, seconds=5)
+    on_topic = {m.message.attributes["key"] for m in copies}
+    assert all(REPLAYED_FROM in m.message.attributes for m in copies)
+    # messages the killed replay had pulled but not acked come back after the ack deadline (10 s)
+    time.sleep(11)
+    in_dlq = {letter.attributes["key"] for letter in stack.peek()}
+    assert 300 <= len(on_topic) < len(keys)  # it really was killed mid-way
+    assert keys - on_topic - in_dlq == set()  # none lost
+    assert (on_topic | in_dlq) == keys
+
+
+def test_unreachable_emulator_is_one_line_exit_2(
+    pubsub_emulator: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    stack = make_stack(tmp_path)
+    dead = f"127.0.0.1:{free_port()}"
+    monkeypatch.setenv("PUBSUB_EMULATOR_HOST", dead)
+    started = time.monotonic()
+    out = runner.invoke(app, ["dlq", "replay", *stack.cli_args(), "--yes"])
+    assert out.exit_code == 2
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1
+    assert lines[0].startswith(f"error: cannot reach Pub/Sub emulator at {dead}")
+    assert "eventsctl local up" in lines[0]
+    assert time.monotonic() - started < 30  # fails fast, not after minutes of retries
+
+
+def test_unknown_stack_is_exit_2(tmp_path: Path) -> None:
+    out = runner.invoke(app, ["dlq", "status", "--stack", "nope", "--stacks-dir", str(tmp_path)])
+    assert out.exit_code == 2
+    assert out.stderr.startswith("error: unknown stack 'nope'")
+
+
+TARGET = DlqTarget("prod", "cotton-erp", "events", "events-dlq-sub", ("events-sub",), 100)
+
+
+@pytest.mark.parametrize(
+    ("error", "message"),
+    [
+        (gexc.PermissionDenied("no"), "permission denied on subscription 'events-dlq-sub'"),
+        (gexc.NotFound("gone"), "subscription 'events-dlq-sub' not found in project cotton-erp"),
+        (gexc.Unauthenticated("who"), "no usable Google credentials"),
+        (gexc.ServiceUnavailable("down"), "cannot reach Pub/Sub"),
+    ],
+)
+def test_google_errors_become_one_actionable_line(error: Exception, message: str) -> None:
+    with pytest.raises(UserError) as info, pubsub_errors(TARGET):
+        raise error
+    assert message in str(info.value)
+    assert "\n" not in str(info.value)
+
+
+def test_export_file_is_complete_or_absent(pubsub_emulator: str, tmp_path: Path) -> None:
+    stack = make_stack(tmp_path)
+    stack.seed(3)
+    out_file = tmp_path / "export.jsonl"
+    result = runner.invoke(app, ["dlq", "export", *stack.cli_args(), "--out", str(out_file)])
+    assert result.exit_code == 0, result.output
+    assert not (tmp_path / "export.jsonl.partial").exists()
+    assert len([json.loads(x) for x in out_file.read_text().splitlines()]) == 3
