@@ -137,8 +137,17 @@ def child(kind: str, project: str, naive_count: int) -> None:
     else:
         moved = run_naive(project, naive_count)
     seconds = time.perf_counter() - started
-    peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    peak_kib = peak_rss_kib()
     print(json.dumps({"kind": kind, "count": moved, "seconds": seconds, "peak_kib": peak_kib}))
+
+
+def peak_rss_kib() -> int:
+    """This process's own peak RSS (VmHWM). Not ru_maxrss: on Linux that survives fork+exec,
+    so a child would report its parent's peak (the seeding) instead of its own."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
 
 def measure(kind: str, count: int, naive_count: int, emulator: str) -> dict:

@@ -107,3 +107,85 @@ def _query_error(err: Exception) -> str:
     if "event_outbox" in text and "does not exist" in text:
         return "the outbox schema is not applied here; run `eventsctl outbox migrate` first"
     return f"reading the outbox failed: {text}"
+
+
+@app.command("relay")
+def relay_command(
+    database_url: str = DATABASE_URL,
+    stack: str = options.STACK,
+    stacks_dir: str = options.STACKS_DIR,
+    project: str = options.PROJECT,
+    topic: str = options.TOPIC,
+    batch_size: int = typer.Option(500, "--batch-size", help="Rows claimed per batch."),
+    poll_interval: float = typer.Option(
+        1.0, "--poll-interval", help="Seconds between polls when no NOTIFY arrives."
+    ),
+    lease: float = typer.Option(60.0, "--lease", help="Seconds a claimed row stays leased."),
+    max_attempts: int = typer.Option(
+        20, "--max-attempts", help="Failed publishes before a row is failed for good."
+    ),
+) -> None:
+    """Publish committed outbox events to the stack's events topic until SIGTERM/SIGINT.
+
+    Run one or several (e.g. Cloud Run instances): per-key order holds across relays. Logs one
+    JSON line per batch on stderr. Exits 0 after finishing the batch in flight.
+    """
+    import logging
+
+    from components.stack_files import load_stack
+    from components.stack_files import stacks_dir as find_dir
+    from outbox.relay import Relay, RelayConfig, make_publisher
+
+    with user_errors():
+        if not database_url:
+            raise UserError("no database given: pass --database-url or set DATABASE_URL")
+        if batch_size < 1 or poll_interval <= 0 or lease <= 0 or max_attempts < 1:
+            raise UserError(
+                "--batch-size, --max-attempts must be 1 or more; --poll-interval, --lease > 0"
+            )
+        topology = load_stack(stack, find_dir(stacks_dir))
+        topic_path = f"projects/{project or topology.project}/topics/{topic or topology.topic.name}"
+        connect(database_url).close()  # fail fast, in one line, if the database is unreachable
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    relay = Relay(
+        RelayConfig(
+            database_url=database_url,
+            topic_path=topic_path,
+            batch_size=batch_size,
+            poll_interval=poll_interval,
+            lease_seconds=lease,
+            max_attempts=max_attempts,
+        ),
+        make_publisher(),
+    )
+    relay.install_signals()
+    published = relay.run()
+    typer.echo(f"relay stopped after publishing {published} events", err=True)
+
+
+@app.command("cleanup")
+def cleanup_command(
+    database_url: str = DATABASE_URL,
+    older_than: str = typer.Option(
+        "7d", "--older-than", help="Remove published rows older than this (e.g. 7d, 12h)."
+    ),
+    batch_size: int = typer.Option(1000, "--batch-size", help="Rows deleted per transaction."),
+    as_json: bool = options.JSON,
+) -> None:
+    """Delete published outbox rows older than --older-than, in bounded batches."""
+    from components.durations import parse_duration
+    from outbox.cleanup import cleanup
+
+    with user_errors():
+        try:
+            seconds = parse_duration(older_than)
+        except ValueError as err:
+            raise UserError(f"--older-than: {err}") from None
+        if batch_size < 1:
+            raise UserError(f"--batch-size {batch_size}: use 1 or more")
+        conn = connect(database_url)
+        try:
+            removed = cleanup(conn, seconds, batch_size)
+        finally:
+            conn.close()
+    emit({"removed": removed}, as_json, lambda d: typer.echo(f"removed {d['removed']} rows"))

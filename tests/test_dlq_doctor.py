@@ -49,26 +49,36 @@ def test_healthy_stack_passes(pubsub_emulator: str, tmp_path: Path) -> None:
     } <= checks
 
 
+FAST_RETRY = {"minimum_backoff": {"nanos": 100_000_000}, "maximum_backoff": {"nanos": 500_000_000}}
+
+
+SLOW_RETRY = {"minimum_backoff": {"seconds": 1}, "maximum_backoff": {"seconds": 2}}
+
+
+def _dead_letter_policy(stack: DlqStack, attempts: int = 5) -> dict[str, Any]:
+    return {"dead_letter_topic": stack.dlq_topic, "max_delivery_attempts": attempts}
+
+
 def _no_dead_letter_policy(stack: DlqStack) -> None:
     recreate(stack, "orders-sub", topic=stack.topic, expiration_policy={},
              filter=stack.topology.subscription("orders-sub").delivery_filter,
-             retry_policy={"minimum_backoff": {"nanos": 100_000_000},
-                           "maximum_backoff": {"nanos": 500_000_000}})  # fmt: skip
+             retry_policy=FAST_RETRY)  # fmt: skip
 
 
 def _wrong_attempts(stack: DlqStack) -> None:
     sub = stack.topology.subscription("billing-sub")
-    recreate(stack, "billing-sub", topic=stack.topic, expiration_policy={}, filter=sub.delivery_filter,
-             dead_letter_policy={"dead_letter_topic": stack.dlq_topic, "max_delivery_attempts": 10},
-             retry_policy={"minimum_backoff": {"nanos": 100_000_000},
-                           "maximum_backoff": {"nanos": 500_000_000}})  # fmt: skip
+    recreate(stack, "billing-sub", topic=stack.topic, expiration_policy={},
+             filter=sub.delivery_filter,
+             dead_letter_policy=_dead_letter_policy(stack, 10),
+             retry_policy=FAST_RETRY)  # fmt: skip
 
 
 def _wrong_backoff(stack: DlqStack) -> None:
     sub = stack.topology.subscription("audit-sub")
-    recreate(stack, "audit-sub", topic=stack.topic, expiration_policy={}, filter=sub.delivery_filter,
-             dead_letter_policy={"dead_letter_topic": stack.dlq_topic, "max_delivery_attempts": 5},
-             retry_policy={"minimum_backoff": {"seconds": 1}, "maximum_backoff": {"seconds": 2}})  # fmt: skip
+    recreate(stack, "audit-sub", topic=stack.topic, expiration_policy={},
+             filter=sub.delivery_filter,
+             dead_letter_policy=_dead_letter_policy(stack),
+             retry_policy=SLOW_RETRY)  # fmt: skip
 
 
 def _dead_letter_topic_without_subscription(stack: DlqStack) -> None:
@@ -79,9 +89,7 @@ def _expiring_subscription(stack: DlqStack) -> None:
     sub = stack.topology.subscription("orders-sub")
     recreate(stack, "orders-sub", topic=stack.topic, filter=sub.delivery_filter,
              expiration_policy={"ttl": {"seconds": 31 * 86400}},
-             dead_letter_policy={"dead_letter_topic": stack.dlq_topic, "max_delivery_attempts": 5},
-             retry_policy={"minimum_backoff": {"nanos": 100_000_000},
-                           "maximum_backoff": {"nanos": 500_000_000}})  # fmt: skip
+             dead_letter_policy=_dead_letter_policy(stack), retry_policy=FAST_RETRY)  # fmt: skip
 
 
 def _short_retention(stack: DlqStack) -> None:
@@ -92,9 +100,7 @@ def _short_retention(stack: DlqStack) -> None:
 
 def _wrong_filter(stack: DlqStack) -> None:
     recreate(stack, "billing-sub", topic=stack.topic, expiration_policy={},
-             dead_letter_policy={"dead_letter_topic": stack.dlq_topic, "max_delivery_attempts": 5},
-             retry_policy={"minimum_backoff": {"nanos": 100_000_000},
-                           "maximum_backoff": {"nanos": 500_000_000}})  # fmt: skip
+             dead_letter_policy=_dead_letter_policy(stack), retry_policy=FAST_RETRY)  # fmt: skip
 
 
 @pytest.mark.parametrize(
