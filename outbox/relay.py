@@ -30,7 +30,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from outbox.enqueue import NOTIFY_CHANNEL
+from outbox.enqueue import (
+    MAX_ATTRIBUTE_KEY_BYTES,
+    MAX_ATTRIBUTE_VALUE_BYTES,
+    MAX_ATTRIBUTES,
+    MAX_MESSAGE_BYTES,
+    NOTIFY_CHANNEL,
+)
 from outbox.queries import CLAIM_SQL
 
 log = logging.getLogger("outbox.relay")
@@ -110,6 +116,26 @@ class BatchResult:
 
 class PublishOutage(Exception):
     """Every publish of a batch failed with a transient error: Pub/Sub looks unreachable."""
+
+
+class MessageRefused(ValueError):
+    """The row can never be published as it is (too large, attributes Pub/Sub refuses)."""
+
+
+def unpublishable(data: bytes, attributes: dict[str, str]) -> str | None:
+    """Why Pub/Sub would refuse this message for good, or None. Rows written by `enqueue` are
+    already checked; this catches rows inserted by other means."""
+    size = len(data) + sum(len(k.encode()) + len(v.encode()) for k, v in attributes.items())
+    if size > MAX_MESSAGE_BYTES:
+        return f"message is {size} bytes; Pub/Sub's limit is {MAX_MESSAGE_BYTES}"
+    if len(attributes) > MAX_ATTRIBUTES:
+        return f"{len(attributes)} attributes; Pub/Sub's limit is {MAX_ATTRIBUTES}"
+    for key, value in attributes.items():
+        if not key or key.startswith("goog") or len(key.encode()) > MAX_ATTRIBUTE_KEY_BYTES:
+            return f"attribute key {key[:40]!r} is not allowed by Pub/Sub"
+        if len(value.encode()) > MAX_ATTRIBUTE_VALUE_BYTES:
+            return f"attribute {key!r} value is over {MAX_ATTRIBUTE_VALUE_BYTES} bytes"
+    return None
 
 
 def is_permanent(error: BaseException) -> bool:
@@ -219,6 +245,8 @@ class Relay:
 
     def run_once(self) -> BatchResult:
         """Claim, publish, settle one batch. Never holds a transaction across Pub/Sub calls."""
+        import pybreaker
+
         started = time.monotonic()
         rows = self._claim()
         result = BatchResult(claimed=len(rows))
@@ -226,9 +254,9 @@ class Relay:
             return result
         try:
             outcomes = self.breaker.call(self._publish, rows)
-        except Exception as err:
-            outcomes = {row["id"]: err for row in rows}
-            self._settle(rows, outcomes, count_attempt=False, result=result)
+        except (pybreaker.CircuitBreakerError, PublishOutage) as err:
+            # Pub/Sub is down: nothing was published, and the rows' attempts are not used up
+            self._settle(rows, dict.fromkeys((r["id"] for r in rows), err), False, result)
         else:
             self._settle(rows, outcomes, count_attempt=True, result=result)
         result.latency_ms = (time.monotonic() - started) * 1000
@@ -255,34 +283,38 @@ class Relay:
     def _publish(self, rows: list[dict[str, Any]]) -> dict[Any, Any]:
         """Publish every row; return id -> Pub/Sub message id or the exception it failed with.
         Raises PublishOutage when all failed transiently (that is what trips the breaker)."""
-        futures = []
+        pending: list[tuple[dict[str, Any], Any, BaseException | None]] = []
         for row in rows:
             data = json.dumps(row["payload"], separators=(",", ":")).encode()
+            attributes = message_attributes(row)
+            problem = unpublishable(data, attributes)
+            if problem:
+                pending.append((row, None, MessageRefused(problem)))
+                continue
             try:
                 future = self.publisher.publish(
-                    self.config.topic_path,
-                    data,
-                    ordering_key=row["ordering_key"],
-                    **message_attributes(row),
+                    self.config.topic_path, data, ordering_key=row["ordering_key"], **attributes
                 )
-            except Exception as err:
-                futures.append((row, None, err))
+            except Exception as err:  # recorded per row
+                pending.append((row, None, err))
                 continue
-            futures.append((row, future, None))
+            pending.append((row, future, None))
         outcomes: dict[Any, Any] = {}
-        for row, future, error in futures:
+        for row, future, error in pending:
             if future is not None:
                 try:
                     outcomes[row["id"]] = future.result(timeout=self.config.publish_timeout)
                     continue
-                except Exception as err:
+                except Exception as err:  # recorded per row
                     error = err
             outcomes[row["id"]] = error
-            if row["ordering_key"]:  # otherwise the publisher refuses this key for good
-                self.publisher.resume_publish(self.config.topic_path, row["ordering_key"])
-        transient = [e for e in outcomes.values() if isinstance(e, BaseException)]
-        if transient and len(transient) == len(rows) and not any(map(is_permanent, transient)):
-            raise PublishOutage(f"{len(rows)} publishes failed: {_first_line(transient[0])}")
+            if row["ordering_key"] and not isinstance(error, MessageRefused):
+                # after a failed publish the publisher refuses this key until it is resumed
+                with contextlib.suppress(ValueError):  # "not paused": nothing to resume
+                    self.publisher.resume_publish(self.config.topic_path, row["ordering_key"])
+        failures = [e for e in outcomes.values() if isinstance(e, BaseException)]
+        if len(failures) == len(rows) and not any(map(is_permanent, failures)):
+            raise PublishOutage(f"{len(rows)} publishes failed: {_first_line(failures[0])}")
         return outcomes
 
     def _settle(
