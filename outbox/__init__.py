@@ -5,6 +5,6 @@
 Importing this package pulls in no database driver; callers pass their own connection.
 """
 
-from outbox.enqueue import Event, InvalidEventError, enqueue
+from outbox.enqueue import Event, InvalidEventError, enqueue, enqueue_many
 
-__all__ = ["Event", "InvalidEventError", "enqueue"]
+__all__ = ["Event", "InvalidEventError", "enqueue", "enqueue_many"]

@@ -64,7 +64,19 @@ def enqueue(conn: Any, event: Event) -> uuid.UUID:
 
     Takes a transaction-scoped advisory lock on the ordering key first, so two transactions
     writing the same aggregate get `seq` values in commit order (the relay publishes a key in
-    `seq` order). Sends a NOTIFY so relays wake at once when the transaction commits.
+    `seq` order). Like a row lock, this can deadlock when two transactions lock the same keys in
+    opposite orders: enqueue several events with `enqueue_many`, which locks in a fixed order.
+    Sends a NOTIFY so relays wake at once when the transaction commits.
+    """
+    return enqueue_many(conn, [event])[0]
+
+
+def enqueue_many(conn: Any, events: list[Event]) -> list[uuid.UUID]:
+    """Enqueue several events in the caller's open transaction; return their ids in order.
+
+    All are validated before anything is written. Key locks are taken in sorted order, so two
+    transactions enqueueing events for the same keys cannot deadlock on them; events of one key
+    keep the order given.
     """
     if getattr(conn, "autocommit", False):
         raise InvalidEventError(
@@ -72,12 +84,15 @@ def enqueue(conn: Any, event: Event) -> uuid.UUID:
             "event would commit without the business change; use conn.transaction() or "
             "autocommit=False"
         )
-    row = _validated(event)
+    rows = [_validated(event) for event in events]
     with conn.cursor() as cur:
-        cur.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (row[5],))
-        cur.execute(INSERT_SQL, row)
-        cur.execute("SELECT pg_notify(%s, '')", (NOTIFY_CHANNEL,))
-    return row[0]
+        for key in sorted({row[5] for row in rows}):
+            cur.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (key,))
+        for row in sorted(rows, key=lambda r: r[5]):  # stable: one key keeps its order
+            cur.execute(INSERT_SQL, row)
+        if rows:
+            cur.execute("SELECT pg_notify(%s, '')", (NOTIFY_CHANNEL,))
+    return [row[0] for row in rows]
 
 
 def _validated(event: Event) -> tuple[Any, ...]:

@@ -300,17 +300,19 @@ class Relay:
                 continue
             pending.append((row, future, None))
         outcomes: dict[Any, Any] = {}
+        deadline = time.monotonic() + self.config.publish_timeout  # for the whole batch
         for row, future, error in pending:
             if future is not None:
                 try:
-                    outcomes[row["id"]] = future.result(timeout=self.config.publish_timeout)
+                    remaining = max(0.0, deadline - time.monotonic())
+                    outcomes[row["id"]] = future.result(timeout=remaining)
                     continue
                 except Exception as err:  # recorded per row
                     error = err
             outcomes[row["id"]] = error
             if row["ordering_key"] and not isinstance(error, MessageRefused):
                 # after a failed publish the publisher refuses this key until it is resumed
-                with contextlib.suppress(ValueError):  # "not paused": nothing to resume
+                with contextlib.suppress(ValueError, RuntimeError):  # "not paused": no-op
                     self.publisher.resume_publish(self.config.topic_path, row["ordering_key"])
         failures = [e for e in outcomes.values() if isinstance(e, BaseException)]
         if len(failures) == len(rows) and not any(map(is_permanent, failures)):
@@ -368,13 +370,13 @@ class Relay:
             Retrying,
             retry_if_exception_type,
             stop_when_event_set,
-            wait_exponential_jitter,
+            wait_random_exponential,
         )
 
         self._close()
         for attempt in Retrying(
             retry=retry_if_exception_type(psycopg.OperationalError),
-            wait=wait_exponential_jitter(initial=0.2, max=10),
+            wait=wait_random_exponential(multiplier=0.2, max=10),
             stop=stop_when_event_set(self.stopping),
             reraise=True,
         ):
