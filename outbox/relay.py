@@ -26,6 +26,7 @@ import socket
 import threading
 import time
 import uuid
+import warnings
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -189,6 +190,9 @@ class Relay:
 
         self.config = config
         self.publisher = publisher
+        with warnings.catch_warnings():  # `.api` is the GAPIC client: one Publish per batch
+            warnings.simplefilter("ignore", DeprecationWarning)
+            self._api = publisher.api
         self.stopping = threading.Event()
         self._storage = pybreaker.CircuitMemoryStorage(pybreaker.STATE_CLOSED)
         self.breaker = pybreaker.CircuitBreaker(
@@ -282,41 +286,76 @@ class Relay:
 
     def _publish(self, rows: list[dict[str, Any]]) -> dict[Any, Any]:
         """Publish every row; return id -> Pub/Sub message id or the exception it failed with.
-        Raises PublishOutage when all failed transiently (that is what trips the breaker)."""
-        pending: list[tuple[dict[str, Any], Any, BaseException | None]] = []
+        Raises PublishOutage when all failed transiently (that is what trips the breaker).
+
+        The batch holds at most one row per ordering key (the claim takes only heads of keys)
+        and the next row of a key is claimed only after this one is settled, so per-key order is
+        kept by the relay itself. That lets a whole batch go out in a few Publish requests
+        across many keys, where the client library's per-key sequencers would send one request
+        per key. A request refused as invalid is retried message by message to find the bad one.
+        """
+        outcomes: dict[Any, Any] = {}
+        ready: list[tuple[dict[str, Any], bytes, dict[str, str]]] = []
         for row in rows:
             data = json.dumps(row["payload"], separators=(",", ":")).encode()
             attributes = message_attributes(row)
             problem = unpublishable(data, attributes)
             if problem:
-                pending.append((row, None, MessageRefused(problem)))
-                continue
-            try:
-                future = self.publisher.publish(
-                    self.config.topic_path, data, ordering_key=row["ordering_key"], **attributes
-                )
-            except Exception as err:  # recorded per row
-                pending.append((row, None, err))
-                continue
-            pending.append((row, future, None))
-        outcomes: dict[Any, Any] = {}
-        deadline = time.monotonic() + self.config.publish_timeout  # for the whole batch
-        for row, future, error in pending:
-            if future is not None:
-                try:
-                    remaining = max(0.0, deadline - time.monotonic())
-                    outcomes[row["id"]] = future.result(timeout=remaining)
-                    continue
-                except Exception as err:  # recorded per row
-                    error = err
-            outcomes[row["id"]] = error
-            if row["ordering_key"] and not isinstance(error, MessageRefused):
-                # after a failed publish the publisher refuses this key until it is resumed
-                with contextlib.suppress(ValueError, RuntimeError):  # "not paused": no-op
-                    self.publisher.resume_publish(self.config.topic_path, row["ordering_key"])
+                outcomes[row["id"]] = MessageRefused(problem)
+            else:
+                ready.append((row, data, attributes))
+        for chunk in _request_chunks(ready):
+            outcomes.update(self._publish_request(chunk))
         failures = [e for e in outcomes.values() if isinstance(e, BaseException)]
         if len(failures) == len(rows) and not any(map(is_permanent, failures)):
             raise PublishOutage(f"{len(rows)} publishes failed: {_first_line(failures[0])}")
+        return outcomes
+
+    def _publish_request(
+        self, chunk: list[tuple[dict[str, Any], bytes, dict[str, str]]]
+    ) -> dict[Any, Any]:
+        """One Publish request for `chunk`; all of it succeeds or fails together."""
+        from google.api_core import exceptions as gexc
+        from google.api_core.retry import Retry
+        from google.pubsub_v1.types import PubsubMessage
+
+        messages = [
+            PubsubMessage(data=data, attributes=attributes, ordering_key=row["ordering_key"])
+            for row, data, attributes in chunk
+        ]
+        timeout = self.config.publish_timeout
+        try:
+            response = self._api.publish(
+                topic=self.config.topic_path,
+                messages=messages,
+                retry=Retry(initial=0.1, maximum=2.0, multiplier=2.0, timeout=timeout),
+                timeout=min(timeout, 10.0),
+            )
+        except gexc.InvalidArgument:
+            return self._publish_one_by_one(chunk)
+        except Exception as err:  # unreachable, timed out, ...: the whole request failed
+            return {row["id"]: err for row, _, _ in chunk}
+        return {
+            row["id"]: mid for (row, _, _), mid in zip(chunk, response.message_ids, strict=True)
+        }
+
+    def _publish_one_by_one(
+        self, chunk: list[tuple[dict[str, Any], bytes, dict[str, str]]]
+    ) -> dict[Any, Any]:
+        """Isolate the message(s) Pub/Sub refuses, through the client's ordered publisher."""
+        outcomes: dict[Any, Any] = {}
+        for row, data, attributes in chunk:
+            key = row["ordering_key"]
+            try:
+                future = self.publisher.publish(
+                    self.config.topic_path, data, ordering_key=key, **attributes
+                )
+                outcomes[row["id"]] = future.result(timeout=self.config.publish_timeout)
+            except Exception as err:  # recorded per row
+                outcomes[row["id"]] = err
+                if key:  # after a failed publish the client refuses this key until resumed
+                    with contextlib.suppress(ValueError, RuntimeError):  # "not paused": no-op
+                        self.publisher.resume_publish(self.config.topic_path, key)
         return outcomes
 
     def _settle(
@@ -425,6 +464,30 @@ class Relay:
         if opened.tzinfo is None:
             opened = opened.replace(tzinfo=UTC)
         return datetime.now(UTC) < opened + timedelta(seconds=self.config.breaker_cooldown)
+
+
+MAX_REQUEST_MESSAGES = 1000
+MAX_REQUEST_BYTES = 9_000_000  # under Pub/Sub's 10 MB request limit, with room for overhead
+
+
+def _request_chunks(items: list[tuple[dict[str, Any], bytes, dict[str, str]]]) -> list[list]:
+    """Split messages into Publish requests within Pub/Sub's per-request limits."""
+    chunks: list[list] = []
+    current: list = []
+    size = 0
+    for item in items:
+        _, data, attributes = item
+        item_size = len(data) + sum(len(k) + len(v) for k, v in attributes.items()) + 64
+        if current and (
+            len(current) >= MAX_REQUEST_MESSAGES or size + item_size > MAX_REQUEST_BYTES
+        ):
+            chunks.append(current)
+            current, size = [], 0
+        current.append(item)
+        size += item_size
+    if current:
+        chunks.append(current)
+    return chunks
 
 
 class _DatabaseLost(Exception):
