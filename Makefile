@@ -24,3 +24,4 @@ format: $(BIN)/.installed
 bench: $(BIN)/.installed ## print the performance figures
 	$(BIN)/python bench/program_scale.py
 	$(BIN)/python bench/dlq_replay.py
+	$(BIN)/python bench/outbox_relay.py
