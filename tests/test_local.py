@@ -1,0 +1,118 @@
+"""`eventsctl local up/down/status` and `eventsctl demo`, starting real processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+
+import psutil
+import pytest
+from typer.testing import CliRunner
+
+from cli.app import app
+from cli.local.stack import read_state
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def local_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A private state dir, and no external emulator/database: local up starts its own."""
+    base = tmp_path / "local"
+    monkeypatch.setenv("EVENTSCTL_LOCAL_DIR", str(base))
+    monkeypatch.delenv("PUBSUB_EMULATOR_HOST", raising=False)
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    yield base
+    runner.invoke(app, ["local", "down"])  # never leave processes behind, even on failure
+
+
+def processes_using(path: Path) -> list[psutil.Process]:
+    found = []
+    for proc in psutil.process_iter(["cmdline"]):
+        cmdline = " ".join(proc.info["cmdline"] or [])
+        if str(path) in cmdline:
+            found.append(proc)
+    return found
+
+
+def test_up_twice_changes_nothing_and_down_leaves_nothing(local_dir: Path) -> None:
+    first = runner.invoke(app, ["local", "up", "--stack", "dev"])
+    assert first.exit_code == 0, first.output
+    assert "Pub/Sub emulator: started" in first.stdout
+    assert "6 created, 0 already there" in first.stdout
+    assert "retry backoff shortened locally" in first.stdout
+    state = read_state(local_dir)
+    assert state is not None and state.emulator_pid and state.pgdata
+
+    second = runner.invoke(app, ["local", "up", "--stack", "dev"])
+    assert second.exit_code == 0, second.output
+    assert f"already running at {state.pubsub_host}" in second.stdout
+    assert "PostgreSQL: already running" in second.stdout
+    assert "0 created, 6 already there" in second.stdout
+    assert "(0 migrations applied now)" in second.stdout
+    assert read_state(local_dir) == state
+
+    env = (local_dir / "local.env").read_text()
+    assert f"PUBSUB_EMULATOR_HOST={state.pubsub_host}" in env and "DATABASE_URL=" in env
+    status = runner.invoke(app, ["local", "status", "--json"])
+    assert status.exit_code == 0 and json.loads(status.stdout)["running"] is True
+
+    down = runner.invoke(app, ["local", "down"])
+    assert down.exit_code == 0
+    assert "Pub/Sub emulator stopped" in down.stdout and "PostgreSQL stopped" in down.stdout
+    assert not psutil.pid_exists(state.emulator_pid) or (
+        psutil.Process(state.emulator_pid).status() == psutil.STATUS_ZOMBIE
+    )
+    assert processes_using(local_dir) == []  # no JVM, no postgres left for this state dir
+    assert runner.invoke(app, ["local", "status"]).exit_code == 1
+    assert "nothing to stop" in runner.invoke(app, ["local", "down"]).stdout
+
+
+def test_demo_processes_every_event(local_dir: Path) -> None:
+    out = runner.invoke(app, ["demo", "--stack", "dev", "--json"])
+    assert out.exit_code == 0, out.output
+    result = json.loads(out.stdout)
+    assert result["ok"] is True
+    assert result["events"] == result["published"] == result["processed"] == 300
+    assert result["failing"] == result["dead_lettered"] == result["replayed"] == 120
+    assert result["processed_after_replay"] == 120
+    assert result["alert_fired"] is True and result["alert_threshold"] == 100
+    assert processes_using(local_dir) == []  # the demo stopped what it started
+
+
+def test_missing_gcloud_is_a_clear_error(local_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PATH", "/nonexistent")
+    out = runner.invoke(app, ["local", "up"])
+    assert out.exit_code == 2
+    assert out.stderr.startswith("error: gcloud is not installed")
+    assert read_state(local_dir) is None
+
+
+def test_missing_java_is_a_clear_error(
+    local_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "gcloud").symlink_to("/usr/bin/gcloud")
+    monkeypatch.setenv("PATH", str(bin_dir))
+    out = runner.invoke(app, ["local", "up"])
+    assert out.exit_code == 2
+    assert out.stderr.startswith("error: Java is not installed")
+
+
+def test_taken_port_is_a_clear_error(local_dir: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        out = runner.invoke(app, ["local", "up", "--pubsub-port", str(port)])
+    assert out.exit_code == 2
+    assert out.stderr.strip() == (
+        f"error: port {port} on 127.0.0.1 is already in use: stop what listens there or "
+        "choose another port"
+    )
+    assert read_state(local_dir) is None
+    assert os.listdir(local_dir) == []  # nothing started, nothing written
