@@ -18,6 +18,12 @@ NEVER_EXPIRE = ""
 after 31 idle days, and a dead-letter subscription is idle by design."""
 
 PUBSUB_SERVICE = "pubsub.googleapis.com"
+DEAD_LETTER_LABELS = {"events-infra-role": "dead-letter"}
+"""Marks the dead-letter topic and subscription for the policy pack and for people browsing."""
+DEFAULT_MAX_DELIVERY_ATTEMPTS = 5
+ATTEMPTS_OVERRIDE_LABELS = {"max-delivery-attempts-override": "true"}
+"""Set when the stack config chose other attempts than the audit's 5, so CI can tell a
+deliberate override from a mistake."""
 
 
 class EventBus(pulumi.ComponentResource):
@@ -68,7 +74,7 @@ class EventBus(pulumi.ComponentResource):
             f"{name}-dead-letter-topic",
             name=dead_letter.topic,
             project=project,
-            labels=topology.resource_labels(dead_letter.labels),
+            labels=topology.resource_labels(dead_letter.labels, DEAD_LETTER_LABELS),
             kms_key_name=topology.topic.kms_key_name,
             opts=pulumi.ResourceOptions(parent=self, protect=protect),
         )
@@ -82,7 +88,7 @@ class EventBus(pulumi.ComponentResource):
             ack_deadline_seconds=dead_letter.ack_deadline,
             message_retention_duration=dead_letter.message_retention_gcp,
             expiration_policy=gcp.pubsub.SubscriptionExpirationPolicyArgs(ttl=NEVER_EXPIRE),
-            labels=topology.resource_labels(dead_letter.labels),
+            labels=topology.resource_labels(dead_letter.labels, DEAD_LETTER_LABELS),
             opts=pulumi.ResourceOptions(parent=self, protect=protect),
         )
         self.dead_letter_publisher = gcp.pubsub.TopicIAMMember(
@@ -160,6 +166,11 @@ class EventBus(pulumi.ComponentResource):
             enable_message_ordering=sub.enable_message_ordering,
             enable_exactly_once_delivery=sub.enable_exactly_once_delivery,
             push_config=push_config,
-            labels=self._topology.resource_labels(sub.labels),
+            labels=self._topology.resource_labels(
+                sub.labels,
+                ATTEMPTS_OVERRIDE_LABELS
+                if sub.max_delivery_attempts != DEFAULT_MAX_DELIVERY_ATTEMPTS
+                else {},
+            ),
             opts=pulumi.ResourceOptions(parent=self, protect=protect),
         )

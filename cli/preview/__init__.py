@@ -1,0 +1,1 @@
+"""Reading `pulumi preview --json` output in CI: the diff guard and the pull-request summary."""
