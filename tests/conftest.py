@@ -13,6 +13,22 @@ ROOT = Path(__file__).resolve().parent.parent
 STACKS = ROOT / "stacks"
 
 
+@pytest.fixture(scope="session")
+def prod_run() -> object:
+    """What the real program declares for the committed prod stack, under Pulumi mocks."""
+    from tests.pulumi_mocks import run_program, stack_config
+
+    return run_program(stack_config(STACKS / "Pulumi.prod.yaml"), stack="prod")
+
+
+@pytest.fixture(scope="session")
+def dev_run() -> object:
+    """What the real program declares for the committed dev stack, under Pulumi mocks."""
+    from tests.pulumi_mocks import run_program, stack_config
+
+    return run_program(stack_config(STACKS / "Pulumi.dev.yaml"), stack="dev")
+
+
 @pytest.fixture
 def prod_config() -> dict:
     """The prod stack file's config block, namespaced, as plain data to mutate in tests."""

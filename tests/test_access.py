@@ -32,9 +32,9 @@ EVENTS_TOPIC = "projects/cotton-erp/topics/events"
 RELAY = "serviceAccount:events-relay@cotton-erp.iam.gserviceaccount.com"
 
 
-@pytest.fixture(scope="module")
-def prod() -> Run:
-    return run_program(stack_config(STACKS / "Pulumi.prod.yaml"), stack="prod")
+@pytest.fixture
+def prod(prod_run: Run) -> Run:
+    return prod_run
 
 
 def engine(config: dict[str, Any]) -> dict[str, str]:

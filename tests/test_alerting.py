@@ -20,7 +20,7 @@ from components.alerting import (
     subscription_filter,
 )
 from components.topology import TopologyError, parse_topology
-from tests.pulumi_mocks import Declared, Run, run_program, stack_config
+from tests.pulumi_mocks import Declared, Run, run_program
 
 STACKS = Path(__file__).resolve().parent.parent / "stacks"
 POLICY = "gcp:monitoring/alertPolicy:AlertPolicy"
@@ -28,14 +28,14 @@ CHANNEL = "gcp:monitoring/notificationChannel:NotificationChannel"
 DASHBOARD = "gcp:monitoring/dashboard:Dashboard"
 
 
-@pytest.fixture(scope="module")
-def prod() -> Run:
-    return run_program(stack_config(STACKS / "Pulumi.prod.yaml"), stack="prod")
+@pytest.fixture
+def prod(prod_run: Run) -> Run:
+    return prod_run
 
 
-@pytest.fixture(scope="module")
-def dev() -> Run:
-    return run_program(stack_config(STACKS / "Pulumi.dev.yaml"), stack="dev")
+@pytest.fixture
+def dev(dev_run: Run) -> Run:
+    return dev_run
 
 
 def threshold_of(policy: Declared) -> dict[str, Any]:

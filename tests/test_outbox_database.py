@@ -15,7 +15,7 @@ from pulumi.runtime.sync_await import _sync_await
 from components.outbox_database import iam_database_user
 from components.outbox_schema import MigrationProvider
 from outbox.migrate import load_migrations, migrations_digest
-from tests.pulumi_mocks import Run, resolve, run_program, stack_config
+from tests.pulumi_mocks import Run, resolve, run_program
 
 STACKS = Path(__file__).resolve().parent.parent / "stacks"
 INSTANCE = "gcp:sql/databaseInstance:DatabaseInstance"
@@ -25,14 +25,14 @@ PASSWORD = "random:index/randomPassword:RandomPassword"
 SCHEMA = "pulumi-python:dynamic:Resource"
 
 
-@pytest.fixture(scope="module")
-def prod() -> Run:
-    return run_program(stack_config(STACKS / "Pulumi.prod.yaml"), stack="prod")
+@pytest.fixture
+def prod(prod_run: Run) -> Run:
+    return prod_run
 
 
-@pytest.fixture(scope="module")
-def dev() -> Run:
-    return run_program(stack_config(STACKS / "Pulumi.dev.yaml"), stack="dev")
+@pytest.fixture
+def dev(dev_run: Run) -> Run:
+    return dev_run
 
 
 def is_secret(value: Any) -> bool:
