@@ -25,6 +25,7 @@ format: $(BIN)/.installed
 	$(BIN)/ruff format .
 
 bench: $(BIN)/.installed ## print the performance figures
+	$(BIN)/python bench/cli_startup.py
 	$(BIN)/python bench/program_scale.py
 	$(BIN)/python bench/dlq_replay.py
 	$(BIN)/python bench/outbox_relay.py
