@@ -111,6 +111,12 @@ class DlqStack:
             self.subscriber, self.dlq_subscription, Selection(), None, pull_timeout=1.0
         )
 
+    def ordered_publisher(self) -> Any:
+        if not hasattr(self, "_ordered"):
+            options = pubsub_v1.types.PublisherOptions(enable_message_ordering=True)
+            self._ordered = pubsub_v1.PublisherClient(publisher_options=options)
+        return self._ordered
+
     def seed(
         self,
         count: int,
@@ -118,6 +124,7 @@ class DlqStack:
         attributes: dict[str, str] | None = None,
         replay_count: int = 0,
         key_prefix: str = "m",
+        ordering_key: str = "",
     ) -> list[str]:
         """Publish `count` messages to the dead-letter topic shaped exactly as Pub/Sub
         dead-letters them (the emulator's attribute names and values), for tests that need
@@ -137,7 +144,10 @@ class DlqStack:
             if replay_count:
                 attrs[messages.REPLAY_COUNT] = str(replay_count)
             data = json.dumps({"key": key, "n": i}).encode()
-            futures.append(self.publisher.publish(self.dlq_topic, data, **attrs))
+            publisher = self.ordered_publisher() if ordering_key else self.publisher
+            futures.append(
+                publisher.publish(self.dlq_topic, data, ordering_key=ordering_key, **attrs)
+            )
             keys.append(key)
         for future in futures:
             future.result(timeout=30)

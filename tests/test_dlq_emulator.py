@@ -239,6 +239,15 @@ def test_replay_needs_confirmation(stack: DlqStack) -> None:
     assert stack.peek_ids() == set()
 
 
+def test_replay_keeps_the_ordering_key(stack: DlqStack) -> None:
+    stack.seed(3, ordering_key="trade:7", key_prefix="ordered")
+    capture = stack.capture()
+    out = dlq(stack, "replay", "--yes", "--no-snapshot")
+    assert out.exit_code == 0, out.output
+    copies = stack.drain(capture, expected=3)
+    assert {m.message.ordering_key for m in copies} == {"trade:7"}
+
+
 def test_broadcast_drops_the_target(stack: DlqStack) -> None:
     stack.seed(2)
     capture = stack.capture()
