@@ -14,7 +14,7 @@ STACKS = ROOT / "stacks"
 
 
 @pytest.fixture(scope="session")
-def prod_run() -> object:
+def prod() -> object:
     """What the real program declares for the committed prod stack, under Pulumi mocks."""
     from tests.pulumi_mocks import run_program, stack_config
 
@@ -22,7 +22,7 @@ def prod_run() -> object:
 
 
 @pytest.fixture(scope="session")
-def dev_run() -> object:
+def dev() -> object:
     """What the real program declares for the committed dev stack, under Pulumi mocks."""
     from tests.pulumi_mocks import run_program, stack_config
 

@@ -32,11 +32,6 @@ EVENTS_TOPIC = "projects/cotton-erp/topics/events"
 RELAY = "serviceAccount:events-relay@cotton-erp.iam.gserviceaccount.com"
 
 
-@pytest.fixture
-def prod(prod_run: Run) -> Run:
-    return prod_run
-
-
 def engine(config: dict[str, Any]) -> dict[str, str]:
     return {k: v if isinstance(v, str) else json.dumps(v) for k, v in config.items()}
 

@@ -28,16 +28,6 @@ CHANNEL = "gcp:monitoring/notificationChannel:NotificationChannel"
 DASHBOARD = "gcp:monitoring/dashboard:Dashboard"
 
 
-@pytest.fixture
-def prod(prod_run: Run) -> Run:
-    return prod_run
-
-
-@pytest.fixture
-def dev(dev_run: Run) -> Run:
-    return dev_run
-
-
 def threshold_of(policy: Declared) -> dict[str, Any]:
     [condition] = policy.inputs["conditions"]
     return condition["conditionThreshold"]

@@ -25,16 +25,6 @@ PASSWORD = "random:index/randomPassword:RandomPassword"
 SCHEMA = "pulumi-python:dynamic:Resource"
 
 
-@pytest.fixture
-def prod(prod_run: Run) -> Run:
-    return prod_run
-
-
-@pytest.fixture
-def dev(dev_run: Run) -> Run:
-    return dev_run
-
-
 def is_secret(value: Any) -> bool:
     return isinstance(value, dict) and value.get(rpc._special_sig_key) == rpc._special_secret_sig
 
