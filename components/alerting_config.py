@@ -132,14 +132,10 @@ Channel = Annotated[
 ]
 
 
-def _channel_id(value: str) -> str:
-    if not _CHANNEL_ID.match(value):
-        raise fail(
-            "channel_id",
-            "{value} is not a notification channel id (projects/P/notificationChannels/NUMBER)",
-            value=repr(value),
-        )
-    return value
+ChannelId = Annotated[
+    str,
+    matches(_CHANNEL_ID, "a notification channel id (projects/P/notificationChannels/NUMBER)"),
+]
 
 
 class AlertingConfig(Strict):
@@ -150,9 +146,7 @@ class AlertingConfig(Strict):
     oldest_unacked: OldestUnackedAlert | None = None
     dlq_retention: RetentionAlert | None = None
     channels: list[Channel] = Field(default_factory=list)
-    existing_channels: list[Annotated[str, AfterValidator(_channel_id)]] = Field(
-        default_factory=list
-    )
+    existing_channels: list[ChannelId] = Field(default_factory=list)
     user_labels: Labels = Field(default_factory=dict)
     dashboard: bool = True
 

@@ -129,16 +129,20 @@ def email(value: str) -> str:
     return value
 
 
-def kms_key(value: str) -> str:
-    if not _KMS_KEY.match(value):
-        raise fail(
-            "kms_key",
-            "{value} is not a KMS key name (projects/P/locations/L/keyRings/R/cryptoKeys/K)",
-            value=repr(value),
-        )
-    return value
+def matches(pattern: re.Pattern[str], what: str) -> AfterValidator:
+    """A pattern check whose message says what the value should have been."""
+
+    def check(value: str) -> str:
+        if not pattern.match(value):
+            raise fail("pattern", "{value} is not {what}", value=repr(value), what=what)
+        return value
+
+    return AfterValidator(check)
 
 
+KmsKey = Annotated[
+    str, matches(_KMS_KEY, "a KMS key name (projects/P/locations/L/keyRings/R/cryptoKeys/K)")
+]
 Seconds = Annotated[float, BeforeValidator(duration)]
 PubSubId = Annotated[str, AfterValidator(pubsub_id)]
 Labels = Annotated[dict[str, str], AfterValidator(labels_check)]
@@ -161,14 +165,3 @@ class Strict(BaseModel):
     """Unknown keys are errors: a typo in a stack file must not pass silently."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-def matches(pattern: re.Pattern[str], what: str) -> AfterValidator:
-    """A pattern check whose message says what the value should have been."""
-
-    def check(value: str) -> str:
-        if not pattern.match(value):
-            raise fail("pattern", "{value} is not {what}", value=repr(value), what=what)
-        return value
-
-    return AfterValidator(check)

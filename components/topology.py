@@ -20,6 +20,7 @@ from components.config_types import (
     AckDeadline,
     Attempts,
     Backoff,
+    KmsKey,
     Labels,
     PubSubId,
     Retention,
@@ -28,7 +29,6 @@ from components.config_types import (
     fail,
     https_url,
     is_pubsub_id,
-    kms_key,
     project_id,
 )
 from components.database_config import DatabaseConfig
@@ -143,7 +143,7 @@ class TopicConfig(Strict):
 
     name: PubSubId = "events"
     message_retention: Retention | None = None
-    kms_key_name: Annotated[str, AfterValidator(kms_key)] | None = None
+    kms_key_name: KmsKey | None = None
     labels: Labels = Field(default_factory=dict)
 
     @property
