@@ -81,19 +81,60 @@ def outbox_db(database_url: str) -> str:
 
 
 @pytest.fixture(scope="session")
-def pubsub_emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """The real Pub/Sub emulator: `$PUBSUB_EMULATOR_HOST` if set, else started on a free
-    loopback port for the session (and the variable set, as clients read it)."""
-    if os.environ.get("PUBSUB_EMULATOR_HOST"):
-        yield os.environ["PUBSUB_EMULATOR_HOST"]
-        return
-    from cli.local.emulator import start
+def bare_emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The real Pub/Sub emulator, with no proxy: `$PUBSUB_EMULATOR_HOST` if that is a bare
+    emulator, else one started on a free loopback port. Only tests that show what the bare
+    emulator accepts use it directly; everything else goes through `pubsub`."""
+    from cli.local import emulator, strict_proxy
 
-    log = tmp_path_factory.mktemp("emulator") / "emulator.log"
-    emulator = start(project="events-tests", log_path=log)
-    os.environ["PUBSUB_EMULATOR_HOST"] = emulator.address
+    given = os.environ.get("PUBSUB_EMULATOR_HOST")
+    if given and not strict_proxy.is_running(given):
+        yield given
+        return
+    started = emulator.start(
+        project="events-tests", log_path=tmp_path_factory.mktemp("emulator") / "emulator.log"
+    )
     try:
-        yield emulator.address
+        yield started.address
     finally:
-        emulator.stop()
-        os.environ.pop("PUBSUB_EMULATOR_HOST", None)
+        started.stop()
+
+
+@pytest.fixture(scope="session")
+def pubsub(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    """Where every test's Pub/Sub clients go: the strict proxy in front of the real emulator
+    (`$PUBSUB_EMULATOR_HOST` when that already is a strict proxy). Sets the variable, as the
+    clients read it."""
+    from cli.local import strict_proxy
+
+    previous = os.environ.get("PUBSUB_EMULATOR_HOST")
+    if previous and strict_proxy.is_running(previous):
+        yield previous
+        return
+    backend = request.getfixturevalue("bare_emulator")
+    proxy = strict_proxy.start(backend, log_path=tmp_path_factory.mktemp("proxy") / "proxy.log")
+    os.environ["PUBSUB_EMULATOR_HOST"] = proxy.address
+    try:
+        yield proxy.address
+    finally:
+        proxy.stop()
+        if previous is None:
+            os.environ.pop("PUBSUB_EMULATOR_HOST", None)
+        else:
+            os.environ["PUBSUB_EMULATOR_HOST"] = previous
+
+
+@pytest.fixture
+def strict_proxy(pubsub: str) -> Iterator[object]:
+    """Control of the session's strict proxy (faults, partial pulls, counters); reset after."""
+    from pubsub_proxy.control import ProxyControl
+
+    control = ProxyControl(pubsub)
+    control.reset()
+    try:
+        yield control
+    finally:
+        control.reset()
+        control.close()

@@ -33,7 +33,7 @@ def recreate(stack: DlqStack, name: str, **request: Any) -> None:
     stack.subscriber.create_subscription(request={"name": path, **request})
 
 
-def test_healthy_stack_passes(pubsub_emulator: str, tmp_path: Path) -> None:
+def test_healthy_stack_passes(pubsub: str, tmp_path: Path) -> None:
     stack = make_stack(tmp_path)
     code, rows = doctor(stack)
     assert failures(rows) == set()
@@ -123,7 +123,7 @@ def _wrong_filter(stack: DlqStack) -> None:
     ids=lambda v: v.__name__.strip("_") if callable(v) else "",
 )
 def test_each_broken_state_is_named(
-    pubsub_emulator: str,
+    pubsub: str,
     tmp_path: Path,
     breakage: Callable[[DlqStack], None],
     expected: set[tuple[str, str]],

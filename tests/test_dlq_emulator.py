@@ -1,4 +1,4 @@
-"""`eventsctl dlq` against the real Pub/Sub emulator (started by the `pubsub_emulator` fixture)."""
+"""`eventsctl dlq` against the real Pub/Sub emulator (started by the `pubsub` fixture)."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ runner = CliRunner()
 
 
 @pytest.fixture
-def stack(pubsub_emulator: str, tmp_path: Path) -> DlqStack:
+def stack(pubsub: str, tmp_path: Path) -> DlqStack:
     return make_stack(tmp_path)
 
 
@@ -292,7 +292,7 @@ def test_bad_flags_are_one_line_errors(stack: DlqStack, flags: list[str], messag
     assert len(stack.peek_ids()) == 1  # nothing acknowledged
 
 
-def test_missing_subscription_is_a_clean_error(pubsub_emulator: str, tmp_path: Path) -> None:
+def test_missing_subscription_is_a_clean_error(pubsub: str, tmp_path: Path) -> None:
     stack = make_stack(tmp_path)
     stack.subscriber.delete_subscription(subscription=stack.dlq_subscription)
     out = dlq(stack, "status")

@@ -30,7 +30,7 @@ def monitoring(monkeypatch: pytest.MonkeyPatch) -> Iterator[MetricServiceServer]
 
 
 def test_status_uses_cloud_monitoring_counts(
-    pubsub_emulator: str, tmp_path: Path, monitoring: MetricServiceServer
+    pubsub: str, tmp_path: Path, monitoring: MetricServiceServer
 ) -> None:
     stack = make_stack(tmp_path, threshold=100)
     stack.seed(3, source="billing-sub")
@@ -51,7 +51,7 @@ def test_status_uses_cloud_monitoring_counts(
 
 
 def test_status_below_threshold_exits_0(
-    pubsub_emulator: str, tmp_path: Path, monitoring: MetricServiceServer
+    pubsub: str, tmp_path: Path, monitoring: MetricServiceServer
 ) -> None:
     stack = make_stack(tmp_path, threshold=100)
     monitoring.values = {UNDELIVERED: 7, OLDEST_UNACKED: 60}
@@ -61,7 +61,7 @@ def test_status_below_threshold_exits_0(
 
 
 def test_no_recent_metric_data_falls_back_to_pubsub(
-    pubsub_emulator: str, tmp_path: Path, monitoring: MetricServiceServer
+    pubsub: str, tmp_path: Path, monitoring: MetricServiceServer
 ) -> None:
     stack = make_stack(tmp_path, threshold=1)
     stack.seed(2)

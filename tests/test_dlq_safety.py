@@ -26,7 +26,7 @@ from tests.dlq_support import make_stack
 runner = CliRunner()
 
 
-def test_kill_9_mid_replay_loses_nothing(pubsub_emulator: str, tmp_path: Path) -> None:
+def test_kill_9_mid_replay_loses_nothing(pubsub: str, tmp_path: Path) -> None:
     stack = make_stack(tmp_path)
     keys = set(stack.seed(1500, key_prefix="k"))
     capture = stack.capture()
@@ -36,7 +36,7 @@ def test_kill_9_mid_replay_loses_nothing(pubsub_emulator: str, tmp_path: Path) -
     ]  # fmt: skip
     replay = subprocess.Popen(
         command,
-        env={**os.environ, "PUBSUB_EMULATOR_HOST": pubsub_emulator},
+        env={**os.environ, "PUBSUB_EMULATOR_HOST": pubsub},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         cwd=Path(__file__).resolve().parent.parent,
@@ -65,7 +65,7 @@ def test_kill_9_mid_replay_loses_nothing(pubsub_emulator: str, tmp_path: Path) -
 
 
 def test_unreachable_emulator_is_one_line_exit_2(
-    pubsub_emulator: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    pubsub: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     stack = make_stack(tmp_path)
     dead = f"127.0.0.1:{free_port()}"
@@ -105,7 +105,7 @@ def test_google_errors_become_one_actionable_line(error: Exception, message: str
     assert "\n" not in str(info.value)
 
 
-def test_export_file_is_complete_or_absent(pubsub_emulator: str, tmp_path: Path) -> None:
+def test_export_file_is_complete_or_absent(pubsub: str, tmp_path: Path) -> None:
     stack = make_stack(tmp_path)
     stack.seed(3)
     out_file = tmp_path / "export.jsonl"

@@ -32,7 +32,7 @@ runner = CliRunner()
 
 
 @pytest.fixture
-def bus(pubsub_emulator: str) -> Bus:
+def bus(pubsub: str) -> Bus:
     return Bus.create()
 
 

@@ -42,18 +42,24 @@ class Emulator:
         """Stop the emulator and its JVM (the whole process group)."""
         if self.process is None or self.process.poll() is not None:
             return
-        stop_process_group(self.process.pid, timeout)
+        stop_process_group(self.process.pid, timeout, self.process)
         self.process.wait(timeout)
 
 
-def stop_process_group(pid: int, timeout: float = 10.0) -> None:
-    """SIGTERM the group led by `pid`, then SIGKILL whatever is left after `timeout`."""
+def stop_process_group(
+    pid: int, timeout: float = 10.0, leader: subprocess.Popen[bytes] | None = None
+) -> None:
+    """SIGTERM the group led by `pid`, then SIGKILL whatever is left after `timeout`. Pass the
+    leader's Popen when it is our child: it is reaped as it exits (a zombie leader would keep the
+    group looking alive for the whole timeout)."""
     try:
         os.killpg(pid, signal.SIGTERM)
     except ProcessLookupError:
         return
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
+        if leader is not None:
+            leader.poll()
         try:
             os.killpg(pid, 0)
         except ProcessLookupError:
