@@ -24,13 +24,23 @@ def _load(stack: str, stacks_dir: str | None) -> Any:
     return load_stack(stack, find_dir(stacks_dir))
 
 
-def _up(stack: str, stacks_dir: str | None, pubsub_port: int | None, keep_backoff: bool) -> Any:
+def _up(
+    stack: str,
+    stacks_dir: str | None,
+    pubsub_port: int | None,
+    keep_backoff: bool,
+    strict: bool = True,
+) -> Any:
     from cli.local.stack import LocalError, up
 
     topology = _load(stack, stacks_dir)
     try:
         state, steps = up(
-            stack, topology, pubsub_port=pubsub_port, shorten_backoff=not keep_backoff
+            stack,
+            topology,
+            pubsub_port=pubsub_port,
+            shorten_backoff=not keep_backoff,
+            strict=strict,
         )
     except LocalError as err:
         raise UserError(str(err)) from None
@@ -42,10 +52,19 @@ def up_command(
     stack: str = options.STACK,
     stacks_dir: str = options.STACKS_DIR,
     pubsub_port: int = typer.Option(
-        None, "--pubsub-port", help="Port for the emulator (default: a free one)."
+        None,
+        "--pubsub-port",
+        help="Port clients use: the strict proxy's, or the emulator's with --no-strict "
+        "(default: a free one).",
     ),
     keep_backoff: bool = typer.Option(
         False, "--keep-backoff", help="Keep the stack's retry backoff instead of 0.1–1 s."
+    ),
+    strict: bool = typer.Option(
+        True,
+        "--strict/--no-strict",
+        help="Put the strict proxy in front of the emulator, so Pub/Sub refuses here what "
+        "Google Cloud refuses (default) — or use the bare emulator.",
     ),
 ) -> None:
     """Start (or reuse) the emulator and PostgreSQL, create the stack's topics and
@@ -53,10 +72,11 @@ def up_command(
     from cli.local.stack import env_path
 
     with user_errors():
-        _, state, steps = _up(stack, stacks_dir, pubsub_port, keep_backoff)
+        _, state, steps = _up(stack, stacks_dir, pubsub_port, keep_backoff, strict)
     for step in steps:
         typer.echo(f"✓ {step}")
-    typer.echo(f"\nPub/Sub emulator  {state.pubsub_host}   (project {state.project})")
+    kind = "Pub/Sub (strict)" if state.pubsub_host != state.emulator_host else "Pub/Sub emulator"
+    typer.echo(f"\n{kind:<17} {state.pubsub_host}   (project {state.project})")
     typer.echo(f"PostgreSQL        {state.database_url}")
     typer.echo(f"\nPoint other commands at it:  source {env_path()}")
 

@@ -95,6 +95,8 @@ def status_command(
                 ]
             ],
         )
+        if d["last_error"]:
+            typer.echo(f"last publish error: {d['last_error']}", err=True)
         if d["behind"]:
             typer.echo(f"behind: oldest unpublished event is over {max_age} old", err=True)
 
@@ -117,6 +119,18 @@ def relay_command(
     project: str = options.PROJECT,
     topic: str = options.TOPIC,
     batch_size: int = typer.Option(500, "--batch-size", help="Rows claimed per batch."),
+    per_key: int = typer.Option(
+        100, "--per-key", help="Consecutive rows of one ordering key sent in one request."
+    ),
+    concurrency: int = typer.Option(
+        32, "--publish-concurrency", help="Ordering keys published at once."
+    ),
+    endpoint: str = typer.Option(
+        None,
+        "--pubsub-endpoint",
+        help="Pub/Sub endpoint (default: the stack's pubsub.endpoint, or "
+        "<gcp:region>-pubsub.googleapis.com:443; ignored with PUBSUB_EMULATOR_HOST).",
+    ),
     poll_interval: float = typer.Option(
         1.0, "--poll-interval", help="Seconds between polls when no NOTIFY arrives."
     ),
@@ -134,33 +148,54 @@ def relay_command(
 
     from components.stack_files import load_stack
     from components.stack_files import stacks_dir as find_dir
-    from outbox.relay import Relay, RelayConfig, make_publisher
+    from outbox.relay import Relay, RelayConfig
 
     with user_errors():
         if not database_url:
             raise UserError("no database given: pass --database-url or set DATABASE_URL")
-        if batch_size < 1 or poll_interval <= 0 or lease <= 0 or max_attempts < 1:
+        if min(batch_size, max_attempts, per_key, concurrency) < 1:
             raise UserError(
-                "--batch-size, --max-attempts must be 1 or more; --poll-interval, --lease > 0"
+                "--batch-size, --per-key, --publish-concurrency and --max-attempts must be 1 "
+                "or more"
             )
+        if poll_interval <= 0 or lease <= 0:
+            raise UserError("--poll-interval and --lease must be more than 0")
         topology = load_stack(stack, find_dir(stacks_dir))
         topic_path = f"projects/{project or topology.project}/topics/{topic or topology.topic.name}"
         connect(database_url).close()  # fail fast, in one line, if the database is unreachable
+        publisher = _publisher(endpoint or topology.pubsub.api_endpoint)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     relay = Relay(
         RelayConfig(
             database_url=database_url,
             topic_path=topic_path,
             batch_size=batch_size,
+            per_key=per_key,
+            publish_concurrency=concurrency,
             poll_interval=poll_interval,
             lease_seconds=lease,
             max_attempts=max_attempts,
         ),
-        make_publisher(),
+        publisher,
     )
     relay.install_signals()
     published = relay.run()
     typer.echo(f"relay stopped after publishing {published} events", err=True)
+
+
+def _publisher(endpoint: str | None) -> Any:
+    """The publisher client, or a one-line UserError when Google credentials are missing."""
+    from google.auth.exceptions import DefaultCredentialsError
+
+    from outbox.relay import make_publisher
+
+    try:
+        return make_publisher(endpoint)
+    except DefaultCredentialsError:
+        raise UserError(
+            "no Google credentials: run `gcloud auth application-default login`, set "
+            "GOOGLE_APPLICATION_CREDENTIALS, or point PUBSUB_EMULATOR_HOST at an emulator"
+        ) from None
 
 
 @app.command("cleanup")

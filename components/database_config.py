@@ -11,7 +11,8 @@ from components.config_types import Labels, Strict, between, email, fail, matche
 
 _PG_IDENT = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 _SQL_INSTANCE = re.compile(r"^[a-z][a-z0-9-]{0,96}[a-z0-9]$")
-_REGION = re.compile(r"^[a-z]+-[a-z]+[0-9]+$")
+REGION = re.compile(r"^[a-z]+-[a-z]+[0-9]+$")
+"""A GCP region id such as asia-south1."""
 _NETWORK = re.compile(r"^projects/[^/]+/global/networks/[^/]+$")
 _HHMM = re.compile(r"^([01][0-9]|2[0-3]):[0-5][0-9]$")
 _TIER = re.compile(r"^db-[a-z0-9-]+$")
@@ -33,7 +34,7 @@ def _postgres_version(value: str) -> str:
 class DatabaseConfig(Strict):
     """The Cloud SQL for PostgreSQL instance holding the transactional outbox."""
 
-    region: Annotated[str, matches(_REGION, "a GCP region such as asia-south1")]
+    region: Annotated[str, matches(REGION, "a GCP region such as asia-south1")]
     instance: Annotated[
         str,
         matches(_SQL_INSTANCE, "a Cloud SQL instance id (lowercase letters, digits, hyphens)"),

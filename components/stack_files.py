@@ -110,7 +110,12 @@ def topology_from_config(
     secrets = None
     if secret_keys is not None:
         secrets = {k[len(prefix) :] for k in secret_keys if k.startswith(prefix)}
-    return parse_topology(ours, project=config.get("gcp:project"), secret_keys=secrets)
+    return parse_topology(
+        ours,
+        project=config.get("gcp:project"),
+        secret_keys=secrets,
+        region=config.get("gcp:region"),
+    )
 
 
 def from_pulumi_config() -> StackConfig:

@@ -9,6 +9,7 @@ range GCP allows: a bad value must fail at `pulumi preview`, never half-way thro
 from __future__ import annotations
 
 import difflib
+import re
 from collections.abc import Mapping
 from typing import Annotated, Any
 
@@ -29,9 +30,10 @@ from components.config_types import (
     fail,
     https_url,
     is_pubsub_id,
+    matches,
     project_id,
 )
-from components.database_config import DatabaseConfig
+from components.database_config import REGION, DatabaseConfig
 from components.durations import gcp_duration, human_duration
 
 CONFIG_NAMESPACE = "events-infra"
@@ -166,6 +168,28 @@ class DeadLetterConfig(Strict):
         return gcp_duration(self.message_retention)
 
 
+_ENDPOINT = re.compile(r"^[a-z0-9]([a-z0-9.-]*[a-z0-9])?(:[0-9]{1,5})?$")
+_ENDPOINT_EXAMPLE = "a host[:port] such as asia-south1-pubsub.googleapis.com:443"
+
+
+class PublishingConfig(Strict):
+    """Where the outbox relay publishes. Ordering keys are honoured only among messages
+    published in one region (https://cloud.google.com/pubsub/docs/ordering), and the global
+    endpoint may route a publisher to another region after a failover, so the relay uses a
+    locational endpoint: `<region>-pubsub.googleapis.com`, the region defaulting to `gcp:region`.
+    The emulator path ignores both."""
+
+    region: Annotated[str, matches(REGION, "a GCP region such as asia-south1")] | None = None
+    endpoint: Annotated[str, matches(_ENDPOINT, _ENDPOINT_EXAMPLE)] | None = None
+
+    @property
+    def api_endpoint(self) -> str | None:
+        """The endpoint the relay's publisher uses (None: the client's global default)."""
+        if self.endpoint:
+            return self.endpoint
+        return f"{self.region}-pubsub.googleapis.com:443" if self.region else None
+
+
 class StackConfig(Strict):
     """Everything one stack deploys, resolved: defaults applied, names final."""
 
@@ -178,6 +202,7 @@ class StackConfig(Strict):
     database: DatabaseConfig | None = None
     alerting: AlertingConfig = Field(default_factory=AlertingConfig)
     access: AccessConfig = Field(default_factory=AccessConfig)
+    pubsub: PublishingConfig = Field(default_factory=PublishingConfig)
 
     def consumer_account(self, subscription: str) -> str | None:
         """The identity that consumes `subscription` (None for push subscriptions)."""
@@ -205,9 +230,13 @@ class StackConfig(Strict):
 
 
 def parse_topology(
-    values: Mapping[str, Any], project: Any, secret_keys: set[str] | None = None
+    values: Mapping[str, Any],
+    project: Any,
+    secret_keys: set[str] | None = None,
+    region: str | None = None,
 ) -> StackConfig:
-    """Validate the `events-infra:*` keys of a stack (namespace stripped) plus its GCP project.
+    """Validate the `events-infra:*` keys of a stack (namespace stripped) plus its GCP project
+    (and `gcp:region`, the default region of `pubsub.region`).
 
     `secret_keys` names the keys that came from `secure:` values; when given, a secret that sits
     in plain text in the stack file is refused.
@@ -239,6 +268,9 @@ def parse_topology(
         dead_letter.setdefault("subscription", f"{dead_letter['topic']}-sub")
     raw["dead_letter"] = dead_letter
     raw["project"] = project
+    pubsub = raw.get("pubsub")
+    if region and (pubsub is None or isinstance(pubsub, Mapping)):
+        raw["pubsub"] = {"region": region, **(pubsub or {})}
 
     problems = _validate(StackConfig, raw, prefix="")
     if problems:

@@ -18,6 +18,8 @@ class OutboxStatus:
     """Unpublished rows that have failed at least one publish attempt."""
     failed_for_good: int
     """Rows moved to event_outbox_failed."""
+    last_error: str | None = None
+    """Why the oldest failing row failed: Pub/Sub's refusal, or the outage the relay met."""
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -27,11 +29,12 @@ def read_status(conn: Any) -> OutboxStatus:
     """Read the outbox's backlog figures in one round trip (every count uses a partial index)."""
     with conn.cursor() as cur:
         cur.execute(STATUS_SQL)
-        backlog, oldest, failing, failed = cur.fetchone()
+        backlog, oldest, failing, failed, last_error = cur.fetchone()
     conn.rollback()
     return OutboxStatus(
         backlog=int(backlog),
         oldest_unpublished_age_s=float(oldest) if oldest is not None else None,
         failing=int(failing),
         failed_for_good=int(failed),
+        last_error=last_error,
     )

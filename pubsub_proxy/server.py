@@ -153,11 +153,15 @@ class StrictProxy:
     # --- production rules -----------------------------------------------------------------------
 
     def _publish(self, request: bytes, context: grpc.ServicerContext) -> bytes:
-        problem = publish_request_problem(PublishRequest.FromString(request).messages)
+        messages = PublishRequest.FromString(request).messages
+        problem = publish_request_problem(messages)
         if problem:
             self.state.count("publish_refused")
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, problem)
-        return self.call(PUBLISHER + "Publish", request, context)
+        reply = self.call(PUBLISHER + "Publish", request, context)
+        self.state.count("publish_requests")
+        self.state.count("published_messages", len(messages))
+        return reply
 
     def _create_subscription(self, request: bytes, context: grpc.ServicerContext) -> bytes:
         subscription = Subscription.FromString(request)

@@ -77,10 +77,10 @@ class RelayThread:
     """A Relay running in a thread of this process (its own connections and publisher)."""
 
     def __init__(self, url: str, topic: str, **overrides: Any) -> None:
-        retry_deadline = overrides.pop("retry_deadline", 5.0)
         overrides.setdefault("poll_interval", 0.2)
+        overrides.setdefault("publish_timeout", 5.0)
         config = RelayConfig(database_url=url, topic_path=topic, **overrides)
-        self.relay = Relay(config, make_publisher(retry_deadline))
+        self.relay = Relay(config, make_publisher())
         self.thread = threading.Thread(target=self.relay.run, daemon=True)
 
     def __enter__(self) -> RelayThread:

@@ -44,8 +44,10 @@ def test_up_twice_changes_nothing_and_down_leaves_nothing(local_dir: Path) -> No
     assert "Pub/Sub emulator: started" in first.stdout
     assert "6 created, 0 already there" in first.stdout
     assert "retry backoff shortened locally" in first.stdout
+    assert "strict Pub/Sub proxy: started" in first.stdout
     state = read_state(local_dir)
-    assert state is not None and state.emulator_pid and state.pgdata
+    assert state is not None and state.emulator_pid and state.pgdata and state.proxy_pid
+    assert state.pubsub_host != state.emulator_host  # clients go through the proxy
 
     second = runner.invoke(app, ["local", "up", "--stack", "dev"])
     assert second.exit_code == 0, second.output
@@ -59,13 +61,14 @@ def test_up_twice_changes_nothing_and_down_leaves_nothing(local_dir: Path) -> No
     assert f"PUBSUB_EMULATOR_HOST={state.pubsub_host}" in env and "DATABASE_URL=" in env
     status = runner.invoke(app, ["local", "status", "--json"])
     assert status.exit_code == 0 and json.loads(status.stdout)["running"] is True
+    assert json.loads(status.stdout)["pubsub"]["strict_proxy"] is True
 
     down = runner.invoke(app, ["local", "down"])
     assert down.exit_code == 0
     assert "Pub/Sub emulator stopped" in down.stdout and "PostgreSQL stopped" in down.stdout
-    assert not psutil.pid_exists(state.emulator_pid) or (
-        psutil.Process(state.emulator_pid).status() == psutil.STATUS_ZOMBIE
-    )
+    assert "strict Pub/Sub proxy stopped" in down.stdout
+    for pid in (state.emulator_pid, state.proxy_pid):
+        assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
     assert processes_using(local_dir) == []  # no JVM, no postgres left for this state dir
     assert runner.invoke(app, ["local", "status"]).exit_code == 1
     assert "nothing to stop" in runner.invoke(app, ["local", "down"]).stdout

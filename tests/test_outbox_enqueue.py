@@ -15,6 +15,8 @@ from outbox.enqueue import NOTIFY_CHANNEL
 from outbox.queries import CLAIM_SQL
 from outbox.status import read_status
 
+CLAIM_10 = {"batch": 10, "per_key": 10}
+
 TRADE = uuid.UUID("7b0c6a4e-54a4-4a36-9d1e-6a7f5b1a0001")
 
 
@@ -144,25 +146,58 @@ def test_fence_hides_rows_of_open_transactions(outbox_db: str) -> None:
             enqueue(later, trade_event(aggregate_id=uuid.UUID(int=2)))
         # the later row is committed, but an older transaction is still open: nothing claimable
         with psycopg.connect(outbox_db) as relay:
-            assert relay.execute(CLAIM_SQL, (10,)).fetchall() == []
+            assert relay.execute(CLAIM_SQL, CLAIM_10).fetchall() == []
     with psycopg.connect(outbox_db) as relay:
-        assert len(relay.execute(CLAIM_SQL, (10,)).fetchall()) == 2
+        assert len(relay.execute(CLAIM_SQL, CLAIM_10).fetchall()) == 2
 
 
-def test_claim_takes_only_the_head_of_each_key(outbox_db: str) -> None:
+def test_claim_takes_runs_of_each_key_in_order_up_to_per_key(outbox_db: str) -> None:
+    one, other = uuid.UUID(int=1), uuid.UUID(int=9)
     with psycopg.connect(outbox_db) as conn:
-        for version in (1, 2, 3):
-            enqueue(conn, trade_event(event_version=version))
-        enqueue(conn, trade_event(aggregate_id=uuid.UUID(int=9)))
+        for version in (1, 2, 3, 4):
+            enqueue(conn, trade_event(aggregate_id=one, event_version=version))
+        enqueue(conn, trade_event(aggregate_id=other))
     with psycopg.connect(outbox_db) as relay:
-        claimed = {r[0] for r in relay.execute(CLAIM_SQL, (10,))}
-        heads = {
-            r[0]
-            for r in relay.execute(
-                "SELECT DISTINCT ON (ordering_key) id FROM event_outbox ORDER BY ordering_key, seq"
-            )
-        }
-    assert claimed == heads and len(claimed) == 2
+        rows = relay.execute(
+            "SELECT o.aggregate_id, o.event_version FROM (" + CLAIM_SQL + ") c "
+            "JOIN event_outbox o USING (id) ORDER BY o.seq",
+            {"batch": 10, "per_key": 3},
+        ).fetchall()
+    assert rows == [(one, 1), (one, 2), (one, 3), (other, 1)]  # a prefix of each key's run
+
+
+def test_claim_run_stops_at_a_leased_row_and_never_starts_behind_one(outbox_db: str) -> None:
+    key = uuid.UUID(int=1)
+    with psycopg.connect(outbox_db) as conn:
+        ids = [enqueue(conn, trade_event(aggregate_id=key, event_version=v)) for v in (1, 2, 3)]
+        conn.commit()
+        conn.execute(
+            "UPDATE event_outbox SET lease_owner = 'other', lease_expires_at = now() + '1 min'"
+            " WHERE id = %s",
+            (ids[1],),
+        )
+        conn.commit()
+    with psycopg.connect(outbox_db) as relay:
+        claimed = [r[0] for r in relay.execute(CLAIM_SQL, CLAIM_10)]
+        assert claimed == [ids[0]]  # the run ends before the leased row
+    with psycopg.connect(outbox_db) as conn:
+        conn.execute(
+            "UPDATE event_outbox SET published = true, published_at = now() WHERE id = %s",
+            (ids[0],),
+        )
+        conn.commit()
+    with psycopg.connect(outbox_db) as relay:
+        assert relay.execute(CLAIM_SQL, CLAIM_10).fetchall() == []  # its head is leased
+
+
+def test_two_relays_never_claim_the_same_key_at_once(outbox_db: str) -> None:
+    with psycopg.connect(outbox_db) as conn:
+        for i in range(6):
+            enqueue(conn, trade_event(aggregate_id=uuid.UUID(int=i % 2 + 1), event_version=i + 1))
+    with psycopg.connect(outbox_db) as first, psycopg.connect(outbox_db) as second:
+        mine = {r[0] for r in first.execute(CLAIM_SQL, {"batch": 10, "per_key": 10})}
+        theirs = {r[0] for r in second.execute(CLAIM_SQL, {"batch": 10, "per_key": 10})}
+    assert len(mine) == 6 and theirs == set()  # both heads are locked by the first claim
 
 
 def test_claim_query_uses_the_pending_partial_indexes(outbox_db: str) -> None:
@@ -175,7 +210,9 @@ def test_claim_query_uses_the_pending_partial_indexes(outbox_db: str) -> None:
         )
         conn.commit()
         conn.execute("ANALYZE event_outbox")
-        plan = "\n".join(r[0] for r in conn.execute("EXPLAIN " + CLAIM_SQL, (100,)))
+        plan = "\n".join(
+            r[0] for r in conn.execute("EXPLAIN " + CLAIM_SQL, {"batch": 100, "per_key": 100})
+        )
         cleanup = "\n".join(
             r[0]
             for r in conn.execute(
@@ -231,7 +268,7 @@ def test_writer_and_relay_roles_have_only_what_they_need(outbox_db: str) -> None
         ):
             conn.execute("DELETE FROM event_outbox")
         with psycopg.connect(outbox_db, user=relay) as conn:
-            [(claimed,)] = conn.execute(CLAIM_SQL, (10,)).fetchall()
+            [(claimed,)] = conn.execute(CLAIM_SQL, CLAIM_10).fetchall()
             conn.execute(
                 "UPDATE event_outbox SET published = true, published_at = now() WHERE id = %s",
                 (claimed,),

@@ -15,9 +15,9 @@ import pytest
 from typer.testing import CliRunner
 
 from cli.app import app
-from cli.local import emulator as emulator_module
-from outbox import Event, enqueue
+from outbox import Event, enqueue, enqueue_many
 from outbox.relay import Relay, RelayConfig, backoff_seconds, make_publisher
+from pubsub_proxy.control import ProxyControl
 from tests.relay_support import (
     Bus,
     RelayThread,
@@ -169,42 +169,34 @@ def test_sigterm_finishes_the_batch_and_exits_0(outbox_db: str, bus: Bus, tmp_pa
     assert backlog(outbox_db) > 0  # it stopped early, as asked
 
 
-def test_pubsub_outage_opens_the_breaker_and_nothing_is_lost(outbox_db: str) -> None:
-    """A dedicated emulator, stopped mid-way: rows wait (attempts unspent), then all go out."""
-    port = emulator_module.free_port()
-    emulator = emulator_module.start(port=port)
-    import os
-
-    previous = os.environ.get("PUBSUB_EMULATOR_HOST")
-    os.environ["PUBSUB_EMULATOR_HOST"] = emulator.address
-    try:
-        bus = Bus.create()
-        relay = RelayThread(
-            outbox_db, bus.topic, retry_deadline=1.0, publish_timeout=3.0,
-            breaker_failures=2, breaker_cooldown=1.0,
-        )  # fmt: skip
-        with relay:
-            with psycopg.connect(outbox_db) as conn:
-                for i in range(20):
-                    enqueue(conn, event(i + 1))
-            assert wait_until(lambda: backlog(outbox_db) == 0, seconds=30)
-            emulator.stop()
-            with psycopg.connect(outbox_db) as conn:
-                later = [enqueue(conn, event(i + 100)) for i in range(30)]
-            assert wait_until(lambda: relay.relay.breaker.current_state == "open", seconds=60)
-            assert backlog(outbox_db) == 30
-            with psycopg.connect(outbox_db) as conn:
-                spent = conn.execute("SELECT max(retry_count) FROM event_outbox").fetchone()[0]
-            assert spent == 0  # an outage does not use up the rows' attempts
-            emulator = emulator_module.start(port=port)
-            bus.recreate()
-            assert wait_until(lambda: backlog(outbox_db) == 0, seconds=90)
-        received = {m.message.attributes["event_id"] for m in bus.received()}
-        assert {str(i) for i in later} <= received
-    finally:
-        emulator.stop()
-        if previous is not None:
-            os.environ["PUBSUB_EMULATOR_HOST"] = previous
+def test_pubsub_outage_opens_the_breaker_and_nothing_is_lost(
+    outbox_db: str, bus: Bus, strict_proxy: ProxyControl
+) -> None:
+    """Pub/Sub answers UNAVAILABLE to every publish (injected by the strict proxy, so the topic
+    and the capture subscription stay in place): rows wait with their attempts unspent, the
+    reason shows in `outbox status`, then all go out once it recovers."""
+    relay = RelayThread(
+        outbox_db, bus.topic, publish_timeout=1.0, breaker_failures=2, breaker_cooldown=1.0
+    )
+    with relay:
+        with psycopg.connect(outbox_db) as conn:
+            for i in range(20):
+                enqueue(conn, event(i + 1))
+        assert wait_until(lambda: backlog(outbox_db) == 0, seconds=30)
+        strict_proxy.fail("Publish", "UNAVAILABLE", count=100_000)
+        with psycopg.connect(outbox_db) as conn:
+            later = [enqueue(conn, event(i + 100)) for i in range(30)]
+        assert wait_until(lambda: relay.relay.breaker.current_state == "open", seconds=60)
+        assert backlog(outbox_db) == 30
+        with psycopg.connect(outbox_db) as conn:
+            spent = conn.execute("SELECT max(retry_count) FROM event_outbox").fetchone()[0]
+        assert spent == 0  # an outage does not use up the rows' attempts
+        status = runner.invoke(app, ["outbox", "status", "--database-url", outbox_db, "--json"])
+        assert "UNAVAILABLE" in json.loads(status.stdout)["last_error"]
+        strict_proxy.reset()
+        assert wait_until(lambda: backlog(outbox_db) == 0, seconds=90)
+    received = {m.message.attributes["event_id"] for m in bus.received()}
+    assert {str(i) for i in later} <= received
 
 
 def test_permanently_failing_row_does_not_block_other_keys(outbox_db: str, bus: Bus) -> None:
@@ -313,3 +305,87 @@ def test_relay_command_errors_are_one_line(tmp_path: Path) -> None:
     assert result.stderr.startswith("error: cannot connect to PostgreSQL at 127.0.0.1:9/db")
     bad = runner.invoke(app, ["outbox", "relay", "--database-url", "x", "--batch-size", "0"])
     assert bad.exit_code == 2 and "--batch-size" in bad.stderr
+
+
+def test_ten_events_of_one_transaction_go_out_in_one_request(
+    outbox_db: str, bus: Bus, strict_proxy: ProxyControl
+) -> None:
+    """What `enqueue_many` is for: a burst on one aggregate is one claim and one Publish."""
+    with RelayThread(outbox_db, bus.topic, poll_interval=30.0):
+        time.sleep(0.5)  # asleep on LISTEN
+        with psycopg.connect(outbox_db) as conn:
+            enqueue_many(conn, [event(7, n=i) for i in range(10)])
+        assert wait_until(lambda: backlog(outbox_db) == 0, seconds=10)
+    stats = strict_proxy.stats()["stats"]
+    assert (stats["publish_requests"], stats["published_messages"]) == (1, 10)
+    assert [json.loads(m.message.data)["n"] for m in bus.received()] == list(range(10))
+
+
+def test_relay_claims_again_at_once_while_there_is_work(outbox_db: str, bus: Bus) -> None:
+    """Five batches' worth of one key with a 30 s poll interval: the relay must not wait
+    between batches (one NOTIFY wakes it; nothing else would for 30 s)."""
+    with RelayThread(outbox_db, bus.topic, poll_interval=30.0, batch_size=4, per_key=4):
+        time.sleep(0.5)
+        with psycopg.connect(outbox_db) as conn:
+            enqueue_many(conn, [event(8, n=i) for i in range(20)])
+        assert wait_until(lambda: backlog(outbox_db) == 0, seconds=15)
+    assert [json.loads(m.message.data)["n"] for m in bus.received()] == list(range(20))
+    assert per_key_publish_order_ok(outbox_db) == []
+
+
+def test_every_request_carries_one_ordering_key(
+    outbox_db: str, bus: Bus, strict_proxy: ProxyControl
+) -> None:
+    """A mixed workload through the strict proxy: nothing refused, many keys per batch, and
+    fewer requests than events wherever a key had several events waiting."""
+    with psycopg.connect(outbox_db) as conn:
+        for i in range(600):
+            enqueue(conn, event(i % 60 + 1, n=i))
+    with RelayThread(outbox_db, bus.topic):
+        assert wait_until(lambda: backlog(outbox_db) == 0, seconds=60)
+    stats = strict_proxy.stats()["stats"]
+    assert stats.get("publish_refused", 0) == 0
+    assert stats["published_messages"] == 600
+    assert 60 <= stats["publish_requests"] < 600  # at least one per key, batched within keys
+    assert per_key_publish_order_ok(outbox_db) == []
+    assert len({m.message.attributes["event_id"] for m in bus.received()}) == 600
+
+
+def test_a_refused_request_is_narrowed_to_the_bad_row_and_order_is_kept(
+    outbox_db: str, bus: Bus, strict_proxy: ProxyControl
+) -> None:
+    """Pub/Sub refuses the key's request as invalid, then the first row alone: that row is
+    failed for good, the rest of its key still goes out, in order."""
+    with psycopg.connect(outbox_db) as conn:
+        ids = enqueue_many(conn, [event(5, n=i) for i in range(3)])
+    strict_proxy.fail("Publish", "INVALID_ARGUMENT", count=2, details="refused for the test")
+    with RelayThread(outbox_db, bus.topic):
+        assert wait_until(lambda: backlog(outbox_db) == 0, seconds=30)
+    with psycopg.connect(outbox_db) as conn:
+        failed = conn.execute("SELECT id, reason FROM event_outbox_failed").fetchall()
+    assert failed == [(ids[0], "400 refused for the test")]
+    assert [json.loads(m.message.data)["n"] for m in bus.received()] == [1, 2]
+
+
+def test_a_transient_failure_stops_the_key_and_unspent_rows_keep_their_attempts(
+    outbox_db: str, bus: Bus, strict_proxy: ProxyControl
+) -> None:
+    """More rows of one key than fit one request: the first request fails (retries exhausted),
+    so the second is not sent; the first's rows are retried later, the others only released."""
+    with psycopg.connect(outbox_db) as conn:
+        enqueue_many(conn, [event(6, n=i, attributes={"pad": "x" * 1000}) for i in range(1200)])
+    strict_proxy.fail("Publish", "UNAVAILABLE", count=6)  # outlasts one publish's retries
+    with RelayThread(outbox_db, bus.topic, publish_timeout=0.5, per_key=1200, batch_size=1200):
+        assert wait_until(lambda: backlog(outbox_db) == 0, seconds=60)
+    with psycopg.connect(outbox_db) as conn:
+        published = conn.execute("SELECT count(*) FROM event_outbox WHERE published").fetchone()
+        attempts = dict(
+            conn.execute(
+                "SELECT (payload->>'n')::int >= 1000, max(retry_count) FROM event_outbox"
+                " GROUP BY 1"
+            ).fetchall()
+        )
+    assert published == (1200,)
+    assert attempts[False] >= 1 and attempts[True] == 0  # the second request was never sent
+    assert [json.loads(m.message.data)["n"] for m in bus.received()] == list(range(1200))
+    assert per_key_publish_order_ok(outbox_db) == []

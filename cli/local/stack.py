@@ -1,7 +1,8 @@
 """`eventsctl local up / down / status`: the stack on this machine, with real parts.
 
-`up` starts (or reuses) the Pub/Sub emulator and an embedded PostgreSQL server, creates the
-stack's topics and subscriptions on the emulator from the topology model, applies the outbox
+`up` starts (or reuses) the Pub/Sub emulator with the strict proxy in front of it (so what works
+locally would work on Google Cloud; `--no-strict` leaves it out) and an embedded PostgreSQL
+server, creates the stack's topics and subscriptions from the topology model, applies the outbox
 migrations, and writes the connection settings to `.eventsctl/local.env`. Running it twice
 changes nothing. `down` stops what `up` started and nothing else (an emulator or database that
 was already there, via PUBSUB_EMULATOR_HOST or DATABASE_URL, is left alone).
@@ -17,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from cli.local import emulator as emulator_mod
+from cli.local import strict_proxy as proxy_mod
 from components.topology import StackConfig, SubscriptionConfig
 
 LOCAL_DIR_ENV = "EVENTSCTL_LOCAL_DIR"
@@ -33,9 +35,13 @@ class LocalState:
     stack: str
     project: str
     pubsub_host: str
+    """Where clients go (PUBSUB_EMULATOR_HOST): the strict proxy, or the bare emulator."""
     database_url: str
     emulator_pid: int | None = None
     """Set when `up` started the emulator (and `down` may stop it)."""
+    emulator_host: str = ""
+    proxy_pid: int | None = None
+    """Set when `up` started the strict proxy (and `down` may stop it)."""
     pgdata: str | None = None
     """Set when `up` started the embedded PostgreSQL (and `down` may stop it)."""
     backoff_shortened: bool = True
@@ -79,8 +85,10 @@ def up(
     base: Path | None = None,
     pubsub_port: int | None = None,
     shorten_backoff: bool = True,
+    strict: bool = True,
 ) -> tuple[LocalState, list[str]]:
-    """Start or reuse everything; return the state and what happened, one line per step."""
+    """Start or reuse everything; return the state and what happened, one line per step.
+    `pubsub_port` is the port clients use (the proxy's when `strict`)."""
     base = base or local_dir()
     base.mkdir(parents=True, exist_ok=True)
     previous = read_state(base)
@@ -92,31 +100,46 @@ def up(
     state = LocalState(stack=stack, project=topology.project, pubsub_host="", database_url="")
     state.backoff_shortened = shorten_backoff
 
-    # --- Pub/Sub emulator ---------------------------------------------------------------------
+    # --- Pub/Sub emulator and the strict proxy in front of it ---------------------------------
     external = os.environ.get("PUBSUB_EMULATOR_HOST")
-    if (
-        previous
-        and previous.emulator_pid
-        and _alive(previous.emulator_pid)
-        and (emulator_mod.is_running(previous.pubsub_host))
-    ):
-        state.pubsub_host, state.emulator_pid = previous.pubsub_host, previous.emulator_pid
-        steps.append(f"Pub/Sub emulator: already running at {state.pubsub_host}")
-    elif external and emulator_mod.is_running(external):
+    reuse = (
+        previous if previous and previous.emulator_pid and _alive(previous.emulator_pid) else None
+    )
+    if pubsub_port is not None and not reuse and emulator_mod.port_in_use("127.0.0.1", pubsub_port):
+        raise LocalError(
+            f"port {pubsub_port} on 127.0.0.1 is already in use: stop what listens there or "
+            "choose another port"
+        )
+    if reuse and emulator_mod.is_running(reuse.emulator_host or reuse.pubsub_host):
+        state.emulator_host = reuse.emulator_host or reuse.pubsub_host
+        state.emulator_pid = reuse.emulator_pid
+        steps.append(f"Pub/Sub emulator: already running at {state.emulator_host}")
+    elif external and proxy_mod.is_running(external):
         state.pubsub_host = external
+        steps.append(f"Pub/Sub: using the strict proxy at PUBSUB_EMULATOR_HOST={external} "
+                     "(not ours to stop)")  # fmt: skip
+    elif external and emulator_mod.is_running(external):
+        state.emulator_host = external
         steps.append(f"Pub/Sub emulator: using PUBSUB_EMULATOR_HOST={external} (not ours to stop)")
     else:
         try:
             started = emulator_mod.start(
-                port=pubsub_port, project=topology.project, log_path=base / "pubsub-emulator.log"
+                port=None if strict else pubsub_port,
+                project=topology.project,
+                log_path=base / "pubsub-emulator.log",
             )
         except emulator_mod.EmulatorError as err:
             raise LocalError(str(err)) from None
         assert started.process is not None
-        state.pubsub_host, state.emulator_pid = started.address, started.process.pid
+        state.emulator_host, state.emulator_pid = started.address, started.process.pid
         steps.append(
-            f"Pub/Sub emulator: started at {state.pubsub_host} (pid {started.process.pid})"
+            f"Pub/Sub emulator: started at {state.emulator_host} (pid {started.process.pid})"
         )
+    if not state.pubsub_host:
+        state.pubsub_host = state.emulator_host
+        if strict:
+            _save(base, state)  # `down` can stop the emulator even if the proxy fails to start
+            _start_or_reuse_proxy(base, state, reuse, pubsub_port, steps)
 
     # --- PostgreSQL ---------------------------------------------------------------------------
     if os.environ.get("DATABASE_URL"):
@@ -171,6 +194,32 @@ def up(
     return state, steps
 
 
+def _start_or_reuse_proxy(
+    base: Path, state: LocalState, previous: LocalState | None, port: int | None, steps: list[str]
+) -> None:
+    """Put the strict proxy in front of `state.emulator_host` (or keep the one running)."""
+    if (
+        previous
+        and previous.proxy_pid
+        and _alive(previous.proxy_pid)
+        and previous.emulator_host == state.emulator_host
+        and proxy_mod.is_running(previous.pubsub_host)
+    ):
+        state.pubsub_host, state.proxy_pid = previous.pubsub_host, previous.proxy_pid
+        steps.append(f"strict Pub/Sub proxy: already running at {state.pubsub_host}")
+        return
+    try:
+        proxy = proxy_mod.start(state.emulator_host, port=port, log_path=base / "pubsub-proxy.log")
+    except emulator_mod.EmulatorError as err:
+        raise LocalError(str(err)) from None
+    assert proxy.process is not None
+    state.pubsub_host, state.proxy_pid = proxy.address, proxy.process.pid
+    steps.append(
+        f"strict Pub/Sub proxy: started at {state.pubsub_host} in front of the emulator "
+        "(production's publish limits, filters and partial pulls; --no-strict leaves it out)"
+    )
+
+
 def down(base: Path | None = None) -> list[str]:
     """Stop what `up` started; forget the state. Idempotent."""
     base = base or local_dir()
@@ -178,6 +227,13 @@ def down(base: Path | None = None) -> list[str]:
     if state is None:
         return ["nothing to stop: local mode is not running here"]
     steps = []
+    if (
+        state.proxy_pid
+        and _alive(state.proxy_pid)
+        and _cmdline_has(state.proxy_pid, b"pubsub_proxy")
+    ):
+        emulator_mod.stop_process_group(state.proxy_pid)
+        steps.append(f"strict Pub/Sub proxy stopped (pid {state.proxy_pid})")
     if state.emulator_pid and _alive(state.emulator_pid) and _is_emulator(state.emulator_pid):
         emulator_mod.stop_process_group(state.emulator_pid)
         steps.append(f"Pub/Sub emulator stopped (pid {state.emulator_pid})")
@@ -193,7 +249,9 @@ def status(base: Path | None = None) -> dict[str, Any]:
     state = read_state(base)
     if state is None:
         return {"running": False}
-    pubsub_ok = emulator_mod.is_running(state.pubsub_host)
+    pubsub_ok = emulator_mod.is_running(state.pubsub_host) or proxy_mod.is_running(
+        state.pubsub_host
+    )
     db_ok = _database_answers(state.database_url)
     return {
         "running": pubsub_ok and db_ok,
@@ -202,6 +260,8 @@ def status(base: Path | None = None) -> dict[str, Any]:
             "host": state.pubsub_host,
             "answers": pubsub_ok,
             "ours": bool(state.emulator_pid),
+            "strict_proxy": state.pubsub_host != state.emulator_host,
+            "emulator_host": state.emulator_host,
         },
         "postgres": {"url": state.database_url, "answers": db_ok, "ours": bool(state.pgdata)},
         "env_file": str(env_path(base)),
@@ -236,11 +296,15 @@ def _alive(pid: int) -> bool:
 
 def _is_emulator(pid: int) -> bool:
     """Guard against a recycled pid: only signal a process that is the emulator we started."""
+    return _cmdline_has(pid, b"pubsub")
+
+
+def _cmdline_has(pid: int, needle: bytes) -> bool:
     try:
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")
     except OSError:
         return False
-    return b"pubsub" in cmdline
+    return needle in cmdline
 
 
 def _embedded_postgres() -> Any:
