@@ -1,4 +1,4 @@
-"""Replay throughput and memory on the Pub/Sub emulator, against two baselines in the same run.
+"""Replay throughput and memory through the strict proxy, against two baselines in the same run.
 
   replay   eventsctl's replay operation (selection, dedupe, poison check, attribute rewrite,
            ack only after each confirmed publish)
@@ -175,22 +175,13 @@ def main() -> None:
         child(args.child, args.project, args.naive_count)
         return
 
-    emulator_host = os.environ.get("PUBSUB_EMULATOR_HOST")
-    started = None
-    if not emulator_host:
-        from cli.local.emulator import start
+    from cli.local.strict_proxy import strict_pubsub
 
-        started = start(project="bench")
-        emulator_host = started.address
-        os.environ["PUBSUB_EMULATOR_HOST"] = emulator_host
-    try:
-        raw = measure("raw", args.count, 0, emulator_host)
-        ours = measure("replay", args.count, 0, emulator_host)
-        small = measure("replay", args.small, 0, emulator_host)
-        naive = measure("naive", args.naive_count, args.naive_count, emulator_host)
-    finally:
-        if started:
-            started.stop()
+    with strict_pubsub(project="bench") as pubsub:  # production's rules on every call
+        raw = measure("raw", args.count, 0, pubsub)
+        ours = measure("replay", args.count, 0, pubsub)
+        small = measure("replay", args.small, 0, pubsub)
+        naive = measure("naive", args.naive_count, args.naive_count, pubsub)
 
     def rate(run: dict) -> float:
         return run["count"] / run["seconds"]

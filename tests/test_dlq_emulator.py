@@ -257,6 +257,27 @@ def test_broadcast_drops_the_target(stack: DlqStack) -> None:
     assert all(REPLAY_TARGET_ATTRIBUTE not in m.message.attributes for m in copies)
 
 
+def test_replayed_copy_reaches_only_the_subscription_that_failed_it(stack: DlqStack) -> None:
+    """By delivery, through the strict proxy that applies subscription filters as Pub/Sub does:
+    a targeted copy reaches its source subscription and no other; a broadcast reaches all."""
+    keys = dead_letter_for_real(stack, 4, source="orders-sub")
+    for healthy in ("billing-sub", "audit-sub"):  # they processed the originals
+        assert len(stack.drain(stack.subscription(healthy), expected=4)) == 4
+    out = dlq(stack, "replay", "--yes", "--no-snapshot")
+    assert out.exit_code == 0, out.output
+    copies = stack.drain(stack.subscription("orders-sub"), expected=4)
+    assert sorted(m.message.attributes["key"] for m in copies) == sorted(keys)
+    for healthy in ("billing-sub", "audit-sub"):
+        assert stack.drain(stack.subscription(healthy), seconds=3) == []
+
+    stack.seed(2, key_prefix="bcast")
+    out = dlq(stack, "replay", "--yes", "--broadcast", "--no-snapshot")
+    assert out.exit_code == 0, out.output
+    for name in ("orders-sub", "billing-sub", "audit-sub"):
+        got = stack.drain(stack.subscription(name), expected=2)
+        assert sorted(m.message.attributes["key"] for m in got) == ["bcast-0", "bcast-1"]
+
+
 def test_status_below_threshold_and_watch(stack: DlqStack) -> None:
     stack.seed(2)
     out = dlq(stack, "status", "--watch", "--interval", "0.1", "--refreshes", "2")

@@ -9,6 +9,7 @@ group is signalled).
 from __future__ import annotations
 
 import contextlib
+import http.client
 import os
 import shutil
 import signal
@@ -60,6 +61,9 @@ def stop_process_group(
     while time.monotonic() < deadline:
         if leader is not None:
             leader.poll()
+        else:
+            with contextlib.suppress(ChildProcessError):  # not our child: nothing to reap
+                os.waitpid(pid, os.WNOHANG)
         try:
             os.killpg(pid, 0)
         except ProcessLookupError:
@@ -86,8 +90,8 @@ def is_running(address: str) -> bool:
     try:
         with urllib.request.urlopen(f"http://{address}/", timeout=2) as reply:
             return reply.read().strip() == b"Ok"
-    except (OSError, urllib.error.URLError):
-        return False
+    except (OSError, urllib.error.URLError, http.client.HTTPException):
+        return False  # nothing there, or something that is not the emulator (a gRPC server)
 
 
 def check_prerequisites() -> str:

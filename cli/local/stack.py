@@ -249,7 +249,7 @@ def status(base: Path | None = None) -> dict[str, Any]:
     state = read_state(base)
     if state is None:
         return {"running": False}
-    pubsub_ok = emulator_mod.is_running(state.pubsub_host) or proxy_mod.is_running(
+    pubsub_ok = proxy_mod.is_running(state.pubsub_host) or emulator_mod.is_running(
         state.pubsub_host
     )
     db_ok = _database_answers(state.database_url)

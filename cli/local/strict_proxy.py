@@ -7,9 +7,12 @@ own process group, stopped like the emulator.
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -80,3 +83,36 @@ def start(
         time.sleep(0.1)
     proxy.stop()
     raise EmulatorError(f"the strict Pub/Sub proxy did not answer on {host}:{port}")
+
+
+@contextmanager
+def strict_pubsub(project: str = "events-local", log_dir: Path | None = None) -> Iterator[str]:
+    """The address of a strict proxy for the duration, with PUBSUB_EMULATOR_HOST set to it:
+    the one PUBSUB_EMULATOR_HOST already names, or one started in front of the emulator it
+    names, or an emulator and a proxy started here (and stopped at the end)."""
+    from cli.local import emulator
+
+    previous = os.environ.get("PUBSUB_EMULATOR_HOST")
+    if previous and is_running(previous):
+        yield previous
+        return
+    started = None
+    backend = previous
+    if not backend:
+        log = log_dir / "pubsub-emulator.log" if log_dir else None
+        started = emulator.start(project=project, log_path=log)
+        backend = started.address
+    proxy = None
+    try:
+        proxy = start(backend, log_path=log_dir / "pubsub-proxy.log" if log_dir else None)
+        os.environ["PUBSUB_EMULATOR_HOST"] = proxy.address
+        yield proxy.address
+    finally:
+        if proxy:
+            proxy.stop()
+        if started:
+            started.stop()
+        if previous is None:
+            os.environ.pop("PUBSUB_EMULATOR_HOST", None)
+        else:
+            os.environ["PUBSUB_EMULATOR_HOST"] = previous
