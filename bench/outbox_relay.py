@@ -14,6 +14,8 @@ topic. In one run:
   latency         one event per transaction at a steady rate; commit -> a streaming-pull
                   subscriber's receive, idle relay; p50/p99, relay and poller
   burst           a 10-event transaction on one key; commit -> the 10th received; p50/max
+  delivery floor  no database: one Publish request (1 message, then 10 of one key) -> the same
+                  subscriber's receive; what the emulator itself takes to deliver
 
 Goals (issue 11): relay 1/key >= 50 % of the raw ceiling and >= 3x the poller; relay 10/key
 >= 3,000 events/s; latency p50 < 50 ms, p99 < 250 ms; burst < 200 ms.
@@ -255,6 +257,29 @@ def latency(
     return steady, burst_ms
 
 
+def delivery_floor(count: int, rounds: int) -> list[float]:
+    """Publish `count` messages of one key in one request, `rounds` times; ms until the last
+    one is received (the emulator and client's own delivery time, no relay, no database)."""
+    from google.pubsub_v1.types import PubsubMessage
+
+    topic, subscription = fresh_topic(with_subscription=True)
+    api, receiver = make_publisher(), Receiver(subscription)
+    time.sleep(1.0)
+    out = []
+    for _ in range(rounds):
+        ids = [str(uuid.uuid4()) for _ in range(count)]
+        messages = [PubsubMessage(data=b"{}", attributes={"event_id": i}, ordering_key="k")
+                    for i in ids]  # fmt: skip
+        at = time.time()
+        api.publish(topic=topic, messages=messages, timeout=30)
+        receiver.wait_for(ids)
+        with receiver.lock:
+            out.append((max(receiver.arrived[i] for i in ids) - at) * 1000)
+        time.sleep(0.3)
+    receiver.stop()
+    return out
+
+
 def percentile(values: list[float], p: float) -> float:
     return statistics.quantiles(values, n=100, method="inclusive")[int(p) - 1]
 
@@ -285,6 +310,8 @@ def main() -> None:
             relay_10 = throughput(OurRelay, server_url, n, n // 10)
             steady, bursts = latency(OurRelay, server_url, args.rate, args.seconds, args.bursts)
             poller_steady, _ = latency(OncePerSecondPoller, server_url, args.rate, 5.0, 0)
+            floor_1 = delivery_floor(1, 50)
+            floor_10 = delivery_floor(10, args.bursts)
             stats = control.stats()["stats"]
     finally:
         if server:
@@ -301,6 +328,9 @@ def main() -> None:
     print(f"latency poller   p50 {q50:.1f} ms  p99 {q99:.1f} ms  (n={len(poller_steady)})")
     burst_50, burst_max = statistics.median(bursts), max(bursts)
     print(f"10-event burst   p50 {burst_50:.1f} ms  max {burst_max:.1f} ms  (n={len(bursts)})")
+    one, ten = statistics.median(floor_1), statistics.median(floor_10)
+    print(f"delivery floor   1 message p50 {one:.1f} ms; 10 in one request p50 {ten:.1f} ms, "
+          f"max {max(floor_10):.1f} ms")  # fmt: skip
     print(f"proxy: {stats.get('publish_refused', 0)} requests refused, "
           f"{stats.get('publish_requests', 0)} accepted")  # fmt: skip
 

@@ -9,6 +9,7 @@ import argparse
 import logging
 import signal
 import sys
+import threading
 
 from pubsub_proxy.server import StrictProxy
 
@@ -29,11 +30,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: the strict proxy cannot start: {err}", file=sys.stderr)
         return 2
     print(f"listening on {address}", flush=True)
-    signal.signal(signal.SIGTERM, lambda *_: proxy.stop(0.5))
-    try:
-        proxy.wait()
-    except KeyboardInterrupt:
-        proxy.stop(0.5)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    while not stop.wait(0.5):
+        pass
+    proxy.stop(0.5)
     return 0
 
 

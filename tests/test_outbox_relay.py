@@ -400,3 +400,41 @@ def test_a_transient_failure_delays_the_key_and_loses_nothing(
     assert published == (1200,)
     assert [json.loads(m.message.data)["n"] for m in bus.received()] == list(range(1200))
     assert per_key_publish_order_ok(outbox_db) == []
+
+
+def test_publisher_uses_the_locational_endpoint_outside_the_emulator(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Ordered publishing must stay in one region: the client targets the stack's endpoint.
+    (Only the credential lookup is replaced; nothing is sent.)"""
+    import google.auth
+    from google.auth.credentials import AnonymousCredentials
+
+    monkeypatch.delenv("PUBSUB_EMULATOR_HOST", raising=False)
+    monkeypatch.setattr(google.auth, "default", lambda *a, **k: (AnonymousCredentials(), None))
+    client = make_publisher("asia-south1-pubsub.googleapis.com:443")
+    assert client._transport._host == "asia-south1-pubsub.googleapis.com:443"
+    client.transport.close()
+
+
+def test_relay_without_google_credentials_is_one_line(
+    outbox_db: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("PUBSUB_EMULATOR_HOST", raising=False)
+    monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(tmp_path / "missing.json"))
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("CLOUDSDK_CONFIG", str(tmp_path / "gcloud"))
+    stacks = tmp_path / "stacks"
+    stacks.mkdir()
+    (stacks / "Pulumi.x.yaml").write_text(
+        "config:\n  gcp:project: cotton-erp\n  gcp:region: asia-south1\n"
+        "  events-infra:subscriptions: [{name: orders-sub}]\n"
+    )
+    result = runner.invoke(
+        app,
+        ["outbox", "relay", "--database-url", outbox_db, "--stack", "x",
+         "--stacks-dir", str(stacks)],
+    )  # fmt: skip
+    assert result.exit_code == 2
+    assert result.stderr.startswith("error: no Google credentials: run `gcloud auth")
+    assert len(result.stderr.strip().splitlines()) == 1

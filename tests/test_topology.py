@@ -343,3 +343,35 @@ def test_database_defaults() -> None:
 def test_database_validation(values: dict[str, Any], message: str) -> None:
     [problem] = problems(minimal(database=values))
     assert message in problem
+
+
+def test_publish_endpoint_is_locational_from_gcp_region() -> None:
+    config = topology_from_config(
+        {
+            "gcp:project": "cotton-erp",
+            "gcp:region": "asia-south1",
+            f"{NS}:subscriptions": [{"name": "orders-sub"}],
+        }
+    )
+    assert config.pubsub.api_endpoint == "asia-south1-pubsub.googleapis.com:443"
+    own_region = parse_topology(minimal(pubsub={"region": "europe-west1"}), "cotton-erp", None,
+                                region="asia-south1")  # fmt: skip
+    assert own_region.pubsub.api_endpoint == "europe-west1-pubsub.googleapis.com:443"
+    explicit = parse_topology(
+        minimal(pubsub={"endpoint": "pubsub.example.internal:8443"}), "cotton-erp"
+    )
+    assert explicit.pubsub.api_endpoint == "pubsub.example.internal:8443"
+    assert parse_topology(minimal(), "cotton-erp").pubsub.api_endpoint is None  # no region known
+
+
+@pytest.mark.parametrize(
+    ("pubsub", "message"),
+    [
+        ({"region": "Asia South"}, f"{NS}:pubsub.region: 'Asia South' is not a GCP region"),
+        ({"endpoint": "https://x/"}, f"{NS}:pubsub.endpoint: 'https://x/' is not a host[:port]"),
+        ({"regoin": "x"}, f"{NS}:pubsub.regoin: unknown key (did you mean 'region'?)"),
+    ],
+)
+def test_bad_pubsub_settings_name_the_key(pubsub: dict[str, str], message: str) -> None:
+    [problem] = problems(minimal(pubsub=pubsub))
+    assert problem.startswith(message)
