@@ -201,7 +201,9 @@ def test_partial_pulls_return_fewer_or_none_but_lose_nothing(
     bare: Endpoint, strict: Endpoint, topic: str, strict_proxy: ProxyControl
 ) -> None:
     name = subscription_on(strict, topic)
+    twin = subscription_on(bare, topic)
     bare.publish(topic, [msg(n=str(i)) for i in range(50)])
+    assert len(bare.pull(twin, max_messages=50)) == 50  # the emulator always answers in full
     strict_proxy.partial_pulls(1.0, seed=3)
     sizes: list[int] = []
     seen: set[str] = set()

@@ -18,6 +18,7 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -134,26 +135,47 @@ def start(
     if data_dir is not None:
         data_dir.mkdir(parents=True, exist_ok=True)
         args.append(f"--data-dir={data_dir}")
+    process = spawn_and_wait(
+        args,
+        f"the Pub/Sub emulator on {host}:{port}",
+        lambda: is_running(f"{host}:{port}"),
+        log_path,
+        timeout,
+        exit_hint="; is the component installed (gcloud components install pubsub-emulator)?",
+    )
+    return Emulator(host, port, process, log_path)
+
+
+def spawn_and_wait(
+    args: list[str],
+    what: str,
+    answers: Callable[[], bool],
+    log_path: Path | None,
+    timeout: float,
+    exit_hint: str = "",
+    cwd: Path | None = None,
+) -> subprocess.Popen[bytes]:
+    """Start a server process in its own process group (so stopping it takes its children
+    too), output to `log_path`, and wait until `answers()`; EmulatorError if it exits or stays
+    silent for `timeout` seconds (then it is stopped)."""
     log = open(log_path, "ab") if log_path else subprocess.DEVNULL  # noqa: SIM115
     try:
         process = subprocess.Popen(
             args, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            start_new_session=True,
+            start_new_session=True, cwd=cwd,
         )  # fmt: skip
     finally:
         if log_path:
             log.close()  # type: ignore[union-attr]
-    emulator = Emulator(host, port, process, log_path)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
             hint = f"; see {log_path}" if log_path else ""
             raise EmulatorError(
-                f"the Pub/Sub emulator exited at start (code {process.returncode}){hint}; "
-                "is the component installed (gcloud components install pubsub-emulator)?"
+                f"{what} exited at start (code {process.returncode}){hint}{exit_hint}"
             )
-        if is_running(emulator.address):
-            return emulator
-        time.sleep(0.2)
-    emulator.stop()
-    raise EmulatorError(f"the Pub/Sub emulator did not answer on {host}:{port} in {timeout:.0f} s")
+        if answers():
+            return process
+        time.sleep(0.1)
+    stop_process_group(process.pid, leader=process)
+    raise EmulatorError(f"{what} did not answer in {timeout:.0f} s{exit_hint}")

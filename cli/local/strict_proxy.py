@@ -10,13 +10,18 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from cli.local.emulator import EmulatorError, free_port, port_in_use, stop_process_group
+from cli.local.emulator import (
+    EmulatorError,
+    free_port,
+    port_in_use,
+    spawn_and_wait,
+    stop_process_group,
+)
 
 
 @dataclass
@@ -61,28 +66,16 @@ def start(
         sys.executable, "-m", "pubsub_proxy", "--backend", backend, "--host", host,
         "--port", str(port), "--partial-fraction", str(partial_fraction), "--seed", str(seed),
     ]  # fmt: skip
-    log = open(log_path, "ab") if log_path else subprocess.DEVNULL  # noqa: SIM115
-    try:
-        process = subprocess.Popen(
-            args, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            start_new_session=True, cwd=Path(__file__).resolve().parents[2],
-        )  # fmt: skip
-    finally:
-        if log_path:
-            log.close()  # type: ignore[union-attr]
-    proxy = ProxyProcess(f"{host}:{port}", backend, process)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            hint = f"; see {log_path}" if log_path else ""
-            raise EmulatorError(
-                f"the strict Pub/Sub proxy exited at start (code {process.returncode}){hint}"
-            )
-        if is_running(proxy.address):
-            return proxy
-        time.sleep(0.1)
-    proxy.stop()
-    raise EmulatorError(f"the strict Pub/Sub proxy did not answer on {host}:{port}")
+    address = f"{host}:{port}"
+    process = spawn_and_wait(
+        args,
+        f"the strict Pub/Sub proxy on {address}",
+        lambda: is_running(address),
+        log_path,
+        timeout,
+        cwd=Path(__file__).resolve().parents[2],
+    )
+    return ProxyProcess(address, backend, process)
 
 
 @contextmanager
