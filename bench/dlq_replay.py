@@ -86,10 +86,11 @@ def run_replay(project: str) -> int:
 
 def run_raw(project: str) -> int:
     from google.api_core.exceptions import DeadlineExceeded
+    from google.cloud import pubsub_v1
 
-    from cli.dlq.clients import publisher_client, subscriber_client
+    from cli.dlq.clients import subscriber_client
 
-    publisher, subscriber = publisher_client(), subscriber_client()
+    publisher, subscriber = pubsub_v1.PublisherClient(), subscriber_client()
     topic = f"projects/{project}/topics/events"
     sub = f"projects/{project}/subscriptions/events-dlq-sub"
     done = empty = 0

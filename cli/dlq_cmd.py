@@ -71,10 +71,12 @@ class Context:
 
     @property
     def subscriber(self) -> Any:
+        """Created on first use; missing credentials are a one-line error, not a traceback."""
         if self._subscriber is None:
             from cli.dlq.clients import subscriber_client
 
-            self._subscriber = subscriber_client()
+            with self.errors():
+                self._subscriber = subscriber_client()
         return self._subscriber
 
     @property
@@ -82,7 +84,8 @@ class Context:
         if self._publisher is None:
             from cli.dlq.clients import publisher_client
 
-            self._publisher = publisher_client()
+            with self.errors():
+                self._publisher = publisher_client()
         return self._publisher
 
     def preflight(self) -> Any:
@@ -314,6 +317,12 @@ def replay_command(
     broadcast: bool = typer.Option(
         False, "--broadcast", help="Send to every subscription, not only the one that failed it."
     ),
+    to: str = typer.Option(
+        None,
+        "--to",
+        help="Send to this subscription of the stack instead of the one that failed each letter "
+        "(for letters with no source, or one that was renamed or removed).",
+    ),
     max_replays: int = typer.Option(
         3, "--max-replays", help="Leave a message in the DLQ once it was replayed this often."
     ),
@@ -345,6 +354,14 @@ def replay_command(
             raise UserError(f"--max-replays {max_replays}: use 1 or more")
         ctx = _context(stack, stacks_dir, project, topic, dlq_subscription)
         target = ctx.target
+        known = frozenset(s.name for s in ctx.topology.subscriptions)
+        if to is not None and broadcast:
+            raise UserError("--to and --broadcast cannot be used together: choose one")
+        if to is not None and to not in known:
+            raise UserError(
+                f"--to {to}: no subscription {to!r} in stack {target.stack} "
+                f"(it has: {', '.join(sorted(known))})"
+            )
         if from_file is not None:
             _replay_file(
                 ctx, from_file, broadcast, rate, max_replays, dry_run, yes, audit_log, as_json
@@ -352,7 +369,9 @@ def replay_command(
             return
         selection = parse_selection(target, source, attr, older_than, newer_than)
         live = ctx.preflight()
-        scope = "all subscriptions" if broadcast else "the subscription that failed each one"
+        scope = (
+            "all subscriptions" if broadcast else (to or "the subscription that failed each one")
+        )
         if not dry_run:
             _confirm(
                 yes,
@@ -371,6 +390,8 @@ def replay_command(
             limit=limit,
             rate=rate,
             broadcast=broadcast,
+            to=to,
+            known_sources=known,
             max_replays=max_replays,
             dry_run=dry_run,
             pull_timeout=ctx.pull_timeout,
@@ -384,8 +405,8 @@ def replay_command(
                 replay_options,
                 ack_deadline_s=live.ack_deadline_seconds or 60,
                 progress=advance,
-                warn=_warn,
             )
+        _warn_left(summary, max_replays)
         result = {
             "dry_run": dry_run,
             "counts": summary.counts(),
@@ -411,10 +432,27 @@ def replay_command(
                 duplicates=summary.duplicates,
                 poison=summary.poison,
                 failed=summary.failed,
+                unroutable=summary.unroutable,
             )
     emit(result, as_json, _print_replay)
     if summary.failed:
         raise typer.Exit(int(Exit.ERROR))
+
+
+def _warn_left(summary: Any, max_replays: int) -> None:
+    """One line per reason letters were left in the DLQ, not one per letter."""
+    if summary.poison:
+        _warn(
+            f"{len(summary.poison)} dead letters were replayed {max_replays} times already and "
+            f"were left in the DLQ: inspect them (eventsctl dlq inspect --attr "
+            f"replay_count={max_replays}) before raising --max-replays"
+        )
+    if summary.unroutable:
+        _warn(
+            f"{len(summary.unroutable)} dead letters have no source subscription or one this "
+            "stack does not have; their copies would reach no subscription, so they were left "
+            "in the DLQ: send them with --to SUBSCRIPTION or --broadcast"
+        )
 
 
 def _print_replay(result: dict[str, Any]) -> None:

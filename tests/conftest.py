@@ -13,6 +13,18 @@ ROOT = Path(__file__).resolve().parent.parent
 STACKS = ROOT / "stacks"
 
 
+@pytest.fixture(autouse=True)
+def private_state(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> Path:
+    """Tests never write the user's audit log or state: both point into a temp dir (child
+    processes inherit it). A test that wants its own passes --audit-log."""
+    state = tmp_path_factory.mktemp("state")
+    monkeypatch.setenv("XDG_STATE_HOME", str(state))
+    monkeypatch.setenv("EVENTSCTL_AUDIT_LOG", str(state / "audit.jsonl"))
+    return state
+
+
 @pytest.fixture(scope="session")
 def prod() -> object:
     """What the real program declares for the committed prod stack, under Pulumi mocks."""

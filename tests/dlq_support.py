@@ -111,12 +111,6 @@ class DlqStack:
             self.subscriber, self.dlq_subscription, Selection(), None, pull_timeout=1.0
         )
 
-    def ordered_publisher(self) -> Any:
-        if not hasattr(self, "_ordered"):
-            options = pubsub_v1.types.PublisherOptions(enable_message_ordering=True)
-            self._ordered = pubsub_v1.PublisherClient(publisher_options=options)
-        return self._ordered
-
     def seed(
         self,
         count: int,
@@ -129,8 +123,11 @@ class DlqStack:
         """Publish `count` messages to the dead-letter topic shaped exactly as Pub/Sub
         dead-letters them (the emulator's attribute names and values), for tests that need
         more dead letters than nacking one by one would produce quickly."""
-        keys = []
-        futures = []
+        from google.pubsub_v1.types import PubsubMessage
+
+        from outbox.key_publisher import make_publisher
+
+        keys, batch = [], []
         for i in range(count):
             key = f"{key_prefix}-{i}"
             attrs = {
@@ -144,13 +141,11 @@ class DlqStack:
             if replay_count:
                 attrs[messages.REPLAY_COUNT] = str(replay_count)
             data = json.dumps({"key": key, "n": i}).encode()
-            publisher = self.ordered_publisher() if ordering_key else self.publisher
-            futures.append(
-                publisher.publish(self.dlq_topic, data, ordering_key=ordering_key, **attrs)
-            )
+            batch.append(PubsubMessage(data=data, attributes=attrs, ordering_key=ordering_key))
             keys.append(key)
-        for future in futures:
-            future.result(timeout=30)
+        api = make_publisher()  # one key per request, as production requires
+        for start in range(0, len(batch), 1000):
+            api.publish(topic=self.dlq_topic, messages=batch[start : start + 1000], timeout=30)
         return keys
 
 

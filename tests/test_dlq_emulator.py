@@ -145,7 +145,8 @@ def test_replay_count_limit_leaves_poison_in_the_dlq(stack: DlqStack) -> None:
     assert out.exit_code == 0, out.output
     counts = json.loads(out.stdout)["counts"]
     assert counts["replayed"] == 3 and counts["skipped_poison"] == 2
-    assert "replayed 3 times already; left in the DLQ" in out.stderr
+    [warning] = [line for line in out.stderr.splitlines() if line.startswith("warning:")]
+    assert warning.startswith("warning: 2 dead letters were replayed 3 times already")
     left = stack.peek()
     assert sorted(d.attributes["key"] for d in left) == ["poison-0", "poison-1"]
 
@@ -320,3 +321,107 @@ def test_missing_subscription_is_a_clean_error(pubsub: str, tmp_path: Path) -> N
     assert out.exit_code == 2
     assert out.stderr.startswith(f"error: subscription '{stack.topology.dead_letter.subscription}'")
     assert "not found" in out.stderr
+
+
+def test_letters_without_a_known_source_stay_unless_sent_somewhere(stack: DlqStack) -> None:
+    """A copy without replay_target would reach every subscription; one targeted at a removed
+    subscription matches no filter and Pub/Sub drops it. Both stay in the DLQ, reported once,
+    until --to or --broadcast says where they go."""
+    stack.seed(2, source="orders-sub", key_prefix="known")
+    stack.seed(2, source="renamed-sub", key_prefix="gone")
+    orphans = stack.seed(1, key_prefix="orphan")  # then strip its source below
+    capture = stack.capture()
+    stripped = [d for d in stack.peek() if d.attributes["key"] in orphans]
+    # re-publish the orphan without the source attribute, and drop the original
+    [orphan] = stripped
+    attrs = {k: v for k, v in orphan.attributes.items() if k != messages.SOURCE_SUBSCRIPTION}
+    stack.publisher.publish(stack.dlq_topic, orphan.data, **attrs).result(timeout=30)
+    dlq(stack, "purge", "--yes", "--attr", "key=orphan-0", "--source", "orders-sub")
+
+    out = dlq(stack, "replay", "--yes", "--json", "--no-snapshot")
+    assert out.exit_code == 0, out.output
+    result = json.loads(out.stdout)
+    assert result["counts"]["replayed"] == 2 and result["counts"]["unroutable"] == 3
+    [warning] = [line for line in out.stderr.splitlines() if line.startswith("warning:")]
+    assert "3 dead letters have no source subscription or one this stack does not have" in warning
+    assert sorted(d.attributes["key"] for d in stack.peek()) == ["gone-0", "gone-1", "orphan-0"]
+    assert sorted(m.message.attributes["key"] for m in stack.drain(capture, expected=2)) == [
+        "known-0",
+        "known-1",
+    ]
+
+    out = dlq(stack, "replay", "--yes", "--json", "--no-snapshot", "--to", "billing-sub")
+    assert out.exit_code == 0, out.output
+    assert json.loads(out.stdout)["by_target"] == {"billing-sub": 3}
+    got = stack.drain(stack.subscription("billing-sub"), expected=3)
+    assert sorted(m.message.attributes["key"] for m in got) == ["gone-0", "gone-1", "orphan-0"]
+    assert stack.peek() == []
+
+
+def test_to_must_name_a_subscription_of_the_stack(stack: DlqStack) -> None:
+    out = dlq(stack, "replay", "--yes", "--to", "nope-sub")
+    assert out.exit_code == 2
+    assert out.stderr.startswith("error: --to nope-sub: no subscription 'nope-sub' in stack")
+    both = dlq(stack, "replay", "--yes", "--to", "orders-sub", "--broadcast")
+    assert both.exit_code == 2 and "cannot be used together" in both.stderr
+
+
+def test_attributes_named_like_publish_arguments_are_kept_as_data(stack: DlqStack) -> None:
+    stack.seed(1, attributes={"timeout": "5", "retry": "x", "data": "d", "topic": "t",
+                              "ordering_key": "o"})  # fmt: skip
+    capture = stack.capture()
+    out = dlq(stack, "replay", "--yes", "--json", "--no-snapshot")
+    assert out.exit_code == 0, out.output
+    [copy] = stack.drain(capture, expected=1)
+    attrs = dict(copy.message.attributes)
+    assert {k: attrs[k] for k in ("timeout", "retry", "data", "topic", "ordering_key")} == {
+        "timeout": "5", "retry": "x", "data": "d", "topic": "t", "ordering_key": "o"
+    }  # fmt: skip
+
+
+def test_publish_failures_leave_letters_in_the_dlq_and_exit_2(
+    stack: DlqStack, strict_proxy: object
+) -> None:
+    """Pub/Sub refuses every publish for longer than replay's deadline: no traceback, nothing
+    acknowledged, the failure counted; the next run replays them all."""
+    stack.seed(3, ordering_key="trade:1", key_prefix="k")
+    stack.seed(2, key_prefix="u")
+    strict_proxy.fail("Publish", "UNAVAILABLE", count=100_000)  # type: ignore[attr-defined]
+    import cli.dlq.replay as replay_module
+
+    original = replay_module.PUBLISH_TIMEOUT_S
+    replay_module.PUBLISH_TIMEOUT_S = 1.0
+    try:
+        out = dlq(stack, "replay", "--yes", "--json", "--no-snapshot")
+    finally:
+        replay_module.PUBLISH_TIMEOUT_S = original
+        strict_proxy.reset()  # type: ignore[attr-defined]
+    assert out.exit_code == 2, out.output
+    assert "Traceback" not in out.output
+    assert json.loads(out.stdout)["counts"]["failed"] == 5
+    assert len(stack.peek()) == 5
+    again = dlq(stack, "replay", "--yes", "--json", "--no-snapshot")
+    assert json.loads(again.stdout)["counts"]["replayed"] == 5
+
+
+def test_missing_credentials_are_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Outside the emulator with no Google credentials: one line, exit 2, for every command
+    that talks to Pub/Sub (the credential file named does not exist, so nothing is sent)."""
+    stack = make_stack_file_only(tmp_path)
+    monkeypatch.delenv("PUBSUB_EMULATOR_HOST", raising=False)
+    monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(tmp_path / "missing.json"))
+    for command in (["status"], ["inspect"], ["export", "--out", str(tmp_path / "x.jsonl")],
+                    ["replay", "--yes", "--no-snapshot"]):  # fmt: skip
+        out = runner.invoke(
+            app, ["dlq", command[0], "--stack", stack, "--stacks-dir", str(tmp_path), *command[1:]]
+        )
+        assert out.exit_code == 2, (command, out.output)
+        lines = out.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("error: no usable Google credentials")
+
+
+def make_stack_file_only(tmp_path: Path) -> str:
+    (tmp_path / "Pulumi.creds.yaml").write_text(
+        "config:\n  gcp:project: cotton-erp\n  events-infra:subscriptions: [{name: orders-sub}]\n"
+    )
+    return "creds"

@@ -23,15 +23,12 @@ def subscriber_client() -> Any:
     return pubsub_v1.SubscriberClient()
 
 
-def publisher_client(max_latency_s: float = 0.01) -> Any:
-    """A publisher that keeps ordering keys (a replayed copy keeps the original's key)."""
-    from google.cloud import pubsub_v1
-    from google.cloud.pubsub_v1.types import BatchSettings, PublisherOptions
+def publisher_client() -> Any:
+    """The Pub/Sub publisher API client (emulator-aware): replay sends one request per ordering
+    key through it, with explicit deadlines (`outbox.key_publisher`)."""
+    from outbox.key_publisher import make_publisher
 
-    return pubsub_v1.PublisherClient(
-        batch_settings=BatchSettings(max_messages=500, max_latency=max_latency_s),
-        publisher_options=PublisherOptions(enable_message_ordering=True),
-    )
+    return make_publisher()
 
 
 def metrics_client() -> Any | None:

@@ -3,12 +3,16 @@
 Nothing is lost: a dead letter is acknowledged only after Pub/Sub confirmed its copy on the
 events topic. Killed at any point, every message is in the DLQ, on the topic, or (between
 the confirmation and the ack) in both.
+
+Copies go out through `outbox.key_publisher.KeyPublisher`: one Publish request per ordering key
+(what production accepts; unkeyed letters share requests), every call with a deadline, nothing
+retrying in the background once a batch returns, and attributes passed as a map (an attribute
+named `timeout` or `data` is data, not an argument).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,7 +22,8 @@ from cli.dlq.scan import Scanner
 from cli.dlq.selection import Selection
 from cli.dlq.target import DlqTarget
 
-PUBLISH_TIMEOUT_S = 60.0
+PUBLISH_TIMEOUT_S = 20.0
+"""A batch's publish (with its retries) gives up after this; its letters stay in the DLQ."""
 
 
 @dataclass
@@ -27,6 +32,11 @@ class ReplayOptions:
     limit: int | None = None
     rate: float | None = None
     broadcast: bool = False
+    to: str | None = None
+    """Send every selected letter to this subscription instead of the one that failed it."""
+    known_sources: frozenset[str] | None = None
+    """The stack's subscriptions: a letter whose source is not one of them is not replayed
+    (its copy would match no subscription's filter and be dropped) unless `to`/`broadcast`."""
     max_replays: int = 3
     dry_run: bool = False
     batch_size: int = 100
@@ -44,6 +54,8 @@ class ReplaySummary:
     """Second dead letters of an original already replayed in this run: acknowledged."""
     failed: list[str] = field(default_factory=list)
     """Publish failed: left in the DLQ."""
+    unroutable: list[str] = field(default_factory=list)
+    """No source subscription, or one the stack does not have: left in the DLQ."""
     not_selected: int = 0
     by_target: dict[str, int] = field(default_factory=dict)
 
@@ -54,13 +66,14 @@ class ReplaySummary:
             "skipped_poison": len(self.poison),
             "duplicates_dropped": len(self.duplicates),
             "failed": len(self.failed),
+            "unroutable": len(self.unroutable),
             "not_selected": self.not_selected,
         }
 
     @property
     def left(self) -> int:
         """Selected dead letters still in the DLQ after the run."""
-        return len(self.poison) + len(self.failed) + len(self.would_replay)
+        return len(self.poison) + len(self.failed) + len(self.unroutable) + len(self.would_replay)
 
 
 def replay(
@@ -70,11 +83,36 @@ def replay(
     options: ReplayOptions,
     ack_deadline_s: int = 60,
     progress: Callable[[int], None] | None = None,
-    warn: Callable[[str], None] | None = None,
 ) -> ReplaySummary:
     """Republish selected dead letters (targeted at the subscription that failed each one,
-    unless `broadcast`), acknowledging each only after its copy is confirmed."""
+    unless `broadcast` or `to`), acknowledging each only after its copy is confirmed.
+    `publisher` is the Pub/Sub publisher API client (`outbox.key_publisher.make_publisher`)."""
+    from outbox.key_publisher import KeyPublisher
+
     summary = ReplaySummary()
+    sender = KeyPublisher(publisher, target.topic_path, timeout=PUBLISH_TIMEOUT_S)
+    try:
+        return _replay(sender, subscriber, target, options, ack_deadline_s, progress, summary)
+    finally:
+        sender.close()
+
+
+def _routable(letter: DeadLetter, options: ReplayOptions) -> bool:
+    if options.broadcast or options.to:
+        return True
+    source = letter.source_subscription
+    return bool(source) and (options.known_sources is None or source in options.known_sources)
+
+
+def _replay(
+    sender: Any,
+    subscriber: Any,
+    target: DlqTarget,
+    options: ReplayOptions,
+    ack_deadline_s: int,
+    progress: Callable[[int], None] | None,
+    summary: ReplaySummary,
+) -> ReplaySummary:
     limiter = RateLimiter(options.rate)
     batch_size = options.batch_size
     if options.rate:  # never pull more than can be published well inside the ack deadline
@@ -106,11 +144,10 @@ def replay(
                 continue
             if letter.replay_count >= options.max_replays:
                 summary.poison.append(letter.message_id)
-                if warn:
-                    warn(
-                        f"{letter.message_id} from {letter.source_subscription} was replayed "
-                        f"{letter.replay_count} times already; left in the DLQ (inspect it)"
-                    )
+                release.append(letter)
+                continue
+            if not _routable(letter, options):
+                summary.unroutable.append(letter.message_id)
                 release.append(letter)
                 continue
             taken += 1
@@ -122,18 +159,18 @@ def replay(
         if options.dry_run:
             summary.would_replay += [letter.message_id for letter in publish]
             for letter in publish:
-                _count_target(summary, letter, options.broadcast)
+                _count_target(summary, letter, options)
             summary.duplicates += [d.message_id for d in all_seconds + already_done]
             scanner.release(publish + all_seconds + already_done)
         else:
-            confirmed = _publish_all(publisher, target, publish, options, limiter, summary)
+            confirmed = _publish_all(sender, publish, options, limiter, summary)
             dropped = already_done + [d for c in confirmed for d in seconds.get(c.message_id, [])]
             scanner.ack(confirmed + dropped)  # only after Pub/Sub confirmed each copy
             scanner.release([d for d in all_seconds if d not in dropped])
             for letter in confirmed:
                 done_fingerprints.add(letter.fingerprint)
                 summary.replayed.append(letter.message_id)
-                _count_target(summary, letter, options.broadcast)
+                _count_target(summary, letter, options)
             summary.duplicates += [d.message_id for d in dropped]
         if progress:
             progress(len(publish))
@@ -142,47 +179,48 @@ def replay(
     return summary
 
 
-def _count_target(summary: ReplaySummary, letter: DeadLetter, broadcast: bool) -> None:
-    key = "(all subscriptions)" if broadcast else (letter.source_subscription or "(unknown)")
+def _count_target(summary: ReplaySummary, letter: DeadLetter, options: ReplayOptions) -> None:
+    if options.broadcast:
+        key = "(all subscriptions)"
+    else:
+        key = options.to or letter.source_subscription or "(unknown)"
     summary.by_target[key] = summary.by_target.get(key, 0) + 1
 
 
 def _publish_all(
-    publisher: Any,
-    target: DlqTarget,
+    sender: Any,
     letters: list[DeadLetter],
     options: ReplayOptions,
     limiter: RateLimiter,
     summary: ReplaySummary,
 ) -> list[DeadLetter]:
-    """Publish copies (rate-limited); return the letters whose copies Pub/Sub confirmed."""
-    futures: list[tuple[DeadLetter, Future[str]]] = []
-    for letter in letters:
-        limiter.acquire()
-        attributes = replay_attributes(
-            letter.attributes,
-            letter.message_id,
-            None if options.broadcast else letter.source_subscription,
-            letter.replay_count + 1,
-        )
-        futures.append(
-            (
-                letter,
-                publisher.publish(
-                    target.topic_path, letter.data, ordering_key=letter.ordering_key, **attributes
-                ),
+    """Publish copies; return the letters whose copies Pub/Sub confirmed. With --rate the
+    copies go out in small paced groups (a tenth of a second's worth each), so the rate holds
+    for what reaches the topic, not only for what was prepared."""
+    from outbox.publish_requests import Outgoing
+
+    step = max(1, int(options.rate // 10)) if options.rate else max(1, len(letters))
+    outcomes: dict[Any, Any] = {}
+    for start in range(0, len(letters), step):
+        groups: dict[str, list[Outgoing]] = {}
+        for letter in letters[start : start + step]:
+            limiter.acquire()
+            attributes = replay_attributes(
+                letter.attributes,
+                letter.message_id,
+                None if options.broadcast else options.to or letter.source_subscription,
+                letter.replay_count + 1,
             )
-        )
+            groups.setdefault(letter.ordering_key, []).append(
+                Outgoing(letter.message_id, letter.ordering_key, letter.data, attributes)
+            )
+        outcomes.update(sender.publish(groups))
     confirmed = []
-    for letter, future in futures:
-        try:
-            future.result(timeout=PUBLISH_TIMEOUT_S)
-        except Exception:
+    for letter in letters:
+        if isinstance(outcomes.get(letter.message_id), BaseException | None):
             summary.failed.append(letter.message_id)
-            if letter.ordering_key:  # otherwise Pub/Sub refuses this key for good
-                publisher.resume_publish(target.topic_path, letter.ordering_key)
-            continue
-        confirmed.append(letter)
+        else:
+            confirmed.append(letter)
     return confirmed
 
 
@@ -203,9 +241,12 @@ def replay_records(
 ) -> FileReplaySummary:
     """Publish exported (possibly edited) records; the originals stay in the DLQ until
     `purge --exported` removes them."""
+    from outbox.key_publisher import KeyPublisher
+    from outbox.publish_requests import Outgoing
+
     summary = FileReplaySummary()
     limiter = RateLimiter(rate)
-    futures = []
+    groups: dict[str, list[Outgoing]] = {}
     for record in records:
         count = int(record.get("replay_count") or 0)
         if count >= max_replays:
@@ -219,21 +260,21 @@ def replay_records(
             count + 1,
         )
         limiter.acquire()
-        future = publisher.publish(
-            target.topic_path,
-            data_from_record(record),
-            ordering_key=record.get("ordering_key") or "",
-            **attributes,
+        key = record.get("ordering_key") or ""
+        groups.setdefault(key, []).append(
+            Outgoing(record["message_id"], key, data_from_record(record), attributes)
         )
-        futures.append((record, future))
-    for record, future in futures:
-        try:
-            future.result(timeout=PUBLISH_TIMEOUT_S)
-            summary.published.append(record["message_id"])
-        except Exception:
-            summary.failed.append(record["message_id"])
-            if record.get("ordering_key"):
-                publisher.resume_publish(target.topic_path, record["ordering_key"])
+    sender = KeyPublisher(publisher, target.topic_path, timeout=PUBLISH_TIMEOUT_S)
+    try:
+        outcomes = sender.publish(groups)
+    finally:
+        sender.close()
+    for group in groups.values():
+        for message in group:
+            if isinstance(outcomes.get(message.row_id), BaseException | None):
+                summary.failed.append(message.row_id)
+            else:
+                summary.published.append(message.row_id)
     return summary
 
 
