@@ -65,7 +65,7 @@ class Context:
 
         self.topology = load_stack(stack, find_dir(stacks_dir))
         self.target = resolve(stack, self.topology, project, topic, dlq_subscription)
-        self.pull_timeout = 1.0 if self.target.emulator else 2.0
+        self.pull_timeout = 0.5 if self.target.emulator else 2.0
         self._subscriber: Any = None
         self._publisher: Any = None
 
@@ -378,13 +378,7 @@ def replay_command(
                 f"Replay {'up to ' + str(limit) if limit else 'all matching'} dead letters from "
                 f"{target.dead_letter_subscription} ({target.project}) to {scope}?",
             )
-        snapshot = None
-        if not dry_run and not no_snapshot:
-            from cli.dlq.snapshot import take_snapshot, undo_command
-
-            with ctx.errors("snapshot of the dead-letter subscription"):
-                snapshot = take_snapshot(ctx.subscriber, target, "replay")
-            typer.echo(f"snapshot taken; to undo: {undo_command(target, snapshot)}", err=True)
+        snapshot, journal = _undo_points(ctx, "replay", dry_run, no_snapshot)
         replay_options = ReplayOptions(
             selection=selection,
             limit=limit,
@@ -395,6 +389,7 @@ def replay_command(
             max_replays=max_replays,
             dry_run=dry_run,
             pull_timeout=ctx.pull_timeout,
+            journal=journal,
         )
         label = "replaying" if not dry_run else "scanning"
         with _progress(label, limit) as advance, ctx.errors():
@@ -407,12 +402,15 @@ def replay_command(
                 progress=advance,
             )
         _warn_left(summary, max_replays)
+        journal_file = _close_journal(journal)
         result = {
             "dry_run": dry_run,
+            "interrupted": summary.interrupted,
             "counts": summary.counts(),
             "left_in_dlq": summary.left,
             "by_target": summary.by_target,
             "snapshot": snapshot,
+            "journal": journal_file,
             "message_ids": summary.would_replay if dry_run else summary.replayed,
         }
         if not dry_run:
@@ -428,15 +426,63 @@ def replay_command(
                 rate=rate,
                 counts=summary.counts(),
                 snapshot=snapshot,
+                journal=journal_file,
                 message_ids=summary.replayed,
                 duplicates=summary.duplicates,
                 poison=summary.poison,
                 failed=summary.failed,
                 unroutable=summary.unroutable,
+                interrupted=summary.interrupted,
             )
     emit(result, as_json, _print_replay)
+    if summary.interrupted:
+        typer.echo("interrupted: the counts above are what was done (recorded in the audit "
+                   "log); run the same command again to continue", err=True)  # fmt: skip
+        raise typer.Exit(130)
     if summary.failed:
         raise typer.Exit(int(Exit.ERROR))
+
+
+def _undo_points(
+    ctx: Context, operation: str, dry_run: bool, no_snapshot: bool
+) -> tuple[str | None, Any]:
+    """The undo journal (always, unless a dry run) and, where Pub/Sub allows one, a snapshot.
+    A refused snapshot (too old a backlog, no permission) is a warning: the journal remains."""
+    if dry_run:
+        return None, None
+    from google.api_core import exceptions as gexc
+
+    from cli.dlq.journal import Journal, new_journal_path
+    from cli.dlq.snapshot import take_snapshot, undo_command
+
+    target = ctx.target
+    journal = Journal(new_journal_path(target.dead_letter_subscription, operation))
+    typer.echo(
+        f"undo journal: {journal.path} (to undo: eventsctl dlq restore --stack {target.stack} "
+        f"--journal {journal.path})",
+        err=True,
+    )
+    if no_snapshot:
+        return None, journal
+    try:
+        snapshot = take_snapshot(ctx.subscriber, target, operation)
+    except gexc.GoogleAPICallError as err:
+        reason = str(getattr(err, "message", err)).strip().splitlines()[0][:200]
+        _warn(f"no snapshot ({reason}); the undo journal above is the undo point")
+        return None, journal
+    typer.echo(f"snapshot taken; to undo: {undo_command(target, snapshot)}", err=True)
+    return snapshot, journal
+
+
+def _close_journal(journal: Any) -> str | None:
+    """Close it; an empty journal (nothing was acknowledged) is removed."""
+    if journal is None:
+        return None
+    journal.close()
+    if journal.count == 0:
+        journal.path.unlink(missing_ok=True)
+        return None
+    return str(journal.path)
 
 
 def _warn_left(summary: Any, max_replays: int) -> None:
@@ -464,8 +510,9 @@ def _print_replay(result: dict[str, Any]) -> None:
     for name, count in sorted(result["by_target"].items()):
         typer.echo(f"  {count:>6} -> {name}")
     typer.echo(
-        f"skipped (replayed too often) {counts['skipped_poison']}, duplicates dropped "
-        f"{counts['duplicates_dropped']}, failed {counts['failed']}, not selected "
+        f"skipped (replayed too often) {counts['skipped_poison']}, no known source "
+        f"{counts['unroutable']}, duplicates dropped {counts['duplicates_dropped']}, failed "
+        f"{counts['failed']}, acked too late {counts['acked_too_late']}, not selected "
         f"{counts['not_selected']}, selected but left in the DLQ {result['left_in_dlq']}"
     )
 
@@ -588,13 +635,7 @@ def purge_command(
         if exported_ids is not None and not dry_run:
             _confirm(yes, f"Remove the {len(exported_ids)} exported dead letters from "
                           f"{target.dead_letter_subscription}?")  # fmt: skip
-        snapshot = None
-        if not dry_run and not no_snapshot:
-            from cli.dlq.snapshot import take_snapshot, undo_command
-
-            with ctx.errors("snapshot of the dead-letter subscription"):
-                snapshot = take_snapshot(ctx.subscriber, target, "purge")
-            typer.echo(f"snapshot taken; to undo: {undo_command(target, snapshot)}", err=True)
+        snapshot, journal = _undo_points(ctx, "purge", dry_run, no_snapshot)
         with ctx.errors():
             summary = purge(
                 ctx.subscriber,
@@ -604,7 +645,9 @@ def purge_command(
                 limit,
                 dry_run,
                 ctx.pull_timeout,
+                journal,
             )
+        journal_file = _close_journal(journal)
         if not dry_run:
             append_audit(
                 audit_log_path(audit_log),
@@ -616,6 +659,7 @@ def purge_command(
                 exported_file=str(exported) if exported else None,
                 counts={"purged": len(summary.purged)},
                 snapshot=snapshot,
+                journal=journal_file,
                 message_ids=summary.purged,
             )
     result = {
@@ -624,6 +668,7 @@ def purge_command(
         "not_exported": summary.not_exported,
         "not_selected": summary.not_selected,
         "snapshot": snapshot,
+        "journal": journal_file,
     }
     emit(
         result,
@@ -637,7 +682,10 @@ def purge_command(
 
 @app.command("restore")
 def restore_command(
-    snapshot: str = typer.Option(..., "--snapshot", help="Snapshot id printed by replay/purge."),
+    snapshot: str = typer.Option(None, "--snapshot", help="Snapshot id printed by replay/purge."),
+    journal_file: Path = typer.Option(
+        None, "--journal", help="Undo journal printed by replay/purge: publish its letters back."
+    ),
     stack: str = options.STACK,
     stacks_dir: str = options.STACKS_DIR,
     project: str = options.PROJECT,
@@ -645,22 +693,50 @@ def restore_command(
     yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation."),
     audit_log: str = AUDIT_LOG,
 ) -> None:
-    """Undo a replay or purge by seeking back to its snapshot.
+    """Undo a replay or purge: seek back to its snapshot, or publish its undo journal's letters
+    back to the dead-letter topic.
 
-    Every message that was in the DLQ when the snapshot was taken is delivered again.
+    With --snapshot every message that was in the DLQ when the snapshot was taken is delivered
+    again; with --journal exactly the letters the operation acknowledged come back.
     """
     from cli.dlq.audit import append_audit, audit_log_path
     from cli.dlq.snapshot import restore
 
     with user_errors():
+        if (snapshot is None) == (journal_file is None):
+            raise UserError("give one of --snapshot ID or --journal FILE")
         ctx = _context(stack, stacks_dir, project, None, dlq_subscription)
         ctx.preflight()
+        if journal_file is not None:
+            _restore_journal(ctx, journal_file, yes, audit_log)
+            return
         _confirm(yes, f"Seek {ctx.target.dead_letter_subscription} back to {snapshot}?")
         with ctx.errors(f"snapshot {snapshot!r}"):
             name = restore(ctx.subscriber, ctx.target, snapshot)
         append_audit(audit_log_path(audit_log), "restore", stack=ctx.target.stack,
                      project=ctx.target.project, snapshot=name)  # fmt: skip
     typer.echo(f"{ctx.target.dead_letter_subscription} restored to {name}")
+
+
+def _restore_journal(ctx: Context, path: Path, yes: bool, audit_log: str | None) -> None:
+    from cli.dlq.audit import append_audit, audit_log_path
+    from cli.dlq.journal import restore_journal
+    from cli.dlq.peek import read_export
+
+    try:
+        records = read_export(path)
+    except (OSError, ValueError) as err:
+        raise UserError(f"--journal {path}: {err}") from None
+    target = ctx.target
+    dlq_topic = f"projects/{target.project}/topics/{ctx.topology.dead_letter.topic}"
+    _confirm(yes, f"Publish the {len(records)} dead letters of {path.name} back to {dlq_topic}?")
+    with ctx.errors(f"topic {dlq_topic!r}"):
+        restored = restore_journal(ctx.publisher, dlq_topic, records)
+    append_audit(audit_log_path(audit_log), "restore", stack=target.stack,
+                 project=target.project, journal=str(path), message_ids=restored)  # fmt: skip
+    typer.echo(f"{len(restored)} of {len(records)} dead letters published back to {dlq_topic}")
+    if len(restored) < len(records):
+        raise UserError(f"{len(records) - len(restored)} could not be published; run it again")
 
 
 # --- doctor -------------------------------------------------------------------------------------
@@ -680,15 +756,17 @@ def doctor_command(
     wrong replay filters and (on real GCP) missing service-agent grants. Exit 1 if any.
     """
     from cli.dlq.doctor import diagnose
+    from cli.local.stack import as_provisioned_locally
 
     with user_errors():
         ctx = _context(stack, stacks_dir, project, None, None)
+        expected, local_note = as_provisioned_locally(stack, ctx.topology, ctx.target.emulator)
         with ctx.errors("the stack's topics and subscriptions"):
             findings = diagnose(
                 ctx.publisher,
                 ctx.subscriber,
                 ctx.target,
-                ctx.topology,
+                expected,
                 check_iam=ctx.target.emulator is None,
             )
     rows = [vars(f) for f in findings]
@@ -703,6 +781,8 @@ def doctor_command(
         )  # fmt: skip
         if ctx.target.emulator:
             typer.echo("IAM checks skipped: the emulator has no IAM", err=True)
+        if local_note:
+            typer.echo(local_note, err=True)
         typer.echo(f"{len(problems)} problem(s) found", err=True)
 
     emit(rows, as_json, human)

@@ -37,6 +37,8 @@ class ProxyState:
     partial_fraction: float = 0.0
     seed: int = 0
     faults: dict[str, list[Fault]] = field(default_factory=dict)
+    delays: dict[str, list[list[float]]] = field(default_factory=dict)
+    """Method -> [[seconds, calls left], ...]: slow answers, for deadline tests."""
     stats: Counter[str] = field(default_factory=Counter)
     lock: threading.Lock = field(default_factory=threading.Lock)
     rng: random.Random = field(default_factory=random.Random)
@@ -67,6 +69,25 @@ class ProxyState:
                 queue.pop(0)
             self.stats[f"faults_injected.{method}"] += 1
             return fault
+
+    def delay(self, method: str, seconds: float, count: int = 1) -> None:
+        """Hold the next `count` calls of `method` for `seconds` before forwarding them."""
+        if seconds <= 0 or count < 1:
+            raise ValueError("seconds must be positive and count 1 or more")
+        with self.lock:
+            self.delays.setdefault(method, []).append([seconds, count])
+
+    def take_delay(self, method: str) -> float:
+        with self.lock:
+            queue = self.delays.get(method)
+            if not queue:
+                return 0.0
+            entry = queue[0]
+            entry[1] -= 1
+            if entry[1] <= 0:
+                queue.pop(0)
+            self.stats[f"delays_injected.{method}"] += 1
+            return entry[0]
 
     def set_partial(self, fraction: float, seed: int) -> None:
         if not 0.0 <= fraction <= 1.0:
@@ -103,6 +124,7 @@ class ProxyState:
     def reset(self) -> None:
         with self.lock:
             self.faults.clear()
+            self.delays.clear()
             self.stats.clear()
             self.partial_fraction = 0.0
 
@@ -114,6 +136,10 @@ class ProxyState:
                 command["method"], command["code"], int(command.get("count", 1)),
                 str(command.get("details", "")),
             )  # fmt: skip
+        elif op == "delay":
+            self.delay(
+                command["method"], float(command["seconds"]), int(command.get("count", 1))
+            )
         elif op == "partial":
             self.set_partial(float(command["fraction"]), int(command.get("seed", 0)))
         elif op == "reset":
@@ -149,6 +175,10 @@ class ProxyControl:
         return self._send(
             {"op": "fail", "method": method, "code": code, "count": count, "details": details}
         )
+
+    def delay(self, method: str, seconds: float, count: int = 1) -> dict[str, Any]:
+        """The next `count` calls of `method` are held `seconds` before being forwarded."""
+        return self._send({"op": "delay", "method": method, "seconds": seconds, "count": count})
 
     def partial_pulls(self, fraction: float, seed: int = 0) -> dict[str, Any]:
         """That share of pull responses returns fewer messages than available (or none)."""

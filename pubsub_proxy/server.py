@@ -30,6 +30,7 @@ from typing import Any
 import grpc
 from google.pubsub_v1.types import pubsub as types
 
+from pubsub_proxy.ack_ledger import AckLedger
 from pubsub_proxy.control import CONTROL_METHOD, ProxyState
 from pubsub_proxy.filters import Filter, FilterError, parse
 from pubsub_proxy.limits import publish_request_problem
@@ -50,6 +51,7 @@ PullResponse = types.PullResponse.pb()
 StreamingPullRequest = types.StreamingPullRequest.pb()
 StreamingPullResponse = types.StreamingPullResponse.pb()
 AcknowledgeRequest = types.AcknowledgeRequest.pb()
+ModifyAckDeadlineRequest = types.ModifyAckDeadlineRequest.pb()
 
 CHANNEL_OPTIONS = [("grpc.max_send_message_length", -1), ("grpc.max_receive_message_length", -1)]
 EMPTY_PULL_WAIT = 0.1
@@ -82,6 +84,8 @@ class StrictProxy:
         self.backend_filters = False
         self._unary: dict[str, Any] = {}
         self._filters: dict[str, Filter | None] = {}
+        self._ack_deadlines: dict[str, int] = {}
+        self.acks = AckLedger()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._server: Any = None
         self._channel: Any = None
@@ -174,6 +178,8 @@ class StrictProxy:
             SUBSCRIBER + "UpdateSubscription": self._update_subscription,
             SUBSCRIBER + "DeleteSubscription": self._delete_subscription,
             SUBSCRIBER + "Pull": self._pull,
+            SUBSCRIBER + "Acknowledge": self._acknowledge,
+            SUBSCRIBER + "ModifyAckDeadline": self._modify_ack_deadline,
         }.get(method)
         if special is not None:
             return await special(request, context)
@@ -187,6 +193,9 @@ class StrictProxy:
         return json.dumps(reply).encode()
 
     async def _inject(self, method: str, context: Any) -> None:
+        delay = self.state.take_delay(_short(method))
+        if delay:
+            await asyncio.sleep(delay)  # a caller whose deadline passes meanwhile cancels us
         fault = self.state.take_fault(_short(method))
         if fault is not None:
             await context.abort(getattr(grpc.StatusCode, fault.code), fault.details)
@@ -213,6 +222,7 @@ class StrictProxy:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"Invalid filter: {err}")
         reply = await self.call(SUBSCRIBER + "CreateSubscription", request, context)
         self._filters[subscription.name] = parsed
+        self._ack_deadlines[subscription.name] = Subscription.FromString(reply).ack_deadline_seconds
         return reply
 
     async def _update_subscription(self, request: bytes, context: Any) -> bytes:
@@ -226,28 +236,38 @@ class StrictProxy:
 
     async def _delete_subscription(self, request: bytes, context: Any) -> bytes:
         reply = await self.call(SUBSCRIBER + "DeleteSubscription", request, context)
-        self._filters.pop(DeleteSubscriptionRequest.FromString(request).subscription, None)
+        name = DeleteSubscriptionRequest.FromString(request).subscription
+        self._filters.pop(name, None)
+        self._ack_deadlines.pop(name, None)
         return reply
 
     async def filter_for(self, subscription: str) -> Filter | None:
         """The subscription's filter, read once from the backend (None: deliver everything)."""
-        if self.backend_filters:
-            return None
-        if subscription in self._filters:
-            return self._filters[subscription]
+        if subscription not in self._filters:
+            await self._describe(subscription)
+        return None if self.backend_filters else self._filters.get(subscription)
+
+    async def ack_deadline(self, subscription: str) -> int:
+        if subscription not in self._ack_deadlines:
+            await self._describe(subscription)
+        return self._ack_deadlines.get(subscription) or 10
+
+    async def _describe(self, subscription: str) -> None:
+        """Read a subscription's filter and ack deadline from the backend, once."""
         try:
             request = GetSubscriptionRequest(subscription=subscription).SerializeToString()
             reply = await self.call(SUBSCRIBER + "GetSubscription", request, None)
         except grpc.aio.AioRpcError:
-            return None  # the pull itself reports NOT_FOUND and the like
-        text = Subscription.FromString(reply).filter
+            return  # the pull itself reports NOT_FOUND and the like
+        described = Subscription.FromString(reply)
+        self._ack_deadlines[subscription] = described.ack_deadline_seconds
+        text = described.filter
         try:
             parsed = parse(text) if text else None
         except FilterError:  # created on the bare emulator, around the proxy
             log.warning("subscription %s has a filter production refuses: %r", subscription, text)
             parsed = None
         self._filters[subscription] = parsed
-        return parsed
 
     async def _drop(self, subscription: str, messages: list[Any], found: Filter) -> list[Any]:
         """The messages `found` admits; the rest are acknowledged on the backend."""
@@ -269,16 +289,46 @@ class StrictProxy:
         if size is not None:
             pull.max_messages = size
             request = pull.SerializeToString()
+        deadline = await self.ack_deadline(pull.subscription)
         for _ in range(5):
             reply = await self.call(SUBSCRIBER + "Pull", request, context)
-            if found is None:
-                return reply
             response = PullResponse.FromString(reply)
             messages = list(response.received_messages)
+            if found is None:
+                self.acks.delivered((m.ack_id for m in messages), deadline)
+                return reply
             keep = await self._drop(pull.subscription, messages, found)
             if keep or not messages or (context.time_remaining() or 0) < 1.0:
+                self.acks.delivered((m.ack_id for m in keep), deadline)
                 return PullResponse(received_messages=keep).SerializeToString()
         return PullResponse().SerializeToString()
+
+    async def _acknowledge(self, request: bytes, context: Any) -> bytes:
+        ack = AcknowledgeRequest.FromString(request)
+        live, late = self.acks.acknowledged(ack.ack_ids)
+        if late:
+            self.state.count("late_acks_dropped", len(late))
+            if not live:
+                return b""  # production answers OK and redelivers the message later
+            request = AcknowledgeRequest(
+                subscription=ack.subscription, ack_ids=live
+            ).SerializeToString()
+        return await self.call(SUBSCRIBER + "Acknowledge", request, context)
+
+    async def _modify_ack_deadline(self, request: bytes, context: Any) -> bytes:
+        modify = ModifyAckDeadlineRequest.FromString(request)
+        live = self.acks.modified(modify.ack_ids, modify.ack_deadline_seconds)
+        if len(live) < len(modify.ack_ids):
+            self.state.count("late_modacks_dropped", len(modify.ack_ids) - len(live))
+            if not live:
+                return b""
+            modify = ModifyAckDeadlineRequest(
+                subscription=modify.subscription,
+                ack_ids=live,
+                ack_deadline_seconds=modify.ack_deadline_seconds,
+            )
+            request = modify.SerializeToString()
+        return await self.call(SUBSCRIBER + "ModifyAckDeadline", request, context)
 
     async def streaming_pull(
         self, requests: AsyncIterator[bytes], context: Any
@@ -287,24 +337,30 @@ class StrictProxy:
         first = await anext(aiter(requests), None)
         if first is None:
             return
-        subscription = StreamingPullRequest.FromString(first).subscription
+        opening = StreamingPullRequest.FromString(first)
+        subscription = opening.subscription
         found = await self.filter_for(subscription)
+        stream_deadline = opening.stream_ack_deadline_seconds or 10
 
         async def upstream() -> AsyncIterator[bytes]:
             yield first
             try:
                 async for item in requests:
-                    yield item
+                    yield self._in_time(item)
             except (grpc.aio.AioRpcError, asyncio.CancelledError):
                 return  # the client went away; the backend call is cancelled below
 
         call = self._channel.stream_stream(STREAMING_PULL)(upstream(), metadata=_metadata(context))
         try:
             async for reply in call:
-                if found is None and self.state.partial_fraction <= 0:
-                    yield reply
-                    continue
                 for part in await self._reshape(subscription, reply, found):
+                    self.acks.delivered(
+                        (
+                            m.ack_id
+                            for m in StreamingPullResponse.FromString(part).received_messages
+                        ),
+                        stream_deadline,
+                    )
                     yield part
         except grpc.aio.AioRpcError as err:
             if err.code() != grpc.StatusCode.CANCELLED:
@@ -312,8 +368,34 @@ class StrictProxy:
         finally:
             call.cancel()
 
+    def _in_time(self, item: bytes) -> bytes:
+        """A StreamingPull request with acks and deadline changes of late ack ids removed."""
+        request = StreamingPullRequest.FromString(item)
+        if not (request.ack_ids or request.modify_deadline_ack_ids):
+            return item
+        live, late = self.acks.acknowledged(request.ack_ids)
+        pairs = [
+            (a, s)
+            for a, s in zip(
+                request.modify_deadline_ack_ids, request.modify_deadline_seconds, strict=False
+            )
+            if self.acks.modified([a], s)
+        ]
+        if not late and len(pairs) == len(request.modify_deadline_ack_ids):
+            return item
+        self.state.count("late_acks_dropped", len(late))
+        del request.ack_ids[:]
+        request.ack_ids.extend(live)
+        del request.modify_deadline_ack_ids[:]
+        del request.modify_deadline_seconds[:]
+        request.modify_deadline_ack_ids.extend(a for a, _ in pairs)
+        request.modify_deadline_seconds.extend(s for _, s in pairs)
+        return request.SerializeToString()
+
     async def _reshape(self, subscription: str, reply: bytes, found: Filter | None) -> list[bytes]:
         """Filter one StreamingPull response and maybe split it in two."""
+        if found is None and self.state.partial_fraction <= 0:
+            return [reply]
         response = StreamingPullResponse.FromString(reply)
         messages = list(response.received_messages)
         keep = await self._drop(subscription, messages, found) if found else messages

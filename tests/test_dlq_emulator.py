@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -425,3 +426,86 @@ def make_stack_file_only(tmp_path: Path) -> str:
         "config:\n  gcp:project: cotton-erp\n  events-infra:subscriptions: [{name: orders-sub}]\n"
     )
     return "creds"
+
+
+def test_letters_held_while_publishing_is_slow_keep_their_deadline(
+    stack: DlqStack, strict_proxy: object
+) -> None:
+    """The DLQ's ack deadline is 10 s and Pub/Sub takes over 10 s to confirm the copies (the
+    first publish is held 11 s and times out, the retry succeeds): replay extends the held
+    letters' deadlines, so its acks count and nothing comes back."""
+    stack.seed(4, key_prefix="slow")
+    capture = stack.capture()
+    strict_proxy.delay("Publish", 11.0)  # type: ignore[attr-defined]
+    out = dlq(stack, "replay", "--yes", "--json", "--no-snapshot")
+    assert out.exit_code == 0, out.output
+    result = json.loads(out.stdout)
+    assert result["counts"]["replayed"] == 4 and result["counts"]["acked_too_late"] == 0
+    stats = strict_proxy.stats()["stats"]  # type: ignore[attr-defined]
+    assert stats["delays_injected.Publish"] == 1 and stats.get("late_acks_dropped", 0) == 0
+    assert len(stack.drain(capture, expected=4)) >= 4
+    assert stack.peek() == []
+
+
+def test_scans_cover_the_backlog_when_pulls_are_partial(
+    stack: DlqStack, strict_proxy: object
+) -> None:
+    """Every pull answered with fewer messages than exist, a third of them with none: status
+    counts all, replay replays all."""
+    stack.seed(300, key_prefix="p")
+    strict_proxy.partial_pulls(1.0, seed=5)  # type: ignore[attr-defined]
+    try:
+        status = dlq(stack, "status", "--json")
+        assert json.loads(status.stdout)["undelivered"] == 300, status.output
+        out = dlq(stack, "replay", "--yes", "--json", "--no-snapshot")
+        assert out.exit_code == 0, out.output
+        assert json.loads(out.stdout)["counts"]["replayed"] == 300
+        stats = strict_proxy.stats()["stats"]  # type: ignore[attr-defined]
+    finally:
+        strict_proxy.partial_pulls(0.0)  # type: ignore[attr-defined]
+    assert stats["partial_pulls"] > 20
+    assert stack.peek() == []
+
+
+def test_undo_journal_restores_what_replay_acknowledged_when_no_snapshot_can_be_had(
+    stack: DlqStack, strict_proxy: object, tmp_path: Path
+) -> None:
+    """Pub/Sub refuses the snapshot (as for a backlog over ~7 days old): replay warns and goes
+    on; its journal holds every letter it acknowledged, and restore --journal puts them back."""
+    keys = stack.seed(5, key_prefix="j")
+    strict_proxy.fail(  # type: ignore[attr-defined]
+        "CreateSnapshot", "FAILED_PRECONDITION", details="subscription backlog too old"
+    )
+    out = dlq(stack, "replay", "--yes", "--json")
+    assert out.exit_code == 0, out.output
+    result = json.loads(out.stdout)
+    assert result["counts"]["replayed"] == 5 and result["snapshot"] is None
+    assert "no snapshot (subscription backlog too old); the undo journal" in out.stderr
+    journal = Path(result["journal"])
+    assert journal.is_file() and str(journal).startswith(str(Path(os.environ["XDG_STATE_HOME"])))
+    assert sorted(json.loads(line)["attributes"]["key"] for line in journal.open()) == keys
+    assert stack.peek() == []
+
+    restored = runner.invoke(
+        app, ["dlq", "restore", *stack.cli_args(), "--journal", str(journal), "--yes"]
+    )
+    assert restored.exit_code == 0, restored.output
+    assert "5 of 5 dead letters published back" in restored.stdout
+    back = stack.peek()
+    assert sorted(d.attributes["key"] for d in back) == keys
+    assert {d.source_subscription for d in back} == {"orders-sub"}  # still dead letters
+
+
+def test_purge_journal_and_dry_runs_leave_no_journal(stack: DlqStack) -> None:
+    stack.seed(3, key_prefix="p")
+    dry = dlq(stack, "purge", "--yes", "--dry-run", "--json")
+    assert json.loads(dry.stdout)["journal"] is None
+    out = dlq(stack, "purge", "--yes", "--json", "--no-snapshot")
+    assert out.exit_code == 0, out.output
+    journal = json.loads(out.stdout)["journal"]
+    assert len(Path(journal).read_text().splitlines()) == 3
+    assert stack.peek() == []
+    empty = dlq(stack, "purge", "--yes", "--json", "--no-snapshot")
+    assert json.loads(empty.stdout)["journal"] is None  # nothing acknowledged: no file left
+    both = runner.invoke(app, ["dlq", "restore", *stack.cli_args()])
+    assert both.exit_code == 2 and "give one of --snapshot ID or --journal FILE" in both.stderr

@@ -64,14 +64,50 @@ def test_kill_9_mid_replay_loses_nothing(pubsub: str, tmp_path: Path) -> None:
     assert (on_topic | in_dlq) == keys
 
 
+def test_ctrl_c_mid_replay_prints_the_summary_and_records_it(pubsub: str, tmp_path: Path) -> None:
+    stack = make_stack(tmp_path)
+    keys = set(stack.seed(200, key_prefix="c"))
+    capture = stack.capture()
+    audit = tmp_path / "audit.jsonl"
+    command = [
+        sys.executable, "-m", "cli.app", "dlq", "replay", *stack.cli_args(), "--json",
+        "--yes", "--rate", "40", "--no-snapshot", "--audit-log", str(audit),
+    ]  # fmt: skip
+    replay = subprocess.Popen(
+        command, env={**os.environ, "PUBSUB_EMULATOR_HOST": pubsub}, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True, cwd=Path(__file__).resolve().parent.parent,
+    )  # fmt: skip
+    copies: list = []
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and len(copies) < 20:
+        copies += stack.drain(capture, seconds=0.5)
+    replay.send_signal(signal.SIGINT)
+    stdout, stderr = replay.communicate(timeout=60)
+    assert replay.returncode == 130, stderr
+    result = json.loads(stdout)
+    assert result["interrupted"] is True
+    assert 0 < result["counts"]["replayed"] < 200
+    assert "interrupted: the counts above are what was done" in stderr
+    assert "Traceback" not in stderr
+    [record] = [json.loads(line) for line in audit.read_text().splitlines()]
+    assert record["interrupted"] is True
+    assert record["counts"]["replayed"] == result["counts"]["replayed"]
+    copies += stack.drain(capture, seconds=3)
+    on_topic = {m.message.attributes["key"] for m in copies}
+    in_dlq = {letter.attributes["key"] for letter in stack.peek()}
+    assert on_topic | in_dlq == keys  # nothing lost
+    assert result["counts"]["replayed"] <= len(on_topic) == len(keys) - len(in_dlq)
+
+
+@pytest.mark.parametrize("command", [["replay", "--yes"], ["doctor"], ["status"], ["inspect"]])
 def test_unreachable_emulator_is_one_line_exit_2(
-    pubsub: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    command: list[str], pubsub: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     stack = make_stack(tmp_path)
     dead = f"127.0.0.1:{free_port()}"
     monkeypatch.setenv("PUBSUB_EMULATOR_HOST", dead)
     started = time.monotonic()
-    out = runner.invoke(app, ["dlq", "replay", *stack.cli_args(), "--yes"])
+    out = runner.invoke(app, ["dlq", command[0], *stack.cli_args(), *command[1:]])
     assert out.exit_code == 2
     lines = out.stderr.strip().splitlines()
     assert len(lines) == 1

@@ -57,6 +57,11 @@ def test_up_twice_changes_nothing_and_down_leaves_nothing(local_dir: Path) -> No
     assert "(0 migrations applied now)" in second.stdout
     assert read_state(local_dir) == state
 
+    doctor = runner.invoke(app, ["dlq", "doctor", "--stack", "dev"],
+                           env={"PUBSUB_EMULATOR_HOST": state.pubsub_host})  # fmt: skip
+    assert doctor.exit_code == 0, doctor.output  # local mode's short backoff is not a problem
+    assert "checked against local mode's 0.1s–1s" in doctor.stderr
+
     env = (local_dir / "local.env").read_text()
     assert f"PUBSUB_EMULATOR_HOST={state.pubsub_host}" in env and "DATABASE_URL=" in env
     status = runner.invoke(app, ["local", "status", "--json"])

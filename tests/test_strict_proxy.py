@@ -80,10 +80,17 @@ def topic(bare: Endpoint) -> str:
     return name
 
 
-def subscription_on(endpoint: Endpoint, topic: str, filter_text: str = "") -> str:
+def subscription_on(
+    endpoint: Endpoint, topic: str, filter_text: str = "", ack_deadline: int = 30
+) -> str:
     name = topic.replace("/topics/events", f"/subscriptions/s-{uuid.uuid4().hex[:8]}")
     endpoint.subscriber.create_subscription(
-        request={"name": name, "topic": topic, "filter": filter_text, "ack_deadline_seconds": 30}
+        request={
+            "name": name,
+            "topic": topic,
+            "filter": filter_text,
+            "ack_deadline_seconds": ack_deadline,
+        }
     )
     return name
 
@@ -295,3 +302,30 @@ def drain(endpoint: Endpoint, subscription: str, seconds: float = 3.0) -> list[A
         )
         got += batch
     return got
+
+
+def test_a_late_ack_is_dropped_and_the_message_comes_back(
+    bare: Endpoint, strict: Endpoint, topic: str, strict_proxy: ProxyControl
+) -> None:
+    """The emulator honours an ack sent after the 10 s deadline; production ignores it and
+    redelivers. A deadline extended in time keeps the ack good."""
+    late = subscription_on(strict, topic, ack_deadline=10)
+    twin = subscription_on(bare, topic, ack_deadline=10)
+    kept = subscription_on(strict, topic, ack_deadline=10)
+    bare.publish(topic, [msg(n="1")])
+    [on_bare] = bare.pull(twin)
+    [on_late] = strict.pull(late)
+    [on_kept] = strict.pull(kept)
+    for _ in range(2):  # extend `kept` while time passes
+        time.sleep(5.5)
+        strict.subscriber.modify_ack_deadline(
+            subscription=kept, ack_ids=[on_kept.ack_id], ack_deadline_seconds=10
+        )
+    bare.subscriber.acknowledge(subscription=twin, ack_ids=[on_bare.ack_id])
+    strict.subscriber.acknowledge(subscription=late, ack_ids=[on_late.ack_id])
+    strict.subscriber.acknowledge(subscription=kept, ack_ids=[on_kept.ack_id])
+
+    assert drain(bare, twin) == []  # the emulator took the late ack
+    assert [m.message.attributes["n"] for m in drain(strict, late)] == ["1"]  # redelivered
+    assert drain(strict, kept) == []
+    assert strict_proxy.stats()["stats"]["late_acks_dropped"] == 1

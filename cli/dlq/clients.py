@@ -15,6 +15,19 @@ MONITORING_ENDPOINT_ENV = "EVENTSCTL_MONITORING_ENDPOINT"
 """host:port of a Cloud Monitoring API to use instead of Google's (plaintext, loopback only)."""
 
 PREFLIGHT_TIMEOUT_S = 10.0
+CALL_BUDGET_S = 10.0
+"""Longest one read-only call (with its retries) may take before the command gives up."""
+
+
+def bounded() -> dict[str, Any]:
+    """`retry`/`timeout` arguments that make a GAPIC call give up within CALL_BUDGET_S (the
+    client's defaults retry an unreachable service for up to 600 s)."""
+    from google.api_core import exceptions as gexc
+    from google.api_core.retry import Retry, if_exception_type
+
+    transient = if_exception_type(gexc.ServiceUnavailable, gexc.InternalServerError)
+    retry = Retry(predicate=transient, initial=0.2, maximum=2.0, timeout=CALL_BUDGET_S)
+    return {"retry": retry, "timeout": CALL_BUDGET_S / 2}
 
 
 def subscriber_client() -> Any:

@@ -39,6 +39,9 @@ def diagnose(
 ) -> list[Finding]:
     from google.api_core.exceptions import NotFound
 
+    from cli.dlq.clients import bounded
+
+    limits = bounded()  # every call gives up in seconds, not after the client's 10 minutes
     findings: list[Finding] = []
 
     def add(check: str, resource: str, ok: bool, detail: str) -> None:
@@ -47,8 +50,8 @@ def diagnose(
     project = target.project
     dlq_topic = f"projects/{project}/topics/{topology.dead_letter.topic}"
     try:
-        publisher.get_topic(topic=dlq_topic)
-        attached = list(publisher.list_topic_subscriptions(topic=dlq_topic))
+        publisher.get_topic(topic=dlq_topic, **limits)
+        attached = list(publisher.list_topic_subscriptions(topic=dlq_topic, **limits))
         add(
             "dead-letter-topic-has-subscription",
             dlq_topic,
@@ -61,7 +64,7 @@ def diagnose(
         add("dead-letter-topic-exists", dlq_topic, False, "missing: dead-lettering fails")
 
     try:
-        dlq_sub = subscriber.get_subscription(subscription=target.subscription_path)
+        dlq_sub = subscriber.get_subscription(subscription=target.subscription_path, **limits)
         add(
             "subscription-never-expires",
             target.subscription_path,
@@ -82,7 +85,7 @@ def diagnose(
     for model in topology.subscriptions:
         path = f"projects/{project}/subscriptions/{model.name}"
         try:
-            live = subscriber.get_subscription(subscription=path)
+            live = subscriber.get_subscription(subscription=path, **limits)
         except NotFound:
             add("subscription-exists", path, False, "missing")
             continue
@@ -129,14 +132,16 @@ def diagnose(
         )
         if check_iam:
             members = _members(
-                subscriber.get_iam_policy(request={"resource": path}), "roles/pubsub.subscriber"
+                subscriber.get_iam_policy(request={"resource": path}, **limits),
+                "roles/pubsub.subscriber",
             )
             add("service-agent-subscriber", path, any(_AGENT.match(m) for m in members),
                 "Pub/Sub service agent must be subscriber here to dead-letter")  # fmt: skip
 
     if check_iam:
         members = _members(
-            publisher.get_iam_policy(request={"resource": dlq_topic}), "roles/pubsub.publisher"
+            publisher.get_iam_policy(request={"resource": dlq_topic}, **limits),
+            "roles/pubsub.publisher",
         )
         add("service-agent-publisher", dlq_topic, any(_AGENT.match(m) for m in members),
             "Pub/Sub service agent must be publisher here to dead-letter")  # fmt: skip

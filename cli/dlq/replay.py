@@ -39,6 +39,8 @@ class ReplayOptions:
     (its copy would match no subscription's filter and be dropped) unless `to`/`broadcast`."""
     max_replays: int = 3
     dry_run: bool = False
+    journal: Any = None
+    """An undo `Journal`: letters are written there before they are acknowledged."""
     batch_size: int = 100
     pull_timeout: float = 2.0
 
@@ -56,8 +58,13 @@ class ReplaySummary:
     """Publish failed: left in the DLQ."""
     unroutable: list[str] = field(default_factory=list)
     """No source subscription, or one the stack does not have: left in the DLQ."""
+    late: list[str] = field(default_factory=list)
+    """Copy confirmed, but the ack reached Pub/Sub after the deadline: still in the DLQ, and a
+    later replay sends it again (consumers dedupe on event_id)."""
     not_selected: int = 0
     by_target: dict[str, int] = field(default_factory=dict)
+    interrupted: bool = False
+    """Stopped by Ctrl-C/SIGTERM: the counts are what was done until then."""
 
     def counts(self) -> dict[str, int]:
         return {
@@ -67,6 +74,7 @@ class ReplaySummary:
             "duplicates_dropped": len(self.duplicates),
             "failed": len(self.failed),
             "unroutable": len(self.unroutable),
+            "acked_too_late": len(self.late),
             "not_selected": self.not_selected,
         }
 
@@ -93,6 +101,9 @@ def replay(
     sender = KeyPublisher(publisher, target.topic_path, timeout=PUBLISH_TIMEOUT_S)
     try:
         return _replay(sender, subscriber, target, options, ack_deadline_s, progress, summary)
+    except KeyboardInterrupt:  # Ctrl-C: held letters are released; report what was done
+        summary.interrupted = True
+        return summary
     finally:
         sender.close()
 
@@ -117,7 +128,13 @@ def _replay(
     batch_size = options.batch_size
     if options.rate:  # never pull more than can be published well inside the ack deadline
         batch_size = max(1, min(batch_size, int(options.rate * ack_deadline_s / 3)))
-    scanner = Scanner(subscriber, target.subscription_path, batch_size, options.pull_timeout)
+    scanner = Scanner(
+        subscriber,
+        target.subscription_path,
+        batch_size,
+        options.pull_timeout,
+        ack_deadline_s=ack_deadline_s,
+    )
     done_fingerprints: set[str] = set()
     taken = 0
 
@@ -163,20 +180,43 @@ def _replay(
             summary.duplicates += [d.message_id for d in all_seconds + already_done]
             scanner.release(publish + all_seconds + already_done)
         else:
-            confirmed = _publish_all(sender, publish, options, limiter, summary)
-            dropped = already_done + [d for c in confirmed for d in seconds.get(c.message_id, [])]
-            scanner.ack(confirmed + dropped)  # only after Pub/Sub confirmed each copy
+            _journal(options.journal, already_done)
+            scanner.ack(already_done)
+            summary.duplicates += [d.message_id for d in already_done]
+            dropped: list[DeadLetter] = []
+
+            def settle(
+                confirmed: list[DeadLetter],
+                seconds: dict[str, list[DeadLetter]] = seconds,
+                dropped: list[DeadLetter] = dropped,
+            ) -> None:
+                """Ack a group as soon as Pub/Sub confirmed its copies (and never before), so
+                an interrupted run has acked and counted everything confirmed so far."""
+                twins = [d for c in confirmed for d in seconds.get(c.message_id, [])]
+                _journal(options.journal, confirmed + twins)  # the undo point, before any ack
+                in_time = scanner.ack(confirmed + twins)
+                dropped.extend(twins)
+                summary.duplicates += [d.message_id for d in twins]
+                for letter in confirmed:
+                    done_fingerprints.add(letter.fingerprint)
+                    if letter.message_id not in in_time:
+                        summary.late.append(letter.message_id)
+                        continue
+                    summary.replayed.append(letter.message_id)
+                    _count_target(summary, letter, options)
+
+            _publish_all(sender, publish, options, limiter, summary, settle)
             scanner.release([d for d in all_seconds if d not in dropped])
-            for letter in confirmed:
-                done_fingerprints.add(letter.fingerprint)
-                summary.replayed.append(letter.message_id)
-                _count_target(summary, letter, options)
-            summary.duplicates += [d.message_id for d in dropped]
         if progress:
             progress(len(publish))
         if options.limit is not None and taken >= options.limit:
             break
     return summary
+
+
+def _journal(journal: Any, letters: list[DeadLetter]) -> None:
+    if journal is not None and letters:
+        journal.record(letters)
 
 
 def _count_target(summary: ReplaySummary, letter: DeadLetter, options: ReplayOptions) -> None:
@@ -193,17 +233,18 @@ def _publish_all(
     options: ReplayOptions,
     limiter: RateLimiter,
     summary: ReplaySummary,
-) -> list[DeadLetter]:
-    """Publish copies; return the letters whose copies Pub/Sub confirmed. With --rate the
+    settle: Callable[[list[DeadLetter]], None],
+) -> None:
+    """Publish copies and hand each group's confirmed letters to `settle`. With --rate the
     copies go out in small paced groups (a tenth of a second's worth each), so the rate holds
     for what reaches the topic, not only for what was prepared."""
     from outbox.publish_requests import Outgoing
 
     step = max(1, int(options.rate // 10)) if options.rate else max(1, len(letters))
-    outcomes: dict[Any, Any] = {}
     for start in range(0, len(letters), step):
-        groups: dict[str, list[Outgoing]] = {}
-        for letter in letters[start : start + step]:
+        group = letters[start : start + step]
+        messages: dict[str, list[Outgoing]] = {}
+        for letter in group:
             limiter.acquire()
             attributes = replay_attributes(
                 letter.attributes,
@@ -211,17 +252,17 @@ def _publish_all(
                 None if options.broadcast else options.to or letter.source_subscription,
                 letter.replay_count + 1,
             )
-            groups.setdefault(letter.ordering_key, []).append(
+            messages.setdefault(letter.ordering_key, []).append(
                 Outgoing(letter.message_id, letter.ordering_key, letter.data, attributes)
             )
-        outcomes.update(sender.publish(groups))
-    confirmed = []
-    for letter in letters:
-        if isinstance(outcomes.get(letter.message_id), BaseException | None):
-            summary.failed.append(letter.message_id)
-        else:
-            confirmed.append(letter)
-    return confirmed
+        outcomes = sender.publish(messages)
+        confirmed = []
+        for letter in group:
+            if isinstance(outcomes.get(letter.message_id), BaseException | None):
+                summary.failed.append(letter.message_id)
+            else:
+                confirmed.append(letter)
+        settle(confirmed)
 
 
 @dataclass
@@ -293,6 +334,7 @@ def purge(
     limit: int | None = None,
     dry_run: bool = False,
     pull_timeout: float = 2.0,
+    journal: Any = None,
 ) -> PurgeSummary:
     """Acknowledge (remove for good) selected dead letters; with `exported_ids`, only those
     whose ids are in the export file, so nothing unexported is ever removed."""
@@ -314,7 +356,9 @@ def purge(
         scanner.release(keep)
         if dry_run:
             scanner.release(remove)
+            summary.purged += [letter.message_id for letter in remove]
         else:
-            scanner.ack(remove)
-        summary.purged += [letter.message_id for letter in remove]
+            _journal(journal, remove)  # the undo point, before any ack
+            in_time = scanner.ack(remove)
+            summary.purged += [m.message_id for m in remove if m.message_id in in_time]
     return summary

@@ -79,6 +79,28 @@ def local_topology(topology: StackConfig, shorten_backoff: bool) -> StackConfig:
     return topology.model_copy(update={"subscriptions": subs})
 
 
+def as_provisioned_locally(
+    stack: str, topology: StackConfig, pubsub_host: str | None
+) -> tuple[StackConfig, str | None]:
+    """The topology as `local up` provisioned it on `pubsub_host` (backoff shortened, if it
+    did), so `dlq doctor` does not report local mode's own change as a problem; plus a note
+    saying so. Anything else: the topology as it is."""
+    state = read_state()
+    if (
+        pubsub_host is None
+        or state is None
+        or state.stack != stack
+        or state.pubsub_host != pubsub_host
+        or not state.backoff_shortened
+    ):
+        return topology, None
+    low, high = LOCAL_BACKOFF
+    return local_topology(topology, True), (
+        f"retry backoff checked against local mode's {low:g}s–{high:g}s (eventsctl local up "
+        "shortened it; the stack file's values apply in the cloud)"
+    )
+
+
 def up(
     stack: str,
     topology: StackConfig,
