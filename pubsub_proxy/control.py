@@ -137,9 +137,7 @@ class ProxyState:
                 str(command.get("details", "")),
             )  # fmt: skip
         elif op == "delay":
-            self.delay(
-                command["method"], float(command["seconds"]), int(command.get("count", 1))
-            )
+            self.delay(command["method"], float(command["seconds"]), int(command.get("count", 1)))
         elif op == "partial":
             self.set_partial(float(command["fraction"]), int(command.get("seed", 0)))
         elif op == "reset":
