@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
 from typing import Any
 
 import typer
@@ -79,6 +83,10 @@ def up_command(
     typer.echo(f"\n{kind:<17} {state.pubsub_host}   (project {state.project})")
     typer.echo(f"PostgreSQL        {state.database_url}")
     typer.echo(f"\nPoint other commands at it:  source {env_path()}")
+    typer.echo(
+        f"State: {env_path().parent} (one local stack per directory; EVENTSCTL_LOCAL_DIR picks "
+        "another)"
+    )
 
 
 @app.command("down")
@@ -137,22 +145,39 @@ def demo_command(
     from rich.console import Console
 
     from cli.local.demo import DemoError, run_demo
-    from cli.local.stack import down, read_state
+    from cli.local.stack import LOCAL_DIR_ENV, down
 
     console = Console(stderr=as_json)
-    with user_errors():
-        was_running = read_state() is not None
-        topology, state, steps = _up(stack, stacks_dir, None, keep_backoff=False)
-        for step in steps:
-            console.print(f"[green]✓[/] {step}")
-        try:
-            result = run_demo(state, topology, lambda text: console.print(f"[cyan]▶[/] {text}"))
-        except DemoError as err:
-            raise UserError(f"demo failed: {err}") from None
-        finally:
-            if not keep and not was_running:
-                for line in down():
-                    console.print(f"[dim]{line}[/]")
+    # The demo runs on a stack of its own (own emulator, proxy and PostgreSQL in a temp dir),
+    # never on a local stack you have running: it drains and acknowledges messages.
+    demo_dir = Path(tempfile.mkdtemp(prefix="eventsctl-demo-stack-"))
+    saved = {k: os.environ.pop(k, None) for k in ("PUBSUB_EMULATOR_HOST", "DATABASE_URL")}
+    saved[LOCAL_DIR_ENV] = os.environ.get(LOCAL_DIR_ENV)
+    os.environ[LOCAL_DIR_ENV] = str(demo_dir)
+    try:
+        with user_errors():
+            topology, state, steps = _up(stack, stacks_dir, None, keep_backoff=False)
+            for step in steps:
+                console.print(f"[green]✓[/] {step}")
+            try:
+                result = run_demo(state, topology, lambda text: console.print(f"[cyan]▶[/] {text}"))
+            except DemoError as err:
+                raise UserError(f"demo failed: {err}") from None
+            finally:
+                if not keep:
+                    for line in down():
+                        console.print(f"[dim]{line}[/]")
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        if keep:
+            console.print(f"demo stack left running: EVENTSCTL_LOCAL_DIR={demo_dir} "
+                          "eventsctl local down  stops it")  # fmt: skip
+        else:
+            shutil.rmtree(demo_dir, ignore_errors=True)
     data = {k: v for k, v in vars(result).items() if k != "stages"} | {"ok": result.ok}
     if as_json:
         typer.echo(json.dumps(data, indent=2))

@@ -79,7 +79,27 @@ def test_up_twice_changes_nothing_and_down_leaves_nothing(local_dir: Path) -> No
     assert "nothing to stop" in runner.invoke(app, ["local", "down"]).stdout
 
 
-def test_demo_processes_every_event(local_dir: Path) -> None:
+def test_demo_processes_every_event_and_leaves_your_local_stack_alone(
+    local_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With your own local stack running (and sourced, as the README says) holding dead letters,
+    the demo runs on a stack of its own, leaves yours and its dead letters as they were, and
+    leaves no process or temp dir behind. A second `local up` then still owns its PostgreSQL."""
+    import tempfile
+
+    from google.cloud import pubsub_v1
+
+    assert runner.invoke(app, ["local", "up", "--stack", "dev"]).exit_code == 0
+    state = read_state(local_dir)
+    assert state is not None
+    monkeypatch.setenv("PUBSUB_EMULATOR_HOST", state.pubsub_host)  # source .eventsctl/local.env
+    monkeypatch.setenv("DATABASE_URL", state.database_url)
+    dlq_topic = f"projects/{state.project}/topics/events-dlq"
+    publisher = pubsub_v1.PublisherClient()
+    for i in range(2):
+        publisher.publish(dlq_topic, b"{}", mine=str(i)).result(timeout=30)
+    temp_before = set(Path(tempfile.gettempdir()).glob("eventsctl-demo-*"))
+
     out = runner.invoke(app, ["demo", "--stack", "dev", "--json"])
     assert out.exit_code == 0, out.output
     result = json.loads(out.stdout)
@@ -88,7 +108,25 @@ def test_demo_processes_every_event(local_dir: Path) -> None:
     assert result["failing"] == result["dead_lettered"] == result["replayed"] == 120
     assert result["processed_after_replay"] == 120
     assert result["alert_fired"] is True and result["alert_threshold"] == 100
-    assert processes_using(local_dir) == []  # the demo stopped what it started
+    assert set(Path(tempfile.gettempdir()).glob("eventsctl-demo-*")) == temp_before
+    assert [p for p in processes_using(Path(tempfile.gettempdir())) if "eventsctl-demo" in
+            " ".join(p.info["cmdline"] or [])] == []  # fmt: skip
+
+    subscriber = pubsub_v1.SubscriberClient()
+    mine = subscriber.pull(
+        subscription=f"projects/{state.project}/subscriptions/events-dlq-sub",
+        max_messages=10,
+        timeout=10,
+    ).received_messages
+    assert sorted(m.message.attributes["mine"] for m in mine) == ["0", "1"]
+
+    again = runner.invoke(app, ["local", "up", "--stack", "dev"])
+    assert again.exit_code == 0, again.output
+    assert "PostgreSQL: already running" in again.stdout  # ours, though DATABASE_URL is set
+    assert "State: " in again.stdout and str(local_dir) in again.stdout
+    down = runner.invoke(app, ["local", "down"])
+    assert "PostgreSQL stopped" in down.stdout
+    assert processes_using(local_dir) == []
 
 
 def test_missing_gcloud_is_a_clear_error(local_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -9,6 +9,7 @@ failed them; the consumer processes them. Succeeds only if every event was proce
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -176,6 +177,7 @@ def run_demo(
         relay_thread.join(30)
         consumer.terminate()
         consumer.wait(10)
+        shutil.rmtree(work, ignore_errors=True)
     result.seconds = round(time.monotonic() - started, 1)
     return result
 

@@ -164,8 +164,10 @@ def up(
             _start_or_reuse_proxy(base, state, reuse, pubsub_port, steps)
 
     # --- PostgreSQL ---------------------------------------------------------------------------
-    if os.environ.get("DATABASE_URL"):
-        state.database_url = os.environ["DATABASE_URL"]
+    given = os.environ.get("DATABASE_URL")
+    ours_before = previous is not None and previous.pgdata and previous.database_url == given
+    if given and not ours_before:  # after `source local.env` it is our own server again
+        state.database_url = given
         steps.append("PostgreSQL: using DATABASE_URL (not ours to stop)")
     else:
         pgdata = base / "postgres"
