@@ -453,7 +453,7 @@ def _undo_points(
     from google.api_core import exceptions as gexc
 
     from cli.dlq.journal import Journal, new_journal_path
-    from cli.dlq.snapshot import take_snapshot, undo_command
+    from cli.dlq.snapshot import prune_snapshots, take_snapshot, undo_command
 
     target = ctx.target
     journal = Journal(new_journal_path(target.dead_letter_subscription, operation))
@@ -471,6 +471,13 @@ def _undo_points(
         _warn(f"no snapshot ({reason}); the undo journal above is the undo point")
         return None, journal
     typer.echo(f"snapshot taken; to undo: {undo_command(target, snapshot)}", err=True)
+    try:
+        pruned = prune_snapshots(ctx.subscriber, target)
+    except gexc.GoogleAPICallError as err:  # housekeeping only: never stops the operation
+        _warn(f"could not delete older eventsctl snapshots: {err}")
+    else:
+        if pruned:
+            typer.echo(f"deleted {len(pruned)} older eventsctl snapshot(s)", err=True)
     return snapshot, journal
 
 

@@ -509,3 +509,16 @@ def test_purge_journal_and_dry_runs_leave_no_journal(stack: DlqStack) -> None:
     assert json.loads(empty.stdout)["journal"] is None  # nothing acknowledged: no file left
     both = runner.invoke(app, ["dlq", "restore", *stack.cli_args()])
     assert both.exit_code == 2 and "give one of --snapshot ID or --journal FILE" in both.stderr
+
+
+def test_tool_snapshots_are_pruned_to_the_newest_three(stack: DlqStack) -> None:
+    mine = f"projects/{stack.project}/snapshots/my-own-backup"
+    stack.subscriber.create_snapshot(name=mine, subscription=stack.dlq_subscription)
+    for i in range(5):
+        stack.seed(1, key_prefix=f"s{i}")
+        out = dlq(stack, "purge", "--yes", "--json")
+        assert out.exit_code == 0, out.output
+    names = [s.name for s in stack.subscriber.list_snapshots(project=f"projects/{stack.project}")]
+    ours = sorted(n for n in names if "-purge-" in n)
+    assert len(ours) == 3 and mine in names  # someone else's snapshot is never touched
+    assert json.loads(out.stdout)["snapshot"] in ours  # the newest is kept
