@@ -777,7 +777,7 @@ def doctor_command(
                 check_iam=ctx.target.emulator is None,
             )
     rows = [vars(f) for f in findings]
-    problems = [f for f in findings if not f.ok]
+    problems = [f for f in findings if f.ok is False]
 
     def human(data: list[dict[str, Any]]) -> None:
         table(
@@ -799,8 +799,8 @@ def doctor_command(
 # --- shared helpers -----------------------------------------------------------------------------
 
 
-def _mark(ok: bool) -> str:
-    return "ok" if ok else "FAIL"
+def _mark(ok: bool | None) -> str:
+    return "-" if ok is None else "ok" if ok else "FAIL"
 
 
 def _confirm(yes: bool, question: str) -> None:

@@ -123,6 +123,21 @@ class Access(pulumi.ComponentResource):
             self._topic_member(
                 f"operator-{key}-publisher", bus.topic, "roles/pubsub.publisher", member
             )
+            # `dlq restore --journal` publishes acknowledged letters back to the DLQ topic;
+            # `dlq doctor` reads the DLQ topic and every consumer subscription
+            self._topic_member(
+                f"operator-{key}-dlq-publisher",
+                bus.dead_letter_topic,
+                "roles/pubsub.publisher",
+                member,
+            )
+            self._topic_member(
+                f"operator-{key}-dlq-viewer", bus.dead_letter_topic, "roles/pubsub.viewer", member
+            )
+            for sub_name, subscription in bus.subscriptions.items():
+                self._subscription_member(
+                    f"operator-{key}-{sub_name}-viewer", subscription, "roles/pubsub.viewer", member
+                )
             gcp.projects.IAMMember(
                 f"{name}-operator-{key}-monitoring-viewer",
                 project=self._project,

@@ -97,6 +97,12 @@ def test_dlq_operators(prod: Run) -> None:
         ("roles/pubsub.subscriber", "projects/cotton-erp/subscriptions/events-dlq-sub"),
         ("roles/pubsub.viewer", "projects/cotton-erp/subscriptions/events-dlq-sub"),
         ("roles/pubsub.publisher", EVENTS_TOPIC),
+        ("roles/pubsub.publisher", "projects/cotton-erp/topics/events-dlq"),  # restore --journal
+        ("roles/pubsub.viewer", "projects/cotton-erp/topics/events-dlq"),  # dlq doctor
+        *{
+            ("roles/pubsub.viewer", f"projects/cotton-erp/subscriptions/{sub}")
+            for sub in ("events-sub", "matching-engine", "notifications")
+        },
         ("roles/monitoring.viewer", "project"),
         ("projects/cotton-erp/roles/eventsDlqOperator", "project"),
     }

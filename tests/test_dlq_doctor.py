@@ -24,7 +24,7 @@ def doctor(stack: DlqStack) -> tuple[int, list[dict[str, Any]]]:
 
 
 def failures(rows: list[dict[str, Any]]) -> set[tuple[str, str]]:
-    return {(r["check"], r["resource"].rsplit("/", 1)[-1]) for r in rows if not r["ok"]}
+    return {(r["check"], r["resource"].rsplit("/", 1)[-1]) for r in rows if r["ok"] is False}
 
 
 def recreate(stack: DlqStack, name: str, **request: Any) -> None:
@@ -133,3 +133,25 @@ def test_each_broken_state_is_named(
     code, rows = doctor(stack)
     assert failures(rows) == expected
     assert code == 1
+
+
+def test_unreadable_iam_policies_are_not_checked_rather_than_failed(
+    pubsub: str, tmp_path: Path, strict_proxy: Any
+) -> None:
+    """The DLQ operator grants let doctor read topics and subscriptions but not IAM policies:
+    Pub/Sub answers PERMISSION_DENIED (injected here, as the emulator has no IAM). The IAM checks
+    say so; they do not blame the grants with a failure."""
+    from cli.dlq.clients import publisher_client, subscriber_client
+    from cli.dlq.doctor import diagnose
+    from cli.dlq.target import resolve
+
+    stack = make_stack(tmp_path)
+    target = resolve(stack.name, stack.topology, None, None, None)
+    strict_proxy.fail("GetIamPolicy", "PERMISSION_DENIED", count=4)
+    findings = diagnose(
+        publisher_client(), subscriber_client(), target, stack.topology, check_iam=True
+    )
+    iam = [f for f in findings if f.check.startswith("service-agent-")]
+    assert len(iam) == 4 and all(f.ok is None for f in iam)
+    assert all("not checked: reading IAM policies needs" in f.detail for f in iam)
+    assert [f for f in findings if f.ok is False] == []

@@ -210,6 +210,7 @@ def test_removing_a_subscription_leaves_the_others_untouched(prod_config: dict[s
         "events-sub-notifications-agent-subscriber",
         "access-consumer-notifications",
         "access-consumer-notifications-subscriber",
+        "access-operator-group-oncall-cotton-erp-com-notifications-viewer",
         "alerting-dead-letter-rate-notifications",
         "alerting-oldest-unacked-notifications",
     }

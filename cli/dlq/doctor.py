@@ -18,7 +18,8 @@ class Finding:
     check: str
     resource: str
     detail: str
-    ok: bool
+    ok: bool | None
+    """None: could not be checked with the caller's permissions (not a problem found)."""
 
 
 def _seconds(duration: Any) -> float:
@@ -44,8 +45,20 @@ def diagnose(
     limits = bounded()  # every call gives up in seconds, not after the client's 10 minutes
     findings: list[Finding] = []
 
-    def add(check: str, resource: str, ok: bool, detail: str) -> None:
+    def add(check: str, resource: str, ok: bool | None, detail: str) -> None:
         findings.append(Finding(check, resource, detail, ok))
+
+    def members_or_none(client: Any, resource: str, role: str) -> list[str] | None:
+        """Members of `role` on `resource`; None when we may not read its IAM policy (the DLQ
+        operator grants do not include getIamPolicy: the check is skipped, not failed)."""
+        from google.api_core.exceptions import PermissionDenied
+
+        try:
+            return _members(client.get_iam_policy(request={"resource": resource}, **limits), role)
+        except PermissionDenied:
+            return None
+
+    unreadable = "not checked: reading IAM policies needs pubsub.*.getIamPolicy (a project owner)"
 
     project = target.project
     dlq_topic = f"projects/{project}/topics/{topology.dead_letter.topic}"
@@ -131,20 +144,18 @@ def diagnose(
             else f"filter is {live.filter!r}: replays would reach the wrong subscriptions",
         )
         if check_iam:
-            members = _members(
-                subscriber.get_iam_policy(request={"resource": path}, **limits),
-                "roles/pubsub.subscriber",
-            )
-            add("service-agent-subscriber", path, any(_AGENT.match(m) for m in members),
-                "Pub/Sub service agent must be subscriber here to dead-letter")  # fmt: skip
+            members = members_or_none(subscriber, path, "roles/pubsub.subscriber")
+            add("service-agent-subscriber", path,
+                None if members is None else any(_AGENT.match(m) for m in members),
+                unreadable if members is None
+                else "Pub/Sub service agent must be subscriber here to dead-letter")  # fmt: skip
 
     if check_iam:
-        members = _members(
-            publisher.get_iam_policy(request={"resource": dlq_topic}, **limits),
-            "roles/pubsub.publisher",
-        )
-        add("service-agent-publisher", dlq_topic, any(_AGENT.match(m) for m in members),
-            "Pub/Sub service agent must be publisher here to dead-letter")  # fmt: skip
+        members = members_or_none(publisher, dlq_topic, "roles/pubsub.publisher")
+        add("service-agent-publisher", dlq_topic,
+            None if members is None else any(_AGENT.match(m) for m in members),
+            unreadable if members is None
+            else "Pub/Sub service agent must be publisher here to dead-letter")  # fmt: skip
     return findings
 
 
