@@ -372,11 +372,13 @@ def replay_command(
         scope = (
             "all subscriptions" if broadcast else (to or "the subscription that failed each one")
         )
-        if not dry_run:
+        if not dry_run and not yes:
+            held = _backlog(ctx)
             _confirm(
                 yes,
                 f"Replay {'up to ' + str(limit) if limit else 'all matching'} dead letters from "
-                f"{target.dead_letter_subscription} ({target.project}) to {scope}?",
+                f"{target.dead_letter_subscription} ({target.project}; it holds {held}) to "
+                f"{scope}?",
             )
         snapshot, journal = _undo_points(ctx, "replay", dry_run, no_snapshot)
         replay_options = ReplayOptions(
@@ -801,6 +803,20 @@ def doctor_command(
 
 def _mark(ok: bool | None) -> str:
     return "-" if ok is None else "ok" if ok else "FAIL"
+
+
+def _backlog(ctx: Context) -> str:
+    """How many dead letters the subscription holds, for a prompt: Cloud Monitoring's figure
+    where there is one (minutes old, so "about"), else counted from Pub/Sub."""
+    from cli.dlq.clients import metrics_client
+    from cli.dlq.status import SOURCE_MONITORING, dlq_status
+
+    with ctx.errors():
+        row = dlq_status(
+            ctx.subscriber, ctx.target, metrics_client(), pull_timeout=ctx.pull_timeout
+        )
+    count = int(row.get("undelivered") or 0)
+    return f"about {count}" if row.get("source") == SOURCE_MONITORING else str(count)
 
 
 def _confirm(yes: bool, question: str) -> None:

@@ -229,6 +229,7 @@ def test_replay_needs_confirmation(stack: DlqStack) -> None:
     declined = runner.invoke(app, ["dlq", "replay", *stack.cli_args()], input="n\n")
     assert declined.exit_code == 2
     assert "not confirmed: nothing changed" in declined.stderr
+    assert "(test-" in declined.stderr and "; it holds 2) to" in declined.stderr
     closed = runner.invoke(app, ["dlq", "replay", *stack.cli_args()])
     assert closed.exit_code == 2
     assert "pass --yes" in closed.stderr

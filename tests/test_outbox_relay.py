@@ -170,7 +170,7 @@ def test_sigterm_finishes_the_batch_and_exits_0(outbox_db: str, bus: Bus, tmp_pa
 
 
 def test_pubsub_outage_opens_the_breaker_and_nothing_is_lost(
-    outbox_db: str, bus: Bus, strict_proxy: ProxyControl
+    outbox_db: str, bus: Bus, strict_proxy: ProxyControl, caplog: pytest.LogCaptureFixture
 ) -> None:
     """Pub/Sub answers UNAVAILABLE to every publish (injected by the strict proxy, so the topic
     and the capture subscription stay in place): rows wait with their attempts unspent, the
@@ -178,6 +178,7 @@ def test_pubsub_outage_opens_the_breaker_and_nothing_is_lost(
     relay = RelayThread(
         outbox_db, bus.topic, publish_timeout=1.0, breaker_failures=2, breaker_cooldown=1.0
     )
+    caplog.set_level("INFO", logger="outbox.relay")
     with relay:
         with psycopg.connect(outbox_db) as conn:
             for i in range(20):
@@ -193,6 +194,9 @@ def test_pubsub_outage_opens_the_breaker_and_nothing_is_lost(
         assert spent == 0  # an outage does not use up the rows' attempts
         status = runner.invoke(app, ["outbox", "status", "--database-url", outbox_db, "--json"])
         assert "UNAVAILABLE" in json.loads(status.stdout)["last_error"]
+        batch_lines = [json.loads(r.getMessage()) for r in caplog.records
+                       if r.name == "outbox.relay" and '"batch"' in r.getMessage()]  # fmt: skip
+        assert any("UNAVAILABLE" in line.get("error", "") for line in batch_lines)
         strict_proxy.reset()
         assert wait_until(lambda: backlog(outbox_db) == 0, seconds=90)
     received = {m.message.attributes["event_id"] for m in bus.received()}
