@@ -372,8 +372,9 @@ def replay_command(
         scope = (
             "all subscriptions" if broadcast else (to or "the subscription that failed each one")
         )
+        backlog = _backlog(ctx, walk=not yes and not dry_run)
         if not dry_run and not yes:
-            held = _backlog(ctx)
+            held = "?" if backlog is None else f"{'about ' if backlog[1] else ''}{backlog[0]}"
             _confirm(
                 yes,
                 f"Replay {'up to ' + str(limit) if limit else 'all matching'} dead letters from "
@@ -394,7 +395,9 @@ def replay_command(
             journal=journal,
         )
         label = "replaying" if not dry_run else "scanning"
-        with _progress(label, limit) as advance, ctx.errors():
+        filtered = bool(source or attr or older_than or newer_than)
+        total = limit if backlog is None or filtered else min(limit or backlog[0], backlog[0])
+        with _progress(label, total) as advance, ctx.errors():
             summary = replay(
                 ctx.publisher,
                 ctx.subscriber,
@@ -805,18 +808,26 @@ def _mark(ok: bool | None) -> str:
     return "-" if ok is None else "ok" if ok else "FAIL"
 
 
-def _backlog(ctx: Context) -> str:
-    """How many dead letters the subscription holds, for a prompt: Cloud Monitoring's figure
-    where there is one (minutes old, so "about"), else counted from Pub/Sub."""
+def _backlog(ctx: Context, walk: bool) -> tuple[int, bool] | None:
+    """(dead letters the subscription holds, whether that is Cloud Monitoring's estimate):
+    Monitoring's figure where there is one (minutes old), else — only if `walk` — counted from
+    Pub/Sub by walking the subscription; None when neither."""
     from cli.dlq.clients import metrics_client
-    from cli.dlq.status import SOURCE_MONITORING, dlq_status
+    from cli.dlq.status import UNDELIVERED, dlq_status, latest_metric
 
+    target = ctx.target
     with ctx.errors():
-        row = dlq_status(
-            ctx.subscriber, ctx.target, metrics_client(), pull_timeout=ctx.pull_timeout
-        )
-    count = int(row.get("undelivered") or 0)
-    return f"about {count}" if row.get("source") == SOURCE_MONITORING else str(count)
+        metrics = metrics_client()
+        if metrics is not None:
+            value = latest_metric(
+                metrics, target.project, target.dead_letter_subscription, UNDELIVERED
+            )
+            if value is not None:
+                return int(value), True
+        if not walk:
+            return None
+        row = dlq_status(ctx.subscriber, target, None, pull_timeout=ctx.pull_timeout)
+    return int(row.get("undelivered") or 0), False
 
 
 def _confirm(yes: bool, question: str) -> None:

@@ -228,6 +228,34 @@ def test_partial_pulls_return_fewer_or_none_but_lose_nothing(
     assert strict_proxy.stats()["stats"]["partial_pulls"] == len(sizes)
 
 
+def test_streaming_pull_responses_are_split_and_nothing_is_lost(
+    strict: Endpoint, topic: str, strict_proxy: ProxyControl
+) -> None:
+    from google.cloud import pubsub_v1
+
+    name = subscription_on(strict, topic)
+    strict.publish(topic, [msg(n=str(i)) for i in range(100)])
+    strict_proxy.partial_pulls(1.0, seed=2)
+    got: set[str] = set()
+    done = threading.Event()
+
+    def handle(message: Any) -> None:
+        got.add(message.attributes["n"])
+        message.ack()
+        if len(got) == 100:
+            done.set()
+
+    subscriber = pubsub_v1.SubscriberClient()
+    future = subscriber.subscribe(name, handle)
+    try:
+        assert done.wait(30)
+    finally:
+        future.cancel()
+        subscriber.close()
+    assert got == {str(i) for i in range(100)}
+    assert strict_proxy.stats()["stats"]["partial_pulls"] >= 1  # some response was split
+
+
 def test_partial_pulls_are_reproducible_with_a_seed(
     strict: Endpoint, topic: str, strict_proxy: ProxyControl
 ) -> None:
