@@ -20,6 +20,30 @@ app.add_typer(preview_cmd.app, name="preview")
 app.command("demo")(local_cmd.demo_command)
 
 
+def reflow(text: str | None) -> str | None:
+    """A docstring as help: lines within a paragraph joined, so the terminal wraps them at its
+    width (Typer keeps a docstring's line breaks, which leaves ragged lines at 80 columns)."""
+    if not text:
+        return text
+    import inspect
+
+    paragraphs = inspect.cleandoc(text).split("\n\n")
+    return "\n\n".join(" ".join(line.strip() for line in p.splitlines()) for p in paragraphs)
+
+
+def _reflow_help(group: typer.Typer) -> None:
+    for command in group.registered_commands:
+        command.help = reflow(
+            command.help or (command.callback.__doc__ if command.callback else None)
+        )
+    for sub in group.registered_groups:
+        if sub.typer_instance is not None:
+            _reflow_help(sub.typer_instance)
+
+
+_reflow_help(app)
+
+
 def _version(value: bool) -> None:
     if value:
         typer.echo(f"eventsctl {__version__}")

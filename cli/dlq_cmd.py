@@ -338,9 +338,9 @@ def replay_command(
     """Send dead letters back to the subscription that failed them.
 
     Republishes to the events topic, targeted so healthy subscriptions do not get a second
-    copy (--broadcast sends to all), and acknowledges each dead letter only after Pub/Sub
-    confirmed its copy. Takes a snapshot first and prints the command that undoes the replay.
-    Start with --dry-run.
+    copy (--broadcast sends to all, --to one you name), and acknowledges each dead letter only
+    after Pub/Sub confirmed its copy, writing it to an undo journal first. Takes a snapshot
+    where Pub/Sub allows and prints the commands that undo the replay. Start with --dry-run.
     """
     from cli.dlq.audit import append_audit, audit_log_path
     from cli.dlq.replay import ReplayOptions, replay

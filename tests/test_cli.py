@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import yaml
 from typer.testing import CliRunner
@@ -97,3 +98,34 @@ def test_installed_console_script_runs() -> None:
     script = Path(sys.executable).parent / "eventsctl"
     out = subprocess.run([str(script), "--version"], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == f"eventsctl {__version__}"
+
+
+def test_help_texts_wrap_at_the_terminal_width_not_at_docstring_breaks() -> None:
+    """At 80 columns no description line of any command stops short mid-paragraph (Typer
+    would keep the docstring's own line breaks)."""
+    import typer.main
+
+    def commands(group: Any, path: list[str]) -> list[list[str]]:
+        found = []
+        for name, command in group.commands.items():
+            if hasattr(command, "commands"):  # a group (Typer ships its own click)
+                found += commands(command, [*path, name])
+            else:
+                found.append([*path, name])
+        return found
+
+    every = commands(typer.main.get_command(app), [])
+    assert ["dlq", "replay"] in every and len(every) > 15
+    for path in every:
+        out = runner.invoke(app, [*path, "--help"], env={"COLUMNS": "80"}, terminal_width=80)
+        assert out.exit_code == 0, path
+        text = out.stdout.split("Usage:", 1)[1].split("╭", 1)[0]
+        paragraphs: list[list[str]] = [[]]
+        for line in text.splitlines()[1:]:  # after the usage line
+            if line.strip():
+                paragraphs[-1].append(line.strip())
+            else:
+                paragraphs.append([])
+        for body in paragraphs:
+            for line in body[:-1]:
+                assert len(line) >= 50, f"{' '.join(path)} --help: ragged line {line!r}"
