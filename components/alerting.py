@@ -20,27 +20,19 @@ from components.alerting_config import (
     WebhookChannel,
 )
 from components.durations import gcp_duration, human_duration
+from components.pubsub_metrics import (
+    DEAD_LETTERED,
+    OLDEST_UNACKED,
+    PUBLISHED,
+    UNDELIVERED,
+    subscription_filter,
+)
 from components.topology import StackConfig
-
-UNDELIVERED = "pubsub.googleapis.com/subscription/num_undelivered_messages"
-OLDEST_UNACKED = "pubsub.googleapis.com/subscription/oldest_unacked_message_age"
-DEAD_LETTERED = "pubsub.googleapis.com/subscription/dead_letter_message_count"
-PUBLISHED = "pubsub.googleapis.com/topic/send_message_operation_count"
 
 NO_OP = "EVALUATION_MISSING_DATA_NO_OP"
 """A gap keeps the incident as it is: it neither pages nor closes (hides) a backlog."""
 INACTIVE = "EVALUATION_MISSING_DATA_INACTIVE"
 """A gap counts as "not firing": right for counts, where no data means nothing happened."""
-
-
-def subscription_filter(project: str, subscription: str, metric: str) -> str:
-    """The exact-match filter for one subscription's metric (no prefix matching)."""
-    return (
-        f'resource.type = "pubsub_subscription" AND '
-        f'resource.labels.project_id = "{project}" AND '
-        f'resource.labels.subscription_id = "{subscription}" AND '
-        f'metric.type = "{metric}"'
-    )
 
 
 def runbook(stack: str, topology: StackConfig, dashboard_url: str | None) -> str:

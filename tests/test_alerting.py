@@ -11,10 +11,9 @@ import pulumi
 import pytest
 from pulumi.runtime import rpc
 
-from components.alerting import (
+from components.alerting import INACTIVE, NO_OP
+from components.pubsub_metrics import (
     DEAD_LETTERED,
-    INACTIVE,
-    NO_OP,
     OLDEST_UNACKED,
     UNDELIVERED,
     subscription_filter,

@@ -46,6 +46,26 @@ def test_help_imports_no_heavy_library() -> None:
     assert "HEAVY=\n" in out.stdout
 
 
+def test_no_cli_or_library_module_imports_pulumi() -> None:
+    """The import boundary: every module of the CLI, the outbox library and the strict proxy
+    loads without Pulumi (an operator's laptop or the relay's image need not have it)."""
+    code = (
+        "import importlib, pkgutil, sys\n"
+        "import cli, outbox, pubsub_proxy\n"
+        "names = []\n"
+        "for package in (cli, outbox, pubsub_proxy):\n"
+        "    for info in pkgutil.walk_packages(package.__path__, package.__name__ + '.'):\n"
+        "        if not info.name.endswith('__main__'):\n"
+        "            importlib.import_module(info.name)\n"
+        "            names.append(info.name)\n"
+        "print('MODULES=%d' % len(names))\n"
+        "print('PULUMI=' + ','.join(sorted(m for m in sys.modules if m.startswith('pulumi'))))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert "PULUMI=\n" in out.stdout
+    assert int(out.stdout.split("MODULES=")[1].split()[0]) > 40  # it really walked them
+
+
 def test_topology_show_json_for_prod() -> None:
     result = runner.invoke(app, ["topology", "show", "--stack", "prod", "--json"])
     assert result.exit_code == 0, result.output

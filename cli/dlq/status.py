@@ -14,7 +14,7 @@ from typing import Any
 from cli.dlq.peek import peek
 from cli.dlq.selection import Selection
 from cli.dlq.target import DlqTarget
-from components.alerting import OLDEST_UNACKED, UNDELIVERED, subscription_filter
+from components.pubsub_metrics import OLDEST_UNACKED, UNDELIVERED, subscription_filter
 
 SOURCE_MONITORING = "cloud-monitoring"
 SOURCE_PUBSUB = "pubsub"
