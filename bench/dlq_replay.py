@@ -35,7 +35,7 @@ def seed(project: str, count: int) -> tuple[str, str]:
     letters shaped as Pub/Sub dead-letters them; a capture subscription on the events topic."""
     from google.cloud import pubsub_v1
 
-    from cli.dlq import messages
+    from dlq import messages
 
     publisher = pubsub_v1.PublisherClient(
         batch_settings=pubsub_v1.types.BatchSettings(max_messages=1000, max_latency=0.05)
@@ -70,9 +70,9 @@ def seed(project: str, count: int) -> tuple[str, str]:
 
 
 def run_replay(project: str) -> int:
-    from cli.dlq.clients import publisher_client, subscriber_client
-    from cli.dlq.replay import ReplayOptions, replay
-    from cli.dlq.target import DlqTarget
+    from dlq.clients import publisher_client, subscriber_client
+    from dlq.replay import ReplayOptions, replay
+    from dlq.target import DlqTarget
 
     target = DlqTarget("bench", project, "events", "events-dlq-sub", ("orders-sub",), 100)
     summary = replay(
@@ -88,7 +88,7 @@ def run_raw(project: str) -> int:
     from google.api_core.exceptions import DeadlineExceeded
     from google.cloud import pubsub_v1
 
-    from cli.dlq.clients import subscriber_client
+    from dlq.clients import subscriber_client
 
     publisher, subscriber = pubsub_v1.PublisherClient(), subscriber_client()
     topic = f"projects/{project}/topics/events"

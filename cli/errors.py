@@ -39,8 +39,9 @@ def user_errors() -> Iterator[None]:
     """Turn the errors a user can fix into clean one-line failures with exit code 2."""
     from components.stack_files import StackNotFoundError
     from components.topology import TopologyError
+    from dlq.errors import DlqError
 
     try:
         yield
-    except (UserError, StackNotFoundError, TopologyError) as err:
+    except (UserError, DlqError, StackNotFoundError, TopologyError) as err:
         raise fail(str(err)) from None

@@ -17,10 +17,10 @@ import yaml
 from google.api_core.exceptions import DeadlineExceeded
 from google.cloud import pubsub_v1
 
-from cli.dlq import messages
 from cli.local.provision import provision
 from components.stack_files import load_stack
 from components.topology import StackConfig
+from dlq import messages
 
 SOURCES = ("orders-sub", "billing-sub", "audit-sub")
 
@@ -95,8 +95,8 @@ class DlqStack:
 
     def peek_ids(self) -> set[str]:
         """Message ids in the DLQ now (pulled and released at once)."""
-        from cli.dlq.peek import inspect_letters
-        from cli.dlq.selection import Selection
+        from dlq.peek import inspect_letters
+        from dlq.selection import Selection
 
         letters = inspect_letters(
             self.subscriber, self.dlq_subscription, Selection(), None, pull_timeout=1.0
@@ -104,8 +104,8 @@ class DlqStack:
         return {letter.message_id for letter in letters}
 
     def peek(self) -> list[Any]:
-        from cli.dlq.peek import inspect_letters
-        from cli.dlq.selection import Selection
+        from dlq.peek import inspect_letters
+        from dlq.selection import Selection
 
         return inspect_letters(
             self.subscriber, self.dlq_subscription, Selection(), None, pull_timeout=1.0

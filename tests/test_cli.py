@@ -47,13 +47,13 @@ def test_help_imports_no_heavy_library() -> None:
 
 
 def test_no_cli_or_library_module_imports_pulumi() -> None:
-    """The import boundary: every module of the CLI, the outbox library and the strict proxy
-    loads without Pulumi (an operator's laptop or the relay's image need not have it)."""
+    """The import boundary: every module of the CLI, the DLQ and outbox libraries and the strict
+    proxy loads without Pulumi (an operator's laptop or the relay's image need not have it)."""
     code = (
         "import importlib, pkgutil, sys\n"
-        "import cli, outbox, pubsub_proxy\n"
+        "import cli, dlq, outbox, pubsub_proxy\n"
         "names = []\n"
-        "for package in (cli, outbox, pubsub_proxy):\n"
+        "for package in (cli, dlq, outbox, pubsub_proxy):\n"
         "    for info in pkgutil.walk_packages(package.__path__, package.__name__ + '.'):\n"
         "        if not info.name.endswith('__main__'):\n"
         "            importlib.import_module(info.name)\n"
@@ -64,6 +64,29 @@ def test_no_cli_or_library_module_imports_pulumi() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert "PULUMI=\n" in out.stdout
     assert int(out.stdout.split("MODULES=")[1].split()[0]) > 40  # it really walked them
+
+
+def test_the_dlq_library_stands_without_the_cli() -> None:
+    """`dlq` is a library: every module imports without the CLI, Typer, Rich or Pulumi."""
+    code = (
+        "import importlib, pkgutil, sys\n"
+        "import dlq\n"
+        "for info in pkgutil.walk_packages(dlq.__path__, 'dlq.'):\n"
+        "    importlib.import_module(info.name)\n"
+        "bad = sorted(m for m in sys.modules\n"
+        "             if m.split('.')[0] in ('cli', 'typer', 'rich', 'pulumi', 'pulumi_gcp'))\n"
+        "print('BAD=' + ','.join(bad))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert "BAD=\n" in out.stdout
+
+
+def test_dlq_command_modules_stay_thin() -> None:
+    from pathlib import Path
+
+    folder = Path(__file__).resolve().parent.parent / "cli" / "dlq_commands"
+    sizes = {p.name: len(p.read_text().splitlines()) for p in folder.glob("*.py")}
+    assert len(sizes) >= 6 and max(sizes.values()) <= 200, sizes
 
 
 def test_topology_show_json_for_prod() -> None:

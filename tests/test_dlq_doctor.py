@@ -141,9 +141,9 @@ def test_unreadable_iam_policies_are_not_checked_rather_than_failed(
     """The DLQ operator grants let doctor read topics and subscriptions but not IAM policies:
     Pub/Sub answers PERMISSION_DENIED (injected here, as the emulator has no IAM). The IAM checks
     say so; they do not blame the grants with a failure."""
-    from cli.dlq.clients import publisher_client, subscriber_client
-    from cli.dlq.doctor import diagnose
-    from cli.dlq.target import resolve
+    from dlq.clients import publisher_client, subscriber_client
+    from dlq.doctor import diagnose
+    from dlq.target import resolve
 
     stack = make_stack(tmp_path)
     target = resolve(stack.name, stack.topology, None, None, None)

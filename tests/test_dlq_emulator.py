@@ -10,8 +10,8 @@ import pytest
 from typer.testing import CliRunner
 
 from cli.app import app
-from cli.dlq import messages
 from components.topology import REPLAY_TARGET_ATTRIBUTE
+from dlq import messages
 from tests.dlq_support import DlqStack, dead_letter_for_real, make_stack
 
 runner = CliRunner()
@@ -389,7 +389,7 @@ def test_publish_failures_leave_letters_in_the_dlq_and_exit_2(
     stack.seed(3, ordering_key="trade:1", key_prefix="k")
     stack.seed(2, key_prefix="u")
     strict_proxy.fail("Publish", "UNAVAILABLE", count=100_000)  # type: ignore[attr-defined]
-    import cli.dlq.replay as replay_module
+    import dlq.replay as replay_module
 
     original = replay_module.PUBLISH_TIMEOUT_S
     replay_module.PUBLISH_TIMEOUT_S = 1.0

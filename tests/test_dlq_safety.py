@@ -16,11 +16,11 @@ from google.api_core import exceptions as gexc
 from typer.testing import CliRunner
 
 from cli.app import app
-from cli.dlq.clients import pubsub_errors
-from cli.dlq.messages import REPLAYED_FROM
-from cli.dlq.target import DlqTarget
-from cli.errors import UserError
 from cli.local.emulator import free_port
+from dlq.clients import pubsub_errors
+from dlq.errors import DlqError
+from dlq.messages import REPLAYED_FROM
+from dlq.target import DlqTarget
 from tests.dlq_support import make_stack
 
 runner = CliRunner()
@@ -135,7 +135,7 @@ TARGET = DlqTarget("prod", "cotton-erp", "events", "events-dlq-sub", ("events-su
     ],
 )
 def test_google_errors_become_one_actionable_line(error: Exception, message: str) -> None:
-    with pytest.raises(UserError) as info, pubsub_errors(TARGET):
+    with pytest.raises(DlqError) as info, pubsub_errors(TARGET):
         raise error
     assert message in str(info.value)
     assert "\n" not in str(info.value)

@@ -62,9 +62,9 @@ def run_demo(
     import psycopg
     from google.cloud import pubsub_v1
 
-    from cli.dlq.replay import ReplayOptions, replay
-    from cli.dlq.status import dlq_status
-    from cli.dlq.target import resolve
+    from dlq.replay import ReplayOptions, replay
+    from dlq.status import dlq_status
+    from dlq.target import resolve
     from outbox import Event, enqueue_many
     from outbox.relay import Relay, RelayConfig, make_publisher
 
@@ -183,7 +183,7 @@ def run_demo(
 
 
 def publisher_for_replay() -> Any:
-    from cli.dlq.clients import publisher_client
+    from dlq.clients import publisher_client
 
     return publisher_client()
 

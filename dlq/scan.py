@@ -22,7 +22,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from cli.dlq.messages import DeadLetter
+from dlq.messages import DeadLetter
 
 _CHUNK = 1000  # ack ids per acknowledge/modify request, well under Pub/Sub's limits
 

@@ -6,9 +6,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from cli.dlq.messages import DeadLetter
-from cli.dlq.target import DlqTarget
-from cli.errors import UserError
+from dlq.errors import DlqError
+from dlq.messages import DeadLetter
+from dlq.target import DlqTarget
 
 
 @dataclass(frozen=True)
@@ -50,14 +50,14 @@ def parse_selection(
     older_than: str | None,
     newer_than: str | None,
 ) -> Selection:
-    """Validate the filter flags; unknown subscriptions and malformed values are UserErrors."""
+    """Validate the filter flags; unknown subscriptions and malformed values are DlqErrors."""
     from components.durations import parse_duration
 
     pairs = []
     for item in attributes or []:
         key, sep, value = item.partition("=")
         if not sep or not key:
-            raise UserError(f"--attr {item!r}: use KEY=VALUE, e.g. --attr event_type=trade.created")
+            raise DlqError(f"--attr {item!r}: use KEY=VALUE, e.g. --attr event_type=trade.created")
         pairs.append((key, value))
 
     def age(flag: str, value: str | None) -> float | None:
@@ -66,7 +66,7 @@ def parse_selection(
         try:
             return parse_duration(value)
         except ValueError as err:
-            raise UserError(f"{flag}: {err}") from None
+            raise DlqError(f"{flag}: {err}") from None
 
     return Selection(
         sources=tuple(target.check_source(s) for s in sources or []),

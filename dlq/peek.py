@@ -7,9 +7,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from cli.dlq.messages import DeadLetter
-from cli.dlq.scan import Scanner
-from cli.dlq.selection import Selection
+from dlq.messages import DeadLetter
+from dlq.scan import Scanner
+from dlq.selection import Selection
 
 
 def peek(

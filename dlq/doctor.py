@@ -7,8 +7,8 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from cli.dlq.target import DlqTarget
 from components.topology import StackConfig
+from dlq.target import DlqTarget
 
 _AGENT = re.compile(r"^serviceAccount:service-\d+@gcp-sa-pubsub\.iam\.gserviceaccount\.com$")
 
@@ -40,7 +40,7 @@ def diagnose(
 ) -> list[Finding]:
     from google.api_core.exceptions import NotFound
 
-    from cli.dlq.clients import bounded
+    from dlq.clients import bounded
 
     limits = bounded()  # every call gives up in seconds, not after the client's 10 minutes
     findings: list[Finding] = []

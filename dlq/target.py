@@ -9,8 +9,8 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-from cli.errors import UserError
 from components.topology import StackConfig
+from dlq.errors import DlqError
 
 EMULATOR_HOST_ENV = "PUBSUB_EMULATOR_HOST"
 
@@ -40,7 +40,7 @@ class DlqTarget:
     def check_source(self, name: str) -> str:
         if name not in self.source_subscriptions:
             known = ", ".join(self.source_subscriptions)
-            raise UserError(
+            raise DlqError(
                 f"unknown subscription {name!r} in stack {self.stack!r} (it has: {known})"
             )
         return name

@@ -7,7 +7,7 @@ import re
 from datetime import UTC, datetime
 from typing import Any
 
-from cli.dlq.target import DlqTarget
+from dlq.target import DlqTarget
 
 KEEP_SNAPSHOTS = 3
 """Tool-made snapshots kept per dead-letter subscription (older ones are deleted after a new
@@ -37,7 +37,7 @@ def prune_snapshots(subscriber: Any, target: DlqTarget, keep: int = KEEP_SNAPSHO
     """Delete this tool's snapshots of the dead-letter subscription but the newest `keep`;
     return the names deleted. Recognised by name (`<dlq-sub>-<replay|purge>-<timestamp>`),
     which the emulator keeps, where it drops labels; nobody else's snapshot is touched."""
-    from cli.dlq.clients import bounded
+    from dlq.clients import bounded
 
     pattern = re.compile(re.escape(_prefix(target)) + r"(replay|purge)-(\d{8}-\d{6}-\d{6})$")
     ours = []

@@ -16,11 +16,11 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from cli.dlq.messages import DeadLetter, data_from_record, replay_attributes
-from cli.dlq.ratelimit import RateLimiter
-from cli.dlq.scan import Scanner
-from cli.dlq.selection import Selection
-from cli.dlq.target import DlqTarget
+from dlq.messages import DeadLetter, data_from_record, replay_attributes
+from dlq.ratelimit import RateLimiter
+from dlq.scan import Scanner
+from dlq.selection import Selection
+from dlq.target import DlqTarget
 
 PUBLISH_TIMEOUT_S = 20.0
 """A batch's publish (with its retries) gives up after this; its letters stay in the DLQ."""

@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from cli.dlq.messages import DeadLetter, data_from_record
+from dlq.messages import DeadLetter, data_from_record
 
 
 def journal_dir() -> Path:

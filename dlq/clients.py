@@ -8,8 +8,8 @@ import os
 from collections.abc import Iterator
 from typing import Any
 
-from cli.dlq.target import DlqTarget
-from cli.errors import UserError
+from dlq.errors import DlqError
+from dlq.target import DlqTarget
 
 MONITORING_ENDPOINT_ENV = "EVENTSCTL_MONITORING_ENDPOINT"
 """host:port of a Cloud Monitoring API to use instead of Google's (plaintext, loopback only)."""
@@ -50,7 +50,7 @@ def metrics_client() -> Any | None:
     if endpoint:
         host = endpoint.rsplit(":", 1)[0]
         if host not in {"127.0.0.1", "localhost", "[::1]"}:
-            raise UserError(
+            raise DlqError(
                 f"{MONITORING_ENDPOINT_ENV}={endpoint}: only a loopback address may be used "
                 "without TLS"
             )
@@ -83,7 +83,7 @@ def preflight(subscriber: Any, target: DlqTarget) -> Any:
 
 @contextlib.contextmanager
 def pubsub_errors(target: DlqTarget, what: str | None = None) -> Iterator[None]:
-    """Google API failures -> UserError naming the resource and the fix."""
+    """Google API failures -> DlqError naming the resource and the fix."""
     from google.api_core import exceptions as gexc
     from google.auth.exceptions import DefaultCredentialsError
 
@@ -92,12 +92,12 @@ def pubsub_errors(target: DlqTarget, what: str | None = None) -> Iterator[None]:
     try:
         yield
     except gexc.NotFound as err:
-        raise UserError(
+        raise DlqError(
             f"{resource} not found in project {target.project} ({_detail(err)}); check --stack "
             "and --project, or deploy the stack (pulumi up / eventsctl local up)"
         ) from None
     except gexc.PermissionDenied as err:
-        raise UserError(
+        raise DlqError(
             f"permission denied on {resource} in project {target.project} ({_detail(err)}); "
             "ask for the DLQ operator grants (access.dlq_operators in the stack config)"
         ) from None
@@ -107,14 +107,14 @@ def pubsub_errors(target: DlqTarget, what: str | None = None) -> Iterator[None]:
             if target.emulator
             else "check the network and `gcloud auth application-default login`"
         )
-        raise UserError(f"cannot reach {where} ({_detail(err)}); {hint}") from None
+        raise DlqError(f"cannot reach {where} ({_detail(err)}); {hint}") from None
     except (gexc.Unauthenticated, DefaultCredentialsError) as err:
-        raise UserError(
+        raise DlqError(
             f"no usable Google credentials ({_detail(err)}); run "
             "`gcloud auth application-default login`"
         ) from None
     except gexc.GoogleAPICallError as err:
-        raise UserError(f"{where} refused the request on {resource}: {_detail(err)}") from None
+        raise DlqError(f"{where} refused the request on {resource}: {_detail(err)}") from None
 
 
 def _detail(err: BaseException) -> str:

@@ -1,0 +1,171 @@
+"""Shared pieces of the `eventsctl dlq` commands: the Typer group, filter and safety options,
+the context, confirmation, warnings and the progress bar."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import typer
+
+from cli.errors import UserError
+from cli.progress import Progress
+
+app = typer.Typer(
+    help="Dead letters: status, inspect, replay to the subscription that failed them, "
+    "export, purge, restore and doctor.",
+    no_args_is_help=True,
+)
+
+SOURCE = typer.Option(
+    None, "--source", help="Only dead letters from this subscription (repeatable)."
+)
+ATTR = typer.Option(
+    None, "--attr", help="Only dead letters with attribute KEY=VALUE (repeatable; all must match)."
+)
+OLDER = typer.Option(
+    None, "--older-than", help="Only dead letters in the DLQ longer than this (e.g. 1h)."
+)
+NEWER = typer.Option(
+    None, "--newer-than", help="Only dead letters in the DLQ for less than this (e.g. 30m)."
+)
+NO_SNAPSHOT = typer.Option(
+    False, "--no-snapshot", help="Do not snapshot the DLQ subscription first (no undo)."
+)
+AUDIT_LOG = typer.Option(
+    None,
+    "--audit-log",
+    envvar="EVENTSCTL_AUDIT_LOG",
+    help="JSONL file the operation is recorded in (default ~/.local/state/eventsctl/audit.jsonl).",
+)
+
+
+class Context:
+    """The resolved stack, target and clients one command works with."""
+
+    def __init__(
+        self,
+        stack: str,
+        stacks_dir: str | None,
+        project: str | None,
+        topic: str | None,
+        dlq_subscription: str | None,
+    ) -> None:
+        from components.stack_files import load_stack
+        from components.stack_files import stacks_dir as find_dir
+        from dlq.target import resolve
+
+        self.topology = load_stack(stack, find_dir(stacks_dir))
+        self.target = resolve(stack, self.topology, project, topic, dlq_subscription)
+        self.pull_timeout = 0.5 if self.target.emulator else 2.0
+        self._subscriber: Any = None
+        self._publisher: Any = None
+
+    @property
+    def subscriber(self) -> Any:
+        """Created on first use; missing credentials are a one-line error, not a traceback."""
+        if self._subscriber is None:
+            from dlq.clients import subscriber_client
+
+            with self.errors():
+                self._subscriber = subscriber_client()
+        return self._subscriber
+
+    @property
+    def publisher(self) -> Any:
+        if self._publisher is None:
+            from dlq.clients import publisher_client
+
+            with self.errors():
+                self._publisher = publisher_client()
+        return self._publisher
+
+    def preflight(self) -> Any:
+        from dlq.clients import preflight
+
+        return preflight(self.subscriber, self.target)
+
+    def errors(self, what: str | None = None) -> Any:
+        from dlq.clients import pubsub_errors
+
+        return pubsub_errors(self.target, what)
+
+
+def _context(
+    stack: str,
+    stacks_dir: str | None,
+    project: str | None,
+    topic: str | None,
+    dlq_subscription: str | None,
+) -> Context:
+    return Context(stack, stacks_dir, project, topic, dlq_subscription)
+
+
+def _limit(value: int | None) -> int | None:
+    if value is not None and value < 1:
+        raise UserError(f"--limit {value}: use 1 or more")
+    return value
+
+
+def _warn(message: str) -> None:
+    typer.echo(f"warning: {message}", err=True)
+
+
+# --- status -------------------------------------------------------------------------------------
+
+
+def context(
+    stack: str,
+    stacks_dir: str | None,
+    project: str | None,
+    topic: str | None,
+    dlq_subscription: str | None,
+) -> Any:
+    from dlq.context import DlqContext
+
+    return DlqContext(stack, stacks_dir, project, topic, dlq_subscription)
+
+
+def limit_flag(value: int | None) -> int | None:
+    if value is not None and value < 1:
+        raise UserError(f"--limit {value}: use 1 or more")
+    return value
+
+
+def selection_flags(
+    source: list[str] | None, attr: list[str] | None, older: str | None, newer: str | None
+) -> dict[str, Any]:
+    return {"sources": source, "attributes": attr, "older_than": older, "newer_than": newer}
+
+
+def warn(message: str) -> None:
+    typer.echo(f"warning: {message}", err=True)
+
+
+def interaction(yes: bool, label: str) -> Any:
+    """The library's Interaction for a command: prompts on stderr (or --yes), messages on
+    stderr, a progress bar labelled `label`."""
+    from dlq.operations import Interaction
+
+    def ask(question: str) -> None:
+        confirm(yes, question)
+
+    ask.assume_yes = yes  # type: ignore[attr-defined]
+    return Interaction(
+        confirm=ask,
+        say=lambda text: typer.echo(text, err=True),
+        warn=warn,
+        progress=lambda total: Progress(label, total),
+    )
+
+
+def confirm(yes: bool, question: str) -> None:
+    if yes:
+        return
+    try:
+        confirmed = typer.confirm(question, default=False, err=True)
+    except typer.Abort:
+        raise UserError(
+            "no confirmation (stdin closed): pass --yes to go ahead without a prompt"
+        ) from None
+    if not confirmed:
+        raise UserError("not confirmed: nothing changed")

@@ -1,0 +1,121 @@
+"""`eventsctl dlq inspect` and `export`: read dead letters without consuming them."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from cli import options
+from cli.dlq_commands.common import ATTR, NEWER, OLDER, SOURCE, app, context, limit_flag
+from cli.errors import UserError, user_errors
+from cli.render import emit
+
+
+@app.command("inspect")
+def inspect_command(
+    stack: str = options.STACK,
+    stacks_dir: str = options.STACKS_DIR,
+    project: str = options.PROJECT,
+    dlq_subscription: str = options.DLQ_SUBSCRIPTION,
+    source: list[str] = SOURCE,
+    attr: list[str] = ATTR,
+    older_than: str = OLDER,
+    newer_than: str = NEWER,
+    limit: int = typer.Option(10, "--limit", help="Show at most this many."),
+    as_json: bool = options.JSON,
+) -> None:
+    """Look at dead letters without consuming them.
+
+    They stay in the DLQ and are available again at once. Shows id, source subscription,
+    delivery count, original publish time, attributes and payload (pretty JSON, or base64
+    when binary).
+    """
+    from dlq.peek import inspect_letters
+    from dlq.selection import parse_selection
+
+    with user_errors():
+        ctx = context(stack, stacks_dir, project, None, dlq_subscription)
+        selection = parse_selection(ctx.target, source, attr, older_than, newer_than)
+        ctx.preflight()
+        with ctx.errors():
+            letters = inspect_letters(
+                ctx.subscriber,
+                ctx.target.subscription_path,
+                selection,
+                limit_flag(limit),
+                pull_timeout=ctx.pull_timeout,
+            )
+    records = [letter.to_record() for letter in letters]
+    emit(records, as_json, _print_letters)
+
+
+def _print_letters(records: list[dict[str, Any]]) -> None:
+    if not records:
+        typer.echo("no dead letters match", err=True)
+    for record in records:
+        typer.echo(
+            f"── {record['message_id']}  from {record['source_subscription']}  "
+            f"delivered {record['delivery_count']}x  published {record['original_publish_time']}"
+            f"  dead-lettered {record['dead_lettered_at']}  replays {record['replay_count']}"
+        )
+        shown = {
+            k: v
+            for k, v in record["attributes"].items()
+            if not k.startswith("CloudPubSubDeadLetter")
+        }
+        if shown:
+            typer.echo(f"   attributes: {json.dumps(shown, sort_keys=True)}")
+        if record["ordering_key"]:
+            typer.echo(f"   ordering key: {record['ordering_key']}")
+        if "json" in record:
+            body = json.dumps(record["json"], indent=2, sort_keys=True)
+            typer.echo("   payload (JSON):\n" + "\n".join("     " + ln for ln in body.splitlines()))
+        else:
+            typer.echo(f"   payload (binary, base64): {record['data_base64'][:400]}")
+
+
+@app.command("export")
+def export_command(
+    out: Path = typer.Option(..., "--out", "-o", help="JSONL file to write (replaced if present)."),
+    stack: str = options.STACK,
+    stacks_dir: str = options.STACKS_DIR,
+    project: str = options.PROJECT,
+    dlq_subscription: str = options.DLQ_SUBSCRIPTION,
+    source: list[str] = SOURCE,
+    attr: list[str] = ATTR,
+    older_than: str = OLDER,
+    newer_than: str = NEWER,
+    limit: int = typer.Option(None, "--limit", help="Export at most this many."),
+    as_json: bool = options.JSON,
+) -> None:
+    """Save dead letters to a JSONL file; they stay in the DLQ.
+
+    Keep or edit them before `replay --from-file`; `purge --exported FILE` then removes exactly
+    what was saved.
+    """
+    from dlq.peek import export_letters
+    from dlq.selection import parse_selection
+
+    with user_errors():
+        ctx = context(stack, stacks_dir, project, None, dlq_subscription)
+        selection = parse_selection(ctx.target, source, attr, older_than, newer_than)
+        if not out.parent.is_dir():
+            raise UserError(f"--out {out}: folder {out.parent} does not exist")
+        ctx.preflight()
+        with ctx.errors():
+            ids = export_letters(
+                ctx.subscriber,
+                ctx.target.subscription_path,
+                selection,
+                limit_flag(limit),
+                out,
+                pull_timeout=ctx.pull_timeout,
+            )
+    emit(
+        {"exported": len(ids), "file": str(out)},
+        as_json,
+        lambda d: typer.echo(f"exported {d['exported']} dead letters to {d['file']}"),
+    )
