@@ -95,6 +95,7 @@ def replay_dead_letters(ctx: DlqContext, request: ReplayRequest, io: Interaction
         dry_run=request.dry_run,
         pull_timeout=ctx.pull_timeout,
         journal=journal,
+        expected=None if backlog is None else backlog[0],
     )
     filtered = any(request.selection_flags.values())
     total = (
@@ -112,12 +113,20 @@ def replay_dead_letters(ctx: DlqContext, request: ReplayRequest, io: Interaction
             progress=advance,
         )
     _warn_left(summary, request.max_replays, io)
+    if summary.possibly_remaining:
+        io.warn(
+            f"the DLQ held {backlog[0] if backlog else '?'} dead letters at the start but only "
+            f"{backlog[0] - summary.possibly_remaining if backlog else '?'} were seen: up to "
+            f"{summary.possibly_remaining} may remain (Pub/Sub answered with nothing new for "
+            "30 s); run the command again"
+        )
     journal_file = close_journal(journal)
     result = {
         "dry_run": request.dry_run,
         "interrupted": summary.interrupted,
         "counts": summary.counts(),
         "left_in_dlq": summary.left,
+        "possibly_remaining": summary.possibly_remaining,
         "by_target": summary.by_target,
         "snapshot": snapshot,
         "journal": journal_file,
@@ -187,6 +196,7 @@ def purge_dead_letters(ctx: DlqContext, request: PurgeRequest, io: Interaction) 
             f"Remove the {len(exported_ids)} exported dead letters from "
             f"{target.dead_letter_subscription}?"
         )
+    backlog = backlog_of(ctx, walk=False)  # Monitoring's estimate where there is one
     snapshot, journal = undo_points(ctx, "purge", request.dry_run, request.snapshot, io)
     with ctx.errors():
         summary = purge(
@@ -198,6 +208,12 @@ def purge_dead_letters(ctx: DlqContext, request: PurgeRequest, io: Interaction) 
             request.dry_run,
             ctx.pull_timeout,
             journal,
+            expected=None if backlog is None else backlog[0],
+        )
+    if summary.possibly_remaining:
+        io.warn(
+            f"up to {summary.possibly_remaining} dead letters may not have been looked at "
+            "(Pub/Sub answered with nothing new for 30 s); run the command again"
         )
     journal_file = close_journal(journal)
     if not request.dry_run:
@@ -219,6 +235,7 @@ def purge_dead_letters(ctx: DlqContext, request: PurgeRequest, io: Interaction) 
         "purged": len(summary.purged),
         "not_exported": summary.not_exported,
         "not_selected": summary.not_selected,
+        "possibly_remaining": summary.possibly_remaining,
         "snapshot": snapshot,
         "journal": journal_file,
     }

@@ -41,6 +41,9 @@ class ReplayOptions:
     dry_run: bool = False
     journal: Any = None
     """An undo `Journal`: letters are written there before they are acknowledged."""
+    expected: int | None = None
+    """The DLQ's size when the run began, if known: the scan keeps looking until it has seen
+    that many (or its budget runs out) and the summary says how many it may have missed."""
     batch_size: int = 100
     pull_timeout: float = 2.0
 
@@ -65,6 +68,8 @@ class ReplaySummary:
     by_target: dict[str, int] = field(default_factory=dict)
     interrupted: bool = False
     """Stopped by Ctrl-C/SIGTERM: the counts are what was done until then."""
+    possibly_remaining: int | None = None
+    """Dead letters the DLQ held at the start that the scan never saw (None: size unknown)."""
 
     def counts(self) -> dict[str, int]:
         return {
@@ -134,6 +139,7 @@ def _replay(
         batch_size,
         options.pull_timeout,
         ack_deadline_s=ack_deadline_s,
+        expected=options.expected if options.limit is None else None,
     )
     done_fingerprints: set[str] = set()
     taken = 0
@@ -211,6 +217,7 @@ def _replay(
             progress(len(publish))
         if options.limit is not None and taken >= options.limit:
             break
+    summary.possibly_remaining = scanner.possibly_remaining
     return summary
 
 
@@ -324,6 +331,7 @@ class PurgeSummary:
     purged: list[str] = field(default_factory=list)
     not_exported: int = 0
     not_selected: int = 0
+    possibly_remaining: int | None = None
 
 
 def purge(
@@ -335,11 +343,18 @@ def purge(
     dry_run: bool = False,
     pull_timeout: float = 2.0,
     journal: Any = None,
+    expected: int | None = None,
 ) -> PurgeSummary:
     """Acknowledge (remove for good) selected dead letters; with `exported_ids`, only those
     whose ids are in the export file, so nothing unexported is ever removed."""
     summary = PurgeSummary()
-    scanner = Scanner(subscriber, target.subscription_path, 500, pull_timeout)
+    scanner = Scanner(
+        subscriber,
+        target.subscription_path,
+        500,
+        pull_timeout,
+        expected=expected if limit is None else None,
+    )
     for batch in scanner.batches():
         remove, keep = [], []
         for letter in batch:
@@ -361,4 +376,5 @@ def purge(
             _journal(journal, remove)  # the undo point, before any ack
             in_time = scanner.ack(remove)
             summary.purged += [m.message_id for m in remove if m.message_id in in_time]
+    summary.possibly_remaining = scanner.possibly_remaining
     return summary

@@ -51,15 +51,22 @@ class Scanner:
         quiet_pulls: int = 3,
         quiet_seconds: float = 1.5,
         ack_deadline_s: int = 10,
+        expected: int | None = None,
+        budget_s: float = 30.0,
     ) -> None:
         """`ack_deadline_s`: the deadline held messages are kept at (10 s, Pub/Sub's minimum,
-        is right for any subscription: the keeper sets it explicitly)."""
+        is right for any subscription: the keeper sets it explicitly). `expected`: how many
+        messages the subscription held when the scan began (Monitoring's estimate, or a count):
+        while fewer have been seen the scan keeps looking, for at most `budget_s` seconds of
+        pulls that bring nothing new."""
         self.subscriber = subscriber
         self.subscription = subscription
         self.batch_size = max(1, min(batch_size, 1000))
         self.pull_timeout = pull_timeout
         self.quiet_pulls = quiet_pulls
         self.quiet_seconds = quiet_seconds
+        self.expected = expected
+        self.budget_s = budget_s
         self.stats = ScanStats()
         self.ack_deadline_s = max(10, ack_deadline_s)
         self._seen: set[str] = set()
@@ -73,9 +80,7 @@ class Scanner:
         keeper.start()
         unproductive, quiet_since, pause = 0, time.monotonic(), 0.05
         try:
-            while unproductive < self.quiet_pulls or (
-                time.monotonic() - quiet_since < self.quiet_seconds
-            ):
+            while not self._covered(unproductive, time.monotonic() - quiet_since):
                 pulled_at = time.monotonic()
                 fresh: list[DeadLetter] = []
                 repeats: list[str] = []
@@ -102,6 +107,22 @@ class Scanner:
             self._stop_keeper.set()
             keeper.join(5)
             self.release_outstanding()
+
+    def _covered(self, unproductive: int, quiet_for: float) -> bool:
+        """Seen everything (as far as pulls can tell): enough unproductive pulls over enough
+        time, and — when a backlog size is known — that many seen or the budget spent."""
+        if unproductive < self.quiet_pulls or quiet_for < self.quiet_seconds:
+            return False
+        if self.expected is not None and len(self._seen) < self.expected:
+            return quiet_for >= self.budget_s
+        return True
+
+    @property
+    def possibly_remaining(self) -> int | None:
+        """How many of the expected messages the scan never saw (None: no expectation)."""
+        if self.expected is None:
+            return None
+        return max(0, self.expected - len(self._seen))
 
     def ack(self, letters: Iterable[DeadLetter]) -> set[str]:
         """Acknowledge; return the message ids whose ack went out before their deadline (the

@@ -523,3 +523,25 @@ def test_tool_snapshots_are_pruned_to_the_newest_three(stack: DlqStack) -> None:
     ours = sorted(n for n in names if "-purge-" in n)
     assert len(ours) == 3 and mine in names  # someone else's snapshot is never touched
     assert json.loads(out.stdout)["snapshot"] in ours  # the newest is kept
+
+
+def test_a_scan_keeps_looking_for_the_expected_backlog_and_says_what_it_missed(
+    stack: DlqStack,
+) -> None:
+    from dlq.scan import Scanner
+
+    stack.seed(4, key_prefix="e")
+    exact = Scanner(stack.subscriber, stack.dlq_subscription, pull_timeout=0.5, expected=4)
+    assert sum(len(batch) for batch in exact.batches()) == 4
+    assert exact.possibly_remaining == 0
+    stale = Scanner(  # an estimate that is too high (Monitoring lags): the budget ends it
+        stack.subscriber, stack.dlq_subscription, pull_timeout=0.5, expected=7, budget_s=2.0
+    )
+    assert sum(len(batch) for batch in stale.batches()) == 4
+    assert stale.possibly_remaining == 3
+    answered = runner.invoke(
+        app, ["dlq", "replay", *stack.cli_args(), "--json", "--no-snapshot"], input="y\n"
+    )
+    assert answered.exit_code == 0, answered.output
+    result = json.loads(answered.stdout[answered.stdout.index("{") :])  # after the echoed "y"
+    assert result["counts"]["replayed"] == 4 and result["possibly_remaining"] == 0
