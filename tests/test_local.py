@@ -162,3 +162,23 @@ def test_taken_port_is_a_clear_error(local_dir: Path) -> None:
     )
     assert read_state(local_dir) is None
     assert os.listdir(local_dir) == []  # nothing started, nothing written
+
+
+def test_unreachable_database_url_is_one_line_and_starts_nothing(
+    local_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from cli.local.emulator import free_port
+
+    def pubsub_processes() -> set[int]:
+        return {p.pid for p in psutil.process_iter(["cmdline"])
+                if "pubsub" in " ".join(p.info["cmdline"] or [])}  # fmt: skip
+
+    before = pubsub_processes()
+    monkeypatch.setenv("DATABASE_URL", f"postgresql://x:y@127.0.0.1:{free_port()}/db")
+    out = runner.invoke(app, ["local", "up", "--stack", "dev"])
+    assert out.exit_code == 2
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: cannot connect to PostgreSQL at 127")
+    assert "unset DATABASE_URL" in lines[0]
+    assert read_state(local_dir) is None
+    assert pubsub_processes() <= before  # no emulator or proxy started and left behind

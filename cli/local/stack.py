@@ -122,6 +122,11 @@ def up(
     state = LocalState(stack=stack, project=topology.project, pubsub_host="", database_url="")
     state.backoff_shortened = shorten_backoff
 
+    given = os.environ.get("DATABASE_URL")
+    ours_before = previous is not None and previous.pgdata and previous.database_url == given
+    if given and not ours_before:
+        _check_database(given)  # before anything starts: a bad URL leaves nothing behind
+
     # --- Pub/Sub emulator and the strict proxy in front of it ---------------------------------
     external = os.environ.get("PUBSUB_EMULATOR_HOST")
     reuse = (
@@ -164,8 +169,6 @@ def up(
             _start_or_reuse_proxy(base, state, reuse, pubsub_port, steps)
 
     # --- PostgreSQL ---------------------------------------------------------------------------
-    given = os.environ.get("DATABASE_URL")
-    ours_before = previous is not None and previous.pgdata and previous.database_url == given
     if given and not ours_before:  # after `source local.env` it is our own server again
         state.database_url = given
         steps.append("PostgreSQL: using DATABASE_URL (not ours to stop)")
@@ -208,8 +211,14 @@ def up(
 
     from outbox.migrate import migrate
 
-    with psycopg.connect(state.database_url) as conn:
-        report = migrate(conn)
+    try:
+        with psycopg.connect(state.database_url, connect_timeout=10) as conn:
+            report = migrate(conn)
+    except psycopg.Error as err:
+        raise LocalError(
+            f"applying the outbox schema failed: {_first_line(err)}; `eventsctl local down` "
+            "stops what was started"
+        ) from None
     steps.append(
         f"outbox schema: version {report.schema_version} "
         f"({len(report.applied)} migrations applied now)"
@@ -306,6 +315,27 @@ def env_lines(state: LocalState) -> list[str]:
 def _save(base: Path, state: LocalState) -> None:
     state_path(base).write_text(json.dumps(asdict(state), indent=2))
     env_path(base).write_text("\n".join(env_lines(state)) + "\n")
+
+
+def _check_database(url: str) -> None:
+    """LocalError, in one line, when the DATABASE_URL server cannot be reached."""
+    import psycopg
+    from psycopg.conninfo import conninfo_to_dict
+
+    try:
+        psycopg.connect(url, connect_timeout=5).close()
+    except psycopg.Error as err:
+        info = conninfo_to_dict(url)
+        where = f"{info.get('host', 'localhost')}:{info.get('port', 5432)}/{info.get('dbname', '')}"
+        raise LocalError(
+            f"cannot connect to PostgreSQL at {where} (DATABASE_URL): {_first_line(err)}; "
+            "start that server, or unset DATABASE_URL to use an embedded one"
+        ) from None
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__
 
 
 def _alive(pid: int) -> bool:
