@@ -48,15 +48,20 @@ def diagnose(
     def add(check: str, resource: str, ok: bool | None, detail: str) -> None:
         findings.append(Finding(check, resource, detail, ok))
 
-    def members_or_none(client: Any, resource: str, role: str) -> list[str] | None:
-        """Members of `role` on `resource`; None when we may not read its IAM policy (the DLQ
-        operator grants do not include getIamPolicy: the check is skipped, not failed)."""
+    def agent_check(client: Any, resource: str, role: str) -> None:
+        """Does the Pub/Sub service agent hold `role` on `resource`? Not checked (ok None) when
+        we may not read the IAM policy: the DLQ operator grants do not include getIamPolicy."""
         from google.api_core.exceptions import PermissionDenied
 
+        kind = role.rsplit(".", 1)[-1]
+        check = f"service-agent-{kind}"
         try:
-            return _members(client.get_iam_policy(request={"resource": resource}, **limits), role)
+            policy = client.get_iam_policy(request={"resource": resource}, **limits)
         except PermissionDenied:
-            return None
+            add(check, resource, None, unreadable)
+            return
+        granted = any(_AGENT.match(m) for m in _members(policy, role))
+        add(check, resource, granted, f"Pub/Sub service agent must be {kind} here to dead-letter")
 
     unreadable = "not checked: reading IAM policies needs pubsub.*.getIamPolicy (a project owner)"
 
@@ -144,18 +149,10 @@ def diagnose(
             else f"filter is {live.filter!r}: replays would reach the wrong subscriptions",
         )
         if check_iam:
-            members = members_or_none(subscriber, path, "roles/pubsub.subscriber")
-            add("service-agent-subscriber", path,
-                None if members is None else any(_AGENT.match(m) for m in members),
-                unreadable if members is None
-                else "Pub/Sub service agent must be subscriber here to dead-letter")  # fmt: skip
+            agent_check(subscriber, path, "roles/pubsub.subscriber")
 
     if check_iam:
-        members = members_or_none(publisher, dlq_topic, "roles/pubsub.publisher")
-        add("service-agent-publisher", dlq_topic,
-            None if members is None else any(_AGENT.match(m) for m in members),
-            unreadable if members is None
-            else "Pub/Sub service agent must be publisher here to dead-letter")  # fmt: skip
+        agent_check(publisher, dlq_topic, "roles/pubsub.publisher")
     return findings
 
 
