@@ -59,21 +59,18 @@ def restore_journal(publisher: Any, dlq_topic: str, records: list[dict[str, Any]
     from outbox.key_publisher import KeyPublisher
     from outbox.publish_requests import Outgoing
 
-    groups: dict[str, list[Outgoing]] = {}
-    for record in records:
-        key = record.get("ordering_key") or ""
-        attributes = {str(k): str(v) for k, v in (record.get("attributes") or {}).items()}
-        groups.setdefault(key, []).append(
-            Outgoing(record["message_id"], key, data_from_record(record), attributes)
+    messages = [
+        Outgoing(
+            record["message_id"],
+            record.get("ordering_key") or "",
+            data_from_record(record),
+            {str(k): str(v) for k, v in (record.get("attributes") or {}).items()},
         )
+        for record in records
+    ]
     sender = KeyPublisher(publisher, dlq_topic, timeout=20.0)
     try:
-        outcomes = sender.publish(groups)
+        restored, _ = sender.publish_messages(messages)
     finally:
         sender.close()
-    return [
-        message.row_id
-        for group in groups.values()
-        for message in group
-        if not isinstance(outcomes.get(message.row_id), BaseException | None)
-    ]
+    return restored

@@ -250,7 +250,7 @@ def _publish_all(
     step = max(1, int(options.rate // 10)) if options.rate else max(1, len(letters))
     for start in range(0, len(letters), step):
         group = letters[start : start + step]
-        messages: dict[str, list[Outgoing]] = {}
+        messages = []
         for letter in group:
             limiter.acquire()
             attributes = replay_attributes(
@@ -259,17 +259,13 @@ def _publish_all(
                 None if options.broadcast else options.to or letter.source_subscription,
                 letter.replay_count + 1,
             )
-            messages.setdefault(letter.ordering_key, []).append(
+            messages.append(
                 Outgoing(letter.message_id, letter.ordering_key, letter.data, attributes)
             )
-        outcomes = sender.publish(messages)
-        confirmed = []
-        for letter in group:
-            if isinstance(outcomes.get(letter.message_id), BaseException | None):
-                summary.failed.append(letter.message_id)
-            else:
-                confirmed.append(letter)
-        settle(confirmed)
+        confirmed_ids, failed_ids = sender.publish_messages(messages)
+        summary.failed += failed_ids
+        confirmed = set(confirmed_ids)
+        settle([letter for letter in group if letter.message_id in confirmed])
 
 
 @dataclass
@@ -294,7 +290,7 @@ def replay_records(
 
     summary = FileReplaySummary()
     limiter = RateLimiter(rate)
-    groups: dict[str, list[Outgoing]] = {}
+    messages = []
     for record in records:
         count = int(record.get("replay_count") or 0)
         if count >= max_replays:
@@ -309,20 +305,12 @@ def replay_records(
         )
         limiter.acquire()
         key = record.get("ordering_key") or ""
-        groups.setdefault(key, []).append(
-            Outgoing(record["message_id"], key, data_from_record(record), attributes)
-        )
+        messages.append(Outgoing(record["message_id"], key, data_from_record(record), attributes))
     sender = KeyPublisher(publisher, target.topic_path, timeout=PUBLISH_TIMEOUT_S)
     try:
-        outcomes = sender.publish(groups)
+        summary.published, summary.failed = sender.publish_messages(messages)
     finally:
         sender.close()
-    for group in groups.values():
-        for message in group:
-            if isinstance(outcomes.get(message.row_id), BaseException | None):
-                summary.failed.append(message.row_id)
-            else:
-                summary.published.append(message.row_id)
     return summary
 
 

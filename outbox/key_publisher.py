@@ -70,6 +70,19 @@ class KeyPublisher:
             outcomes.update(result)
         return outcomes
 
+    def publish_messages(self, messages: list[Outgoing]) -> tuple[list[Any], list[Any]]:
+        """Publish `messages` (grouped by ordering key, each key in the given order); return
+        (ids Pub/Sub confirmed, ids it did not), each in the given order."""
+        groups: dict[str, list[Outgoing]] = {}
+        for message in messages:
+            groups.setdefault(message.ordering_key, []).append(message)
+        outcomes = self.publish(groups)
+        confirmed, failed = [], []
+        for message in messages:
+            ok = not isinstance(outcomes.get(message.row_id), BaseException | None)
+            (confirmed if ok else failed).append(message.row_id)
+        return confirmed, failed
+
     def publish_key(self, messages: list[Outgoing]) -> dict[Any, Any]:
         """One key's messages, in order; stops at the first failure that is not the message's
         own fault, so nothing of this key overtakes a row that will be retried."""

@@ -353,14 +353,8 @@ class StrictProxy:
         call = self._channel.stream_stream(STREAMING_PULL)(upstream(), metadata=_metadata(context))
         try:
             async for reply in call:
-                for part in await self._reshape(subscription, reply, found):
-                    self.acks.delivered(
-                        (
-                            m.ack_id
-                            for m in StreamingPullResponse.FromString(part).received_messages
-                        ),
-                        stream_deadline,
-                    )
+                for part, ack_ids in await self._reshape(subscription, reply, found):
+                    self.acks.delivered(ack_ids, stream_deadline)
                     yield part
         except grpc.aio.AioRpcError as err:
             if err.code() != grpc.StatusCode.CANCELLED:
@@ -392,12 +386,15 @@ class StrictProxy:
         request.modify_deadline_seconds.extend(s for _, s in pairs)
         return request.SerializeToString()
 
-    async def _reshape(self, subscription: str, reply: bytes, found: Filter | None) -> list[bytes]:
-        """Filter one StreamingPull response and maybe split it in two."""
-        if found is None and self.state.partial_fraction <= 0:
-            return [reply]
+    async def _reshape(
+        self, subscription: str, reply: bytes, found: Filter | None
+    ) -> list[tuple[bytes, list[str]]]:
+        """Filter one StreamingPull response and maybe split it in two; each part comes with
+        the ack ids it delivers (parsed once)."""
         response = StreamingPullResponse.FromString(reply)
         messages = list(response.received_messages)
+        if found is None and self.state.partial_fraction <= 0:
+            return [(reply, [m.ack_id for m in messages])]
         keep = await self._drop(subscription, messages, found) if found else messages
         cut = self.state.split_point(len(keep))
         parts = [keep] if cut is None else [keep[:cut], keep[cut:]]
@@ -410,7 +407,7 @@ class StrictProxy:
                 if not part and not out.ListFields():
                     continue  # everything was filtered out and nothing else to say
             out.received_messages.extend(part)
-            out_parts.append(out.SerializeToString())
+            out_parts.append((out.SerializeToString(), [m.ack_id for m in part]))
         return out_parts
 
 
