@@ -23,8 +23,11 @@ def local_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]
     """A private state dir, and no external emulator/database: local up starts its own."""
     base = tmp_path / "local"
     monkeypatch.setenv("EVENTSCTL_LOCAL_DIR", str(base))
-    monkeypatch.delenv("PUBSUB_EMULATOR_HOST", raising=False)
-    monkeypatch.delenv("DATABASE_URL", raising=False)
+    for name in ("PUBSUB_EMULATOR_HOST", "DATABASE_URL"):
+        # set, then unset: monkeypatch then restores the caller's value afterwards, whatever
+        # `local up` wrote into os.environ meanwhile
+        monkeypatch.setenv(name, "")
+        monkeypatch.delenv(name)
     yield base
     runner.invoke(app, ["local", "down"])  # never leave processes behind, even on failure
 
