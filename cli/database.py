@@ -6,7 +6,7 @@ from typing import Any
 
 import typer
 
-from cli.errors import UserError
+from cli.errors import UserError, first_line
 
 DATABASE_URL = typer.Option(
     None,
@@ -26,10 +26,8 @@ def connect(url: str | None) -> Any:
     try:
         return psycopg.connect(url, connect_timeout=10)
     except psycopg.Error as err:
-        text = str(err).strip()
-        reason = text.splitlines()[0].strip() if text else type(err).__name__
         raise UserError(
-            f"cannot connect to PostgreSQL at {describe(url)}: {reason}; "
+            f"cannot connect to PostgreSQL at {describe(url)}: {first_line(err)}; "
             "check --database-url / DATABASE_URL and that the server is running"
         ) from None
 

@@ -8,7 +8,7 @@ import typer
 
 from cli import options
 from cli.database import DATABASE_URL, connect
-from cli.errors import Exit, UserError, user_errors
+from cli.errors import Exit, UserError, first_line, user_errors
 from cli.render import emit, table
 
 app = typer.Typer(help="The transactional outbox: schema migrations and backlog status.")
@@ -105,7 +105,7 @@ def status_command(
 
 
 def _query_error(err: Exception) -> str:
-    text = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    text = first_line(err)
     if "event_outbox" in text and "does not exist" in text:
         return "the outbox schema is not applied here; run `eventsctl outbox migrate` first"
     return f"reading the outbox failed: {text}"

@@ -93,12 +93,12 @@ def pubsub_errors(target: DlqTarget, what: str | None = None) -> Iterator[None]:
         yield
     except gexc.NotFound as err:
         raise DlqError(
-            f"{resource} not found in project {target.project} ({_detail(err)}); check --stack "
-            "and --project, or deploy the stack (pulumi up / eventsctl local up)"
+            f"{resource} not found in project {target.project} ({error_detail(err)}); check "
+            "--stack and --project, or deploy the stack (pulumi up / eventsctl local up)"
         ) from None
     except gexc.PermissionDenied as err:
         raise DlqError(
-            f"permission denied on {resource} in project {target.project} ({_detail(err)}); "
+            f"permission denied on {resource} in project {target.project} ({error_detail(err)}); "
             "ask for the DLQ operator grants (access.dlq_operators in the stack config)"
         ) from None
     except (gexc.ServiceUnavailable, gexc.DeadlineExceeded, gexc.RetryError) as err:
@@ -107,16 +107,17 @@ def pubsub_errors(target: DlqTarget, what: str | None = None) -> Iterator[None]:
             if target.emulator
             else "check the network and `gcloud auth application-default login`"
         )
-        raise DlqError(f"cannot reach {where} ({_detail(err)}); {hint}") from None
+        raise DlqError(f"cannot reach {where} ({error_detail(err)}); {hint}") from None
     except (gexc.Unauthenticated, DefaultCredentialsError) as err:
         raise DlqError(
-            f"no usable Google credentials ({_detail(err)}); run "
+            f"no usable Google credentials ({error_detail(err)}); run "
             "`gcloud auth application-default login`"
         ) from None
     except gexc.GoogleAPICallError as err:
-        raise DlqError(f"{where} refused the request on {resource}: {_detail(err)}") from None
+        raise DlqError(f"{where} refused the request on {resource}: {error_detail(err)}") from None
 
 
-def _detail(err: BaseException) -> str:
+def error_detail(err: BaseException) -> str:
+    """A Google API error's message, first line, at most 200 characters."""
     message = getattr(err, "message", None) or str(err)
     return str(message).strip().splitlines()[0][:200] if message else type(err).__name__

@@ -328,6 +328,7 @@ def undo_points(
         return None, None
     from google.api_core import exceptions as gexc
 
+    from dlq.clients import error_detail
     from dlq.journal import Journal, new_journal_path
     from dlq.snapshot import prune_snapshots, take_snapshot, undo_command
 
@@ -342,8 +343,7 @@ def undo_points(
     try:
         name = take_snapshot(ctx.subscriber, target, operation)
     except gexc.GoogleAPICallError as err:
-        reason = str(getattr(err, "message", err)).strip().splitlines()[0][:200]
-        io.warn(f"no snapshot ({reason}); the undo journal above is the undo point")
+        io.warn(f"no snapshot ({error_detail(err)}); the undo journal above is the undo point")
         return None, journal
     io.say(f"snapshot taken; to undo: {undo_command(target, name)}")
     try:

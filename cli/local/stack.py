@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from cli.errors import first_line
 from cli.local import emulator as emulator_mod
 from cli.local import strict_proxy as proxy_mod
 from components.topology import StackConfig, SubscriptionConfig
@@ -216,7 +217,7 @@ def up(
             report = migrate(conn)
     except psycopg.Error as err:
         raise LocalError(
-            f"applying the outbox schema failed: {_first_line(err)}; `eventsctl local down` "
+            f"applying the outbox schema failed: {first_line(err)}; `eventsctl local down` "
             "stops what was started"
         ) from None
     steps.append(
@@ -319,23 +320,13 @@ def _save(base: Path, state: LocalState) -> None:
 
 def _check_database(url: str) -> None:
     """LocalError, in one line, when the DATABASE_URL server cannot be reached."""
-    import psycopg
-    from psycopg.conninfo import conninfo_to_dict
+    from cli.database import connect
+    from cli.errors import UserError
 
     try:
-        psycopg.connect(url, connect_timeout=5).close()
-    except psycopg.Error as err:
-        info = conninfo_to_dict(url)
-        where = f"{info.get('host', 'localhost')}:{info.get('port', 5432)}/{info.get('dbname', '')}"
-        raise LocalError(
-            f"cannot connect to PostgreSQL at {where} (DATABASE_URL): {_first_line(err)}; "
-            "start that server, or unset DATABASE_URL to use an embedded one"
-        ) from None
-
-
-def _first_line(err: BaseException) -> str:
-    text = str(err).strip()
-    return text.splitlines()[0] if text else type(err).__name__
+        connect(url).close()
+    except UserError as err:
+        raise LocalError(f"{err}; or unset DATABASE_URL to use an embedded one") from None
 
 
 def _alive(pid: int) -> bool:
