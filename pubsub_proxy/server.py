@@ -146,11 +146,6 @@ class StrictProxy:
         if self._thread is not None:
             self._thread.join(grace + 5)
 
-    def wait(self) -> None:
-        """Block until the server stops (SIGTERM in `python -m pubsub_proxy`)."""
-        while self._thread is not None and self._thread.is_alive():
-            self._thread.join(0.5)
-
     def info(self) -> dict[str, Any]:
         return {"backend": self.backend, "backend_filters": self.backend_filters}
 
