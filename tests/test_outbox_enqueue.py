@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import threading
-import time
 import uuid
 
 import psycopg
@@ -116,27 +114,6 @@ def test_one_notification_per_transaction(outbox_db: str) -> None:
                 enqueue(writer, trade_event(aggregate_id=uuid.UUID(int=i + 1)))
         received = list(listener.notifies(timeout=1.0))
     assert [n.channel for n in received] == [NOTIFY_CHANNEL]
-
-
-def test_same_key_writers_get_seq_in_commit_order(outbox_db: str) -> None:
-    """The second transaction waits on the key lock, so its row sorts after the first's commit."""
-    first_holds_lock = threading.Event()
-
-    def slow_writer() -> None:
-        with psycopg.connect(outbox_db) as conn:
-            enqueue(conn, trade_event(event_type="trade.first"))
-            first_holds_lock.set()
-            time.sleep(0.5)
-
-    thread = threading.Thread(target=slow_writer)
-    thread.start()
-    assert first_holds_lock.wait(10)
-    with psycopg.connect(outbox_db) as conn:
-        enqueue(conn, trade_event(event_type="trade.second"))
-    thread.join(10)
-    with psycopg.connect(outbox_db) as conn:
-        order = [r[0] for r in conn.execute("SELECT event_type FROM event_outbox ORDER BY seq")]
-    assert order == ["trade.first", "trade.second"]
 
 
 def test_fence_hides_rows_of_open_transactions(outbox_db: str) -> None:
