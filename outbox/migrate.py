@@ -64,12 +64,12 @@ class MigrationReport:
         return max((int(n[:4]) for n in names), default=0)
 
 
-def load_migrations(directory: Path | None = None) -> list[Migration]:
-    """The migrations shipped with this package (or in `directory`), in version order."""
+def load_migrations(directory: Path | None = None, package: str = "outbox") -> list[Migration]:
+    """The migrations shipped with `package` (or in `directory`), in version order."""
     if directory is None:
         files = [
             (entry.name, entry.read_text())
-            for entry in resources.files("outbox").joinpath("migrations").iterdir()
+            for entry in resources.files(package).joinpath("migrations").iterdir()
         ]
     else:
         files = [(path.name, path.read_text()) for path in directory.iterdir()]
@@ -97,20 +97,29 @@ def migrations_digest(migrations: list[Migration] | None = None) -> str:
     return hashlib.sha256(joined.encode()).hexdigest()
 
 
-def migrate(conn: Connection, migrations: list[Migration] | None = None) -> MigrationReport:
-    """Bring the schema up to date on `conn` (not in autocommit mode); safe to run concurrently."""
+def migrate(
+    conn: Connection,
+    migrations: list[Migration] | None = None,
+    table: str = MIGRATIONS_TABLE,
+    lock_key: int = LOCK_KEY,
+) -> MigrationReport:
+    """Bring the schema up to date on `conn` (not in autocommit mode); safe to run concurrently.
+
+    `table` and `lock_key` let another schema (the consumer's processed_events) keep its own
+    history with the same rules.
+    """
     todo = migrations if migrations is not None else load_migrations()
     cur = conn.cursor()
-    cur.execute("SELECT pg_advisory_lock(%s)", (LOCK_KEY,))
+    cur.execute("SELECT pg_advisory_lock(%s)", (lock_key,))
     conn.commit()
     try:
         cur.execute(
-            f"CREATE TABLE IF NOT EXISTS {MIGRATIONS_TABLE} ("
+            f"CREATE TABLE IF NOT EXISTS {table} ("
             " version integer PRIMARY KEY, name text NOT NULL, checksum text NOT NULL,"
             " applied_at timestamptz NOT NULL DEFAULT now())"
         )
         conn.commit()
-        cur.execute(f"SELECT version, name, checksum FROM {MIGRATIONS_TABLE} ORDER BY version")
+        cur.execute(f"SELECT version, name, checksum FROM {table} ORDER BY version")
         applied = {row[0]: (row[1], row[2]) for row in cur.fetchall()}
         conn.commit()
         _check_history(applied, todo)
@@ -123,7 +132,7 @@ def migrate(conn: Connection, migrations: list[Migration] | None = None) -> Migr
             try:
                 cur.execute(migration.sql)
                 cur.execute(
-                    f"INSERT INTO {MIGRATIONS_TABLE} (version, name, checksum) VALUES (%s, %s, %s)",
+                    f"INSERT INTO {table} (version, name, checksum) VALUES (%s, %s, %s)",
                     (migration.version, migration.name, migration.checksum),
                 )
                 conn.commit()
@@ -138,7 +147,7 @@ def migrate(conn: Connection, migrations: list[Migration] | None = None) -> Migr
     finally:
         try:
             conn.rollback()
-            cur.execute("SELECT pg_advisory_unlock(%s)", (LOCK_KEY,))
+            cur.execute("SELECT pg_advisory_unlock(%s)", (lock_key,))
             conn.commit()
         except Exception:
             pass

@@ -1,0 +1,271 @@
+"""The idempotent consumer library on the real emulator (through the strict proxy) and real
+PostgreSQL: exactly-once effects on at-least-once delivery, ack after commit, retries and
+dead-lettering as Pub/Sub does them, poison events, ordering, shutdown and kill -9."""
+
+from __future__ import annotations
+
+import json
+import logging
+import signal
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+
+from consumer import PoisonEvent, ReceivedEvent, cleanup_processed
+from consumer.dead_letter import POISON_REASON
+from dlq import messages
+from tests.consumer_support import (
+    ConsumerThread,
+    consumer_process,
+    effect_counts,
+    effects,
+    prepare_service_db,
+    publish_events,
+    record_effect,
+)
+from tests.dlq_support import DlqStack, make_stack
+from tests.relay_support import wait_until
+
+SUB = "orders-sub"
+
+
+@pytest.fixture
+def stack(pubsub: str, tmp_path: Path) -> DlqStack:
+    return make_stack(tmp_path)
+
+
+@pytest.fixture
+def service_db(database_url: str) -> str:
+    prepare_service_db(database_url)
+    return database_url
+
+
+def test_each_event_has_one_effect_and_duplicates_are_acked_unhandled(
+    stack: DlqStack, service_db: str
+) -> None:
+    ids = publish_events(stack.publisher, stack.topic, 300)
+    with ConsumerThread(stack.subscription(SUB), record_effect, service_db) as consumer:
+        assert wait_until(lambda: len(effect_counts(service_db)) == 300, seconds=60)
+        # the same events again, as a relay that crashed before settling would republish them
+        publish_events_again(stack, ids[:50])
+        assert wait_until(lambda: consumer.counts["duplicate"] == 50, seconds=30)
+    counts = effect_counts(service_db)
+    assert set(counts) == {uuid.UUID(i) for i in ids}
+    assert set(counts.values()) == {1}
+    assert consumer.counts["processed"] == 300
+    assert stack.pull(stack.subscription(SUB), timeout=2.0) == []  # all acknowledged
+
+
+def publish_events_again(stack: DlqStack, ids: list[str]) -> None:
+    for event_id in ids:
+        stack.publisher.publish(
+            stack.topic, json.dumps({"n": -1}).encode(), event_id=event_id,
+            event_type="trade.created", event_version="1", aggregate_type="trade",
+            aggregate_id=str(uuid.uuid4()),
+        ).result(timeout=30)  # fmt: skip
+
+
+def test_a_handler_failing_every_time_ends_in_the_dlq_after_five_attempts(
+    stack: DlqStack, service_db: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    [event_id] = publish_events(stack.publisher, stack.topic, 1)
+    attempts: list[int | None] = []
+
+    def always_fails(event: ReceivedEvent, conn: Any) -> None:
+        record_effect(event, conn)  # rolled back with the failure
+        attempts.append(event.delivery_attempt)
+        raise RuntimeError("downstream said no")
+
+    caplog.set_level(logging.WARNING, logger="events_infra.consumer")
+    with ConsumerThread(stack.subscription(SUB), always_fails, service_db) as consumer:
+        letters = stack.drain(stack.dlq_subscription, expected=1, seconds=60)
+    assert [m.message.attributes["event_id"] for m in letters] == [event_id]
+    assert letters[0].message.attributes[messages.DELIVERY_COUNT] == "5"
+    assert attempts == [1, 2, 3, 4, 5]  # Pub/Sub's attempts, each seen once
+    assert consumer.counts["retry"] == 5 and consumer.counts["processed"] == 0
+    assert effects(service_db) == []  # the failed attempts' changes were rolled back
+    lines = [json.loads(r.getMessage()) for r in caplog.records if "handler failed" in r.message]
+    assert [(line["event_id"], line["delivery_attempt"]) for line in lines] == [
+        (event_id, n) for n in range(1, 6)
+    ]
+    assert lines[0]["error"] == "RuntimeError: downstream said no"
+
+
+def test_poison_and_undecodable_events_go_straight_to_the_dlq(
+    stack: DlqStack, service_db: str
+) -> None:
+    """Copied to the dead-letter topic as Pub/Sub would (so `dlq replay` routes them back),
+    then acked; the handler ran once; a healthy event in the same stream is unaffected."""
+    poison_id, healthy_id = publish_events(stack.publisher, stack.topic, 2)
+    stack.publisher.publish(stack.topic, b"not from the outbox", key="x").result(timeout=30)
+    seen: list[str] = []
+
+    def handler(event: ReceivedEvent, conn: Any) -> None:
+        seen.append(str(event.event_id))
+        if str(event.event_id) == poison_id:
+            raise PoisonEvent("trade references an unknown instrument")
+        record_effect(event, conn)
+
+    with ConsumerThread(stack.subscription(SUB), handler, service_db) as consumer:
+        letters = stack.drain(stack.dlq_subscription, expected=2, seconds=30)
+        assert wait_until(lambda: len(effects(service_db)) == 1, seconds=20)
+    by_reason = {m.message.attributes[POISON_REASON]: m.message.attributes for m in letters}
+    poisoned = by_reason["trade references an unknown instrument"]
+    assert poisoned["event_id"] == poison_id
+    assert poisoned[messages.SOURCE_SUBSCRIPTION] == SUB
+    assert poisoned[messages.DELIVERY_COUNT] == "1"
+    [undecodable] = [a for r, a in by_reason.items() if "no valid event_id" in r]
+    assert undecodable["key"] == "x"
+    assert seen.count(poison_id) == 1
+    assert [row[0] for row in effects(service_db)] == [uuid.UUID(healthy_id)]
+    assert consumer.counts["poison"] == 2
+    assert stack.pull(stack.subscription(SUB), timeout=2.0) == []
+
+
+def test_a_failed_dead_letter_publish_nacks_instead_of_losing_the_event(
+    stack: DlqStack, service_db: str, strict_proxy: Any
+) -> None:
+    [event_id] = publish_events(stack.publisher, stack.topic, 1)
+    strict_proxy.fail("Publish", "UNAVAILABLE", count=1000)
+
+    def poison(event: ReceivedEvent, conn: Any) -> None:
+        raise PoisonEvent("bad")
+
+    with ConsumerThread(stack.subscription(SUB), poison, service_db) as consumer:
+        assert wait_until(lambda: consumer.counts["retry"] >= 1, seconds=60)
+        strict_proxy.reset()
+        letters = stack.drain(stack.dlq_subscription, expected=1, seconds=60)
+    assert [m.message.attributes["event_id"] for m in letters] == [event_id]
+
+
+def test_async_handlers_get_an_async_connection(stack: DlqStack, service_db: str) -> None:
+    ids = publish_events(stack.publisher, stack.topic, 100)
+
+    async def handler(event: ReceivedEvent, conn: psycopg.AsyncConnection) -> None:
+        await conn.execute(
+            "INSERT INTO effects (event_id, n) VALUES (%s, %s)",
+            (event.event_id, event.payload["n"]),
+        )
+
+    with ConsumerThread(stack.subscription(SUB), handler, service_db) as consumer:
+        assert wait_until(lambda: len(effect_counts(service_db)) == 100, seconds=60)
+        publish_events_again(stack, ids[:10])
+        assert wait_until(lambda: consumer.counts["duplicate"] == 10, seconds=30)
+    assert set(effect_counts(service_db).values()) == {1}
+
+
+def test_ordered_subscription_is_processed_in_key_order(pubsub: str, tmp_path: Path,
+                                                        service_db: str) -> None:  # fmt: skip
+    from google.cloud import pubsub_v1
+
+    stack = make_stack(
+        tmp_path,
+        **{"events-infra:subscriptions": [{"name": SUB, "enable_message_ordering": True}]},
+    )
+    ordered = pubsub_v1.PublisherClient(
+        publisher_options=pubsub_v1.types.PublisherOptions(enable_message_ordering=True)
+    )
+    publish_events(ordered, stack.topic, 400, keys=8)
+    with ConsumerThread(stack.subscription(SUB), record_effect, service_db, workers=4):
+        assert wait_until(lambda: len(effects(service_db)) == 400, seconds=60)
+    by_key: dict[str, list[int]] = {}
+    for _, key, n, _, _ in effects(service_db):  # in commit order
+        by_key.setdefault(key, []).append(n)
+    assert len(by_key) == 8
+    for numbers in by_key.values():
+        assert numbers == sorted(numbers)
+
+
+def test_flow_control_bounds_the_messages_held(stack: DlqStack, service_db: str) -> None:
+    publish_events(stack.publisher, stack.topic, 200)
+
+    def slow(event: ReceivedEvent, conn: Any) -> None:
+        record_effect(event, conn)
+        time.sleep(0.005)
+
+    with ConsumerThread(
+        stack.subscription(SUB), slow, service_db, max_messages=10, batch_size=5, workers=1
+    ) as consumer:
+        assert wait_until(lambda: len(effects(service_db)) == 200, seconds=90)
+    assert 0 < consumer.max_held <= 10
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL], ids=["sigterm", "kill-9"])
+def test_stopping_the_consumer_mid_stream_loses_and_duplicates_nothing(
+    stack: DlqStack, service_db: str, sig: signal.Signals
+) -> None:
+    """SIGTERM: finishes what it holds, nacks the rest, exits 0. kill -9: committed but unacked
+    events come back and are deduped. Either way a restart ends with one effect per event."""
+    ids = publish_events(stack.publisher, stack.topic, 600)
+    child = consumer_process(stack.subscription(SUB), service_db, delay_s=0.01)
+    assert wait_until(lambda: len(effects(service_db)) >= 100, seconds=60)
+    child.send_signal(sig)
+    code = child.wait(30)
+    if sig == signal.SIGTERM:
+        assert code == 0, child.stderr.read()
+        assert "consumer stopped" in child.stderr.read()
+    assert len(effects(service_db)) < 600  # stopped mid-way
+    with ConsumerThread(stack.subscription(SUB), record_effect, service_db):
+        assert wait_until(lambda: len(effect_counts(service_db)) == 600, seconds=120)
+    counts = effect_counts(service_db)
+    assert set(counts) == {uuid.UUID(i) for i in ids}
+    assert set(counts.values()) == {1}
+
+
+def test_duplicates_from_a_killed_relay_and_a_dlq_replay_are_processed_once(
+    stack: DlqStack, service_db: str, outbox_db: str, tmp_path: Path
+) -> None:
+    """The real sources of duplicates: the relay killed mid-batch republishes what it had
+    published but not settled; a replay resends a dead letter whose event was processed since."""
+    from typer.testing import CliRunner
+
+    from cli.app import app
+    from outbox import Event, enqueue_many
+    from tests.relay_support import RelayThread, backlog, relay_process
+
+    with psycopg.connect(outbox_db) as conn:
+        ids = enqueue_many(
+            conn,
+            [Event("trade.created", "trade", uuid.UUID(int=i % 300 + 1), {"n": i})
+             for i in range(3000)],
+        )  # fmt: skip
+    child = relay_process(outbox_db, tmp_path, stack.project, "--batch-size", "50", "--lease", "2")
+    assert wait_until(lambda: backlog(outbox_db) <= 2700, seconds=60)
+    child.send_signal(signal.SIGKILL)
+    child.wait(10)
+    with RelayThread(outbox_db, stack.topic, batch_size=500):
+        assert wait_until(lambda: backlog(outbox_db) == 0, seconds=120)
+
+    # one event's copy dead-lettered (as if a consumer had failed it five times) ...
+    letter_id = str(ids[7])
+    stack.seed(1, source=SUB, attributes={"event_id": letter_id, "event_type": "trade.created"})
+    with ConsumerThread(stack.subscription(SUB), record_effect, service_db) as consumer:
+        assert wait_until(lambda: len(effect_counts(service_db)) == 3000, seconds=120)
+        # ... and replayed after the event was processed from its other copy
+        result = CliRunner().invoke(
+            app, ["dlq", "replay", *stack.cli_args(), "--yes", "--no-snapshot"]
+        )
+        assert result.exit_code == 0, result.output
+        assert wait_until(lambda: consumer.counts["duplicate"] >= 1, seconds=30)
+    counts = effect_counts(service_db)
+    assert set(counts) == set(ids)
+    assert set(counts.values()) == {1}
+
+
+def test_cleanup_removes_only_old_records_and_refuses_a_short_retention(service_db: str) -> None:
+    with psycopg.connect(service_db) as conn:
+        conn.execute(
+            "INSERT INTO processed_events (consumer, event_id, processed_at)"
+            " SELECT 'c', gen_random_uuid(), now() - make_interval(days => g)"
+            " FROM generate_series(1, 40) g"
+        )
+        conn.commit()
+        with pytest.raises(ValueError, match="at least 15 days"):
+            cleanup_processed(conn, older_than_s=7 * 86400)
+        removed = cleanup_processed(conn, older_than_s=30 * 86400, batch=3)
+        [(left,)] = conn.execute("SELECT count(*) FROM processed_events").fetchall()
+    assert (removed, left) == (10, 30)
