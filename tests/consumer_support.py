@@ -25,7 +25,8 @@ def prepare_service_db(url: str) -> None:
         migrate_processed_events(conn)
         conn.execute(
             "CREATE TABLE IF NOT EXISTS effects (event_id uuid NOT NULL, ordering_key text,"
-            " n integer, attempt integer, replayed boolean, at timestamptz DEFAULT clock_timestamp())"
+            " n integer, attempt integer, replayed boolean,"
+            " at timestamptz DEFAULT clock_timestamp())"
         )
         conn.commit()
 

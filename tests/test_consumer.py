@@ -260,7 +260,7 @@ def test_cleanup_removes_only_old_records_and_refuses_a_short_retention(service_
     with psycopg.connect(service_db) as conn:
         conn.execute(
             "INSERT INTO processed_events (consumer, event_id, processed_at)"
-            " SELECT 'c', gen_random_uuid(), now() - make_interval(days => g)"
+            " SELECT 'c', gen_random_uuid(), now() - make_interval(days => g, hours => 12)"
             " FROM generate_series(1, 40) g"
         )
         conn.commit()
@@ -268,4 +268,4 @@ def test_cleanup_removes_only_old_records_and_refuses_a_short_retention(service_
             cleanup_processed(conn, older_than_s=7 * 86400)
         removed = cleanup_processed(conn, older_than_s=30 * 86400, batch=3)
         [(left,)] = conn.execute("SELECT count(*) FROM processed_events").fetchall()
-    assert (removed, left) == (10, 30)
+    assert (removed, left) == (11, 29)  # 30½ … 40½ days old
