@@ -110,6 +110,7 @@ def test_demo_processes_every_event_and_leaves_your_local_stack_alone(
     assert result["events"] == result["published"] == result["processed"] == 300
     assert result["failing"] == result["dead_lettered"] == result["replayed"] == 120
     assert result["processed_after_replay"] == 120
+    assert result["duplicate_effects"] == 0  # the consumer library's dedupe
     assert result["alert_fired"] is True and result["alert_threshold"] == 100
     assert set(Path(tempfile.gettempdir()).glob("eventsctl-demo-*")) == temp_before
     assert [p for p in processes_using(Path(tempfile.gettempdir())) if "eventsctl-demo" in

@@ -8,7 +8,6 @@ failed them; the consumer processes them. Succeeds only if every event was proce
 
 from __future__ import annotations
 
-import json
 import shutil
 import subprocess
 import sys
@@ -44,12 +43,17 @@ class DemoResult:
     replayed: int = 0
     processed: int = 0
     processed_after_replay: int = 0
+    duplicate_effects: int = 0
     seconds: float = 0.0
     stages: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
-        return self.processed == self.events and self.dead_lettered >= self.failing
+        return (
+            self.processed == self.events
+            and self.dead_lettered >= self.failing
+            and self.duplicate_effects == 0
+        )
 
 
 def run_demo(
@@ -88,10 +92,10 @@ def run_demo(
     _drain(subscriber, target.subscription_path)
 
     work = Path(tempfile.mkdtemp(prefix="eventsctl-demo-"))
-    processed_file, fixed_flag = work / "processed.jsonl", work / "fixed.flag"
+    fixed_flag = work / "fixed.flag"
     consumer = subprocess.Popen(
         [sys.executable, "-m", "cli.local.demo_consumer", "--subscription", subscription,
-         "--processed", str(processed_file), "--fixed", str(fixed_flag)],
+         "--database-url", state.database_url, "--fixed", str(fixed_flag)],
         cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     relay = Relay(RelayConfig(state.database_url, target.topic_path, poll_interval=0.5),
@@ -99,7 +103,10 @@ def run_demo(
     relay_thread = threading.Thread(target=relay.run, daemon=True)
     relay_thread.start()
     try:
-        stage(f"consumer started on {sub.name}: it fails events marked demo_fail=1")
+        stage(
+            f"consumer (consumer library) started on {sub.name}: "
+            "it fails events marked demo_fail=1"
+        )
         ids = []
         with psycopg.connect(state.database_url) as conn:
             for start in range(0, result.events, 50):
@@ -126,8 +133,8 @@ def run_demo(
 
         good = result.events - result.failing
         result.processed_first_pass = _wait(
-            lambda: len(_processed(processed_file)) >= good,
-            lambda: len(_processed(processed_file)),
+            lambda: len(_processed(state.database_url)) >= good,
+            lambda: len(_processed(state.database_url)),
             "consumer processing",
         )
         stage(f"consumer: {result.processed_first_pass} processed, {result.failing} failing")
@@ -160,17 +167,18 @@ def run_demo(
         stage(f"replay: {result.replayed} replayed to {', '.join(summary.by_target) or '-'}")
 
         result.processed = _wait(
-            lambda: len(_processed(processed_file)) >= result.events,
-            lambda: len(_processed(processed_file)),
+            lambda: len(_processed(state.database_url)) >= result.events,
+            lambda: len(_processed(state.database_url)),
             "processing the replayed events",
         )
-        result.processed_after_replay = sum(
-            1 for r in _processed(processed_file).values() if r["replayed"]
-        )
+        processed = _processed(state.database_url)
+        result.processed_after_replay = sum(1 for r in processed.values() if r["replayed"])
+        result.duplicate_effects = sum(r["count"] - 1 for r in processed.values())
         remaining = dead_letters()
         stage(
             f"consumer: {result.processed}/{result.events} events processed "
-            f"({result.processed_after_replay} after replay); dead letters left: {remaining}"
+            f"({result.processed_after_replay} after replay, {result.duplicate_effects} "
+            f"processed twice); dead letters left: {remaining}"
         )
     finally:
         relay.stop()
@@ -188,15 +196,19 @@ def publisher_for_replay() -> Any:
     return publisher_client()
 
 
-def _processed(path: Path) -> dict[str, dict[str, Any]]:
-    """Event id -> first processing record (the consumer may see an event twice)."""
-    seen: dict[str, dict[str, Any]] = {}
-    if path.exists():
-        for line in path.read_text().splitlines():
-            if line.strip():
-                record = json.loads(line)
-                seen.setdefault(record["event_id"], record)
-    return seen
+def _processed(database_url: str) -> dict[str, dict[str, Any]]:
+    """Event id -> {replayed, count}: what the demo consumer's handler committed (count > 1
+    would be an event processed twice; the consumer library's dedupe prevents it)."""
+    import psycopg
+
+    with psycopg.connect(database_url) as conn:
+        exists = conn.execute("SELECT to_regclass('demo_processed')").fetchone()[0]
+        if exists is None:
+            return {}
+        rows = conn.execute(
+            "SELECT event_id::text, bool_or(replayed), count(*) FROM demo_processed GROUP BY 1"
+        ).fetchall()
+    return {event_id: {"replayed": replayed, "count": n} for event_id, replayed, n in rows}
 
 
 def _wait(done: Callable[[], bool], value: Callable[[], int], what: str) -> int:
