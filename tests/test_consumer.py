@@ -216,11 +216,12 @@ def test_stopping_the_consumer_mid_stream_loses_and_duplicates_nothing(
     assert set(counts.values()) == {1}
 
 
-def test_duplicates_from_a_killed_relay_and_a_dlq_replay_are_processed_once(
+def test_kill_9_of_relay_and_consumer_and_a_dlq_replay_leave_one_effect_per_event(
     stack: DlqStack, service_db: str, outbox_db: str, tmp_path: Path
 ) -> None:
-    """The real sources of duplicates: the relay killed mid-batch republishes what it had
-    published but not settled; a replay resends a dead letter whose event was processed since."""
+    """The real sources of duplicates, together: the relay killed mid-batch republishes what it
+    had published but not settled; the consumer killed mid-stream gets back what it committed
+    but had not acked; a replay resends a dead letter whose event was processed since."""
     from typer.testing import CliRunner
 
     from cli.app import app
@@ -233,24 +234,35 @@ def test_duplicates_from_a_killed_relay_and_a_dlq_replay_are_processed_once(
             [Event("trade.created", "trade", uuid.UUID(int=i % 300 + 1), {"n": i})
              for i in range(3000)],
         )  # fmt: skip
-    child = relay_process(outbox_db, tmp_path, stack.project, "--batch-size", "50", "--lease", "2")
+    consumer = consumer_process(stack.subscription(SUB), service_db, delay_s=0.002)
+    relay = relay_process(outbox_db, tmp_path, stack.project, "--batch-size", "50", "--lease", "2")
     assert wait_until(lambda: backlog(outbox_db) <= 2700, seconds=60)
-    child.send_signal(signal.SIGKILL)
-    child.wait(10)
-    with RelayThread(outbox_db, stack.topic, batch_size=500):
-        assert wait_until(lambda: backlog(outbox_db) == 0, seconds=120)
+    relay.send_signal(signal.SIGKILL)
+    relay.wait(10)
+    assert wait_until(lambda: len(effects(service_db)) >= 100, seconds=60)
+    consumer.send_signal(signal.SIGKILL)
+    consumer.wait(10)
+    assert backlog(outbox_db) > 0 and len(effects(service_db)) < 3000  # both died mid-way
 
     # one event's copy dead-lettered (as if a consumer had failed it five times) ...
     letter_id = str(ids[7])
     stack.seed(1, source=SUB, attributes={"event_id": letter_id, "event_type": "trade.created"})
-    with ConsumerThread(stack.subscription(SUB), record_effect, service_db) as consumer:
+    with (
+        RelayThread(outbox_db, stack.topic, batch_size=500),
+        ConsumerThread(stack.subscription(SUB), record_effect, service_db) as restarted,
+    ):
         assert wait_until(lambda: len(effect_counts(service_db)) == 3000, seconds=120)
+        assert wait_until(lambda: backlog(outbox_db) == 0, seconds=60)
+        time.sleep(1.0)  # late redeliveries of the kills settle
+        before = restarted.counts["duplicate"]
         # ... and replayed after the event was processed from its other copy
         result = CliRunner().invoke(
             app, ["dlq", "replay", *stack.cli_args(), "--yes", "--no-snapshot"]
         )
         assert result.exit_code == 0, result.output
-        assert wait_until(lambda: consumer.counts["duplicate"] >= 1, seconds=30)
+        assert wait_until(lambda: restarted.counts["duplicate"] > before, seconds=30)
+    assert stack.peek_ids() == set()  # the replayed copy was acknowledged, not re-dead-lettered
+    assert [row[4] for row in effects(service_db) if str(row[0]) == letter_id] == [False]
     counts = effect_counts(service_db)
     assert set(counts) == set(ids)
     assert set(counts.values()) == {1}
