@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import typer
 
-from cli import __version__, dlq_commands, local_cmd, outbox_cmd, preview_cmd, topology_cmd
+from cli import (
+    __version__,
+    consumer_cmd,
+    dlq_commands,
+    local_cmd,
+    outbox_cmd,
+    preview_cmd,
+    topology_cmd,
+)
 
 app = typer.Typer(
     name="eventsctl",
@@ -14,6 +22,7 @@ app = typer.Typer(
 )
 app.add_typer(topology_cmd.app, name="topology")
 app.add_typer(outbox_cmd.app, name="outbox")
+app.add_typer(consumer_cmd.app, name="consumer")
 app.add_typer(dlq_commands.app, name="dlq")
 app.add_typer(local_cmd.app, name="local")
 app.add_typer(preview_cmd.app, name="preview")

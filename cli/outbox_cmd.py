@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import typer
@@ -21,12 +22,20 @@ def migrate_command(
 ) -> None:
     """Apply the outbox schema migrations that are not applied yet (safe to run repeatedly
     and concurrently; refuses if an applied migration file was edited)."""
-    from outbox.migrate import MigrationError, migrate
+    from outbox.migrate import migrate
+
+    apply_migrations(database_url, as_json, migrate)
+
+
+def apply_migrations(database_url: str, as_json: bool, run: Callable[[Any], Any]) -> None:
+    """Connect, run one migration set (`run(conn)` returns a MigrationReport), report it.
+    Shared by `outbox migrate` and `consumer migrate`."""
+    from outbox.migrate import MigrationError
 
     with user_errors():
         conn = connect(database_url)
         try:
-            report = migrate(conn)
+            report = run(conn)
         except MigrationError as err:
             raise UserError(str(err)) from None
         finally:

@@ -281,3 +281,28 @@ def test_cleanup_removes_only_old_records_and_refuses_a_short_retention(service_
         removed = cleanup_processed(conn, older_than_s=30 * 86400, batch=3)
         [(left,)] = conn.execute("SELECT count(*) FROM processed_events").fetchall()
     assert (removed, left) == (11, 29)  # 30½ … 40½ days old
+
+
+def test_consumer_migrate_and_cleanup_commands(database_url: str) -> None:
+    from typer.testing import CliRunner
+
+    from cli.app import app
+
+    runner = CliRunner()
+    first = runner.invoke(app, ["consumer", "migrate", "--database-url", database_url])
+    assert first.exit_code == 0, first.output
+    assert "applied 0001_processed_events.sql" in first.stdout
+    again = runner.invoke(app, ["consumer", "migrate", "--database-url", database_url, "--json"])
+    assert json.loads(again.stdout)["already_applied"] == ["0001_processed_events.sql"]
+    with psycopg.connect(database_url) as conn:  # its own history, apart from the outbox's
+        tables = {r[0] for r in conn.execute("SELECT tablename FROM pg_tables")}
+    assert {"processed_events", "consumer_schema_migrations"} <= tables
+    assert "outbox_schema_migrations" not in tables
+
+    short = runner.invoke(
+        app, ["consumer", "cleanup", "--database-url", database_url, "--older-than", "7d"]
+    )
+    assert short.exit_code == 2
+    assert "at least 15 days" in short.output and len(short.output.strip().splitlines()) == 1
+    ok = runner.invoke(app, ["consumer", "cleanup", "--database-url", database_url])
+    assert (ok.exit_code, ok.stdout.strip()) == (0, "removed 0 records")

@@ -104,8 +104,7 @@ def run_demo(
     relay_thread.start()
     try:
         stage(
-            f"consumer (consumer library) started on {sub.name}: "
-            "it fails events marked demo_fail=1"
+            f"consumer (consumer library) started on {sub.name}: it fails events marked demo_fail=1"
         )
         ids = []
         with psycopg.connect(state.database_url) as conn:

@@ -1,0 +1,60 @@
+"""`eventsctl consumer`: the consumer library's processed_events table in a service's database."""
+
+from __future__ import annotations
+
+import typer
+
+from cli import options
+from cli.database import DATABASE_URL, connect
+from cli.errors import UserError, user_errors
+from cli.outbox_cmd import apply_migrations
+from cli.render import emit
+
+app = typer.Typer(
+    help="The consumer library's dedupe table (processed_events) in a service's database."
+)
+
+
+@app.command("migrate")
+def migrate_command(
+    database_url: str = DATABASE_URL,
+    as_json: bool = options.JSON,
+) -> None:
+    """Create or update processed_events in the service's database (run it where the service's
+    own tables live: the dedupe record must commit with the handler's changes)."""
+    from consumer.processed import migrate_processed_events
+
+    apply_migrations(database_url, as_json, migrate_processed_events)
+
+
+@app.command("cleanup")
+def cleanup_command(
+    database_url: str = DATABASE_URL,
+    older_than: str = typer.Option(
+        "30d",
+        "--older-than",
+        help="Remove records older than this (at least 15d: a DLQ replay can bring an event "
+        "back up to 14 days later).",
+    ),
+    batch_size: int = typer.Option(5000, "--batch-size", help="Rows deleted per transaction."),
+    as_json: bool = options.JSON,
+) -> None:
+    """Delete processed-event records older than --older-than, in bounded batches."""
+    from components.durations import parse_duration
+    from consumer.processed import cleanup_processed
+
+    with user_errors():
+        try:
+            seconds = parse_duration(older_than)
+        except ValueError as err:
+            raise UserError(f"--older-than: {err}") from None
+        if batch_size < 1:
+            raise UserError(f"--batch-size {batch_size}: use 1 or more")
+        conn = connect(database_url)
+        try:
+            removed = cleanup_processed(conn, seconds, batch_size)
+        except ValueError as err:
+            raise UserError(f"--older-than {older_than}: {err}") from None
+        finally:
+            conn.close()
+    emit({"removed": removed}, as_json, lambda d: typer.echo(f"removed {d['removed']} records"))
