@@ -288,7 +288,7 @@ def test_cleanup_removes_old_published_rows_in_batches(outbox_db: str) -> None:
         conn.commit()
         conn.execute(
             "UPDATE event_outbox SET published = true, published_at = now() - interval '8 days'"
-            " WHERE seq <= (SELECT min(seq) + 19 FROM event_outbox)"
+            " WHERE id IN (SELECT id FROM event_outbox ORDER BY seq LIMIT 20)"
         )
         conn.commit()
     result = runner.invoke(
