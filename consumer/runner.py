@@ -106,16 +106,20 @@ class Consumer:
         """Consume until `stop()`, SIGTERM or SIGINT; return the outcome counts."""
         from google.cloud import pubsub_v1
 
-        from outbox.key_publisher import make_publisher
-
-        self._publisher = make_publisher()
-        subscriber = pubsub_v1.SubscriberClient()
-        settings = _read_subscription(subscriber, self.subscription)
+        subscriber, settings = self._connect_pubsub()
         self._dead_letter_topic = (
             self.options.dead_letter_topic or settings.dead_letter_policy.dead_letter_topic or None
         )
         streams = 1 if settings.enable_message_ordering else max(1, self.options.streams)
-        transactions = [self._open_transactions() for _ in range(self.options.workers)]
+        transactions: list[Any] = []
+        try:
+            for _ in range(max(1, self.options.workers)):
+                transactions.append(self._open_transactions())
+        except ConsumerError:
+            for tx in transactions:
+                tx.close()
+            subscriber.close()
+            raise
         previous = _install_signals(self.stop) if handle_signals else {}
         workers = [
             threading.Thread(target=self._work, args=(tx,), name=f"consumer-{i}", daemon=True)
@@ -159,6 +163,25 @@ class Consumer:
             for signum, handler in previous.items():
                 signal.signal(signum, handler)
         return self.counts
+
+    def _connect_pubsub(self) -> tuple[Any, Any]:
+        """The publisher (for poison events), a subscriber and the subscription's settings;
+        missing credentials or an unknown subscription are a ConsumerError, not a traceback."""
+        from google.auth.exceptions import DefaultCredentialsError
+        from google.cloud import pubsub_v1
+
+        from outbox.key_publisher import make_publisher
+
+        try:
+            self._publisher = make_publisher()
+            subscriber = pubsub_v1.SubscriberClient()
+        except DefaultCredentialsError as err:
+            raise ConsumerError(
+                "no Google credentials: attach a service account, run `gcloud auth "
+                "application-default login`, or set PUBSUB_EMULATOR_HOST "
+                f"({_first_line(err)})"
+            ) from None
+        return subscriber, _read_subscription(subscriber, self.subscription)
 
     def _open_transactions(self) -> Any:
         kind = AsyncTransactions if self.is_async else SyncTransactions

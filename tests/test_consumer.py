@@ -306,3 +306,31 @@ def test_consumer_migrate_and_cleanup_commands(database_url: str) -> None:
     assert "at least 15 days" in short.output and len(short.output.strip().splitlines()) == 1
     ok = runner.invoke(app, ["consumer", "cleanup", "--database-url", database_url])
     assert (ok.exit_code, ok.stdout.strip()) == (0, "removed 0 records")
+
+
+def test_what_cannot_work_is_one_clear_error_within_seconds(
+    stack: DlqStack, service_db: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from consumer import Consumer, ConsumerError
+
+    def run(subscription: str, url: str) -> str:
+        started = time.monotonic()
+        with pytest.raises(ConsumerError) as err:
+            Consumer(subscription, record_effect, url).run(handle_signals=False)
+        assert time.monotonic() - started < 15
+        return str(err.value)
+
+    missing = stack.subscription("no-such-sub")
+    assert run(missing, service_db) == f"subscription {missing} does not exist"
+    unreachable = "host=127.0.0.1 port=1 dbname=x user=x connect_timeout=2"
+    assert run(stack.subscription(SUB), unreachable).startswith(
+        "cannot connect to the service database"
+    )
+    with pytest.raises(ConsumerError, match="projects/PROJECT/subscriptions/NAME"):
+        Consumer("orders-sub", record_effect, service_db)
+
+    monkeypatch.delenv("PUBSUB_EMULATOR_HOST")
+    monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(tmp_path / "missing.json"))
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("CLOUDSDK_CONFIG", str(tmp_path / "gcloud"))
+    assert run(stack.subscription(SUB), service_db).startswith("no Google credentials")
