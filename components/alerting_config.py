@@ -11,6 +11,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BeforeValidator, Field, SecretStr, model_validator
 
+from components import limits
 from components.config_types import (
     Labels,
     Seconds,
@@ -22,6 +23,7 @@ from components.config_types import (
     matches,
     whole_seconds,
 )
+from components.durations import gcp_duration
 
 Severity = Literal["CRITICAL", "ERROR", "WARNING"]
 CHANNEL_TYPES = ("email", "pagerduty", "webhook")
@@ -38,7 +40,24 @@ def _non_negative(value: float) -> float:
 
 
 Threshold = Annotated[float, AfterValidator(_non_negative)]
-Window = Annotated[Seconds, between(0, 86400, "duration", "Cloud Monitoring's limit")]
+def _whole_minutes(value: float) -> float:
+    if value % limits.ALERT_DURATION_STEP_S:
+        raise fail(
+            "whole_minutes",
+            "{value} is not a whole number of minutes (Cloud Monitoring accepts only multiples "
+            "of 60s here, e.g. 60s, 120s, 5m; it would fail at `pulumi up`)",
+            value=gcp_duration(value),
+        )
+    return value
+
+
+Window = Annotated[
+    Seconds,
+    between(0, 86400, "duration", "Cloud Monitoring's limit"),
+    AfterValidator(_whole_minutes),
+]
+"""A condition's `duration`: whole minutes."""
+AutoClose = Annotated[Seconds, between(0, 86400, "duration", "Cloud Monitoring's limit")]
 Alignment = Annotated[
     Seconds,
     between(60, 86400, "duration", "Cloud Monitoring's alignment limit"),
@@ -58,7 +77,7 @@ class BacklogAlert(Strict):
     duration: Window = 300.0
     alignment_period: Alignment = 60
     severity: Severity = "CRITICAL"
-    auto_close: Window = 1800.0
+    auto_close: AutoClose = 1800.0
 
 
 class DeadLetterRateAlert(Strict):
@@ -68,7 +87,7 @@ class DeadLetterRateAlert(Strict):
     duration: Window = 0.0
     alignment_period: Alignment = 300
     severity: Severity = "ERROR"
-    auto_close: Window = 1800.0
+    auto_close: AutoClose = 1800.0
 
 
 class OldestUnackedAlert(Strict):
@@ -78,7 +97,7 @@ class OldestUnackedAlert(Strict):
     duration: Window = 600.0
     alignment_period: Alignment = 60
     severity: Severity = "WARNING"
-    auto_close: Window = 1800.0
+    auto_close: AutoClose = 1800.0
 
 
 class RetentionAlert(Strict):
@@ -87,7 +106,7 @@ class RetentionAlert(Strict):
     fraction: Annotated[float, between(0.1, 0.99, why="a fraction of the retention")] = 0.75
     alignment_period: Alignment = 60
     severity: Severity = "CRITICAL"
-    auto_close: Window = 1800.0
+    auto_close: AutoClose = 1800.0
 
 
 def _channel_type(value: Any) -> Any:

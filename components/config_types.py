@@ -12,6 +12,7 @@ from typing import Annotated, Any
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict
 from pydantic_core import PydanticCustomError
 
+from components import limits
 from components.durations import gcp_duration, human_duration, parse_duration
 
 MIN_RETENTION_S = 600.0
@@ -147,9 +148,22 @@ Seconds = Annotated[float, BeforeValidator(duration)]
 PubSubId = Annotated[str, AfterValidator(pubsub_id)]
 Labels = Annotated[dict[str, str], AfterValidator(labels_check)]
 Attempts = Annotated[
-    int, between(5, 100, why="GCP's limit on delivery attempts before dead-lettering")
+    int,
+    between(
+        limits.MIN_DELIVERY_ATTEMPTS,
+        limits.MAX_DELIVERY_ATTEMPTS,
+        why="GCP's limit on delivery attempts before dead-lettering",
+    ),
 ]
-Backoff = Annotated[Seconds, between(0, 600, "duration", "GCP's retry backoff limit")]
+Backoff = Annotated[
+    Seconds,
+    between(
+        limits.MIN_BACKOFF_S,
+        limits.MAX_BACKOFF_S,
+        "duration",
+        "the policy pack's retry backoff range; GCP's own is 0s–600s",
+    ),
+]
 AckDeadline = Annotated[
     Seconds,
     between(10, 600, "duration", "GCP's ack deadline limit"),

@@ -15,6 +15,7 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, Field, ValidationError, model_validator
 
+from components import limits
 from components.access_config import AccessConfig, default_consumer_account
 from components.alerting_config import AlertingConfig, PagerDutyChannel
 from components.config_types import (
@@ -60,9 +61,9 @@ class TopologyError(ValueError):
 class SubscriptionSettings(Strict):
     """Delivery settings shared by `subscription_defaults` and each subscription."""
 
-    max_delivery_attempts: Attempts = 5
-    min_backoff: Backoff = 10.0
-    max_backoff: Backoff = 600.0
+    max_delivery_attempts: Attempts = limits.DEFAULT_MAX_DELIVERY_ATTEMPTS
+    min_backoff: Backoff = limits.DEFAULT_MIN_BACKOFF_S
+    max_backoff: Backoff = limits.DEFAULT_MAX_BACKOFF_S
     ack_deadline: AckDeadline = 60
     message_retention: Retention = 7 * 86400.0
     enable_message_ordering: bool = False

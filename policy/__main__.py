@@ -18,12 +18,13 @@ from rules import RESOURCE_RULES, STACK_RULES
 CONFIG_SCHEMAS = {
     "cloudsql-backups-and-protection": {"production": {"type": "boolean", "default": False}},
     "subscription-dead-letter-policy": {
-        "defaultMaxDeliveryAttempts": {
-            "type": "integer",
-            "minimum": 5,
-            "maximum": 100,
-            "default": 5,
-        }
+        "defaultMaxDeliveryAttempts": {"type": "integer", "minimum": 5, "maximum": 100},
+        "minDeliveryAttempts": {"type": "integer", "minimum": 5, "maximum": 100},
+        "maxDeliveryAttempts": {"type": "integer", "minimum": 5, "maximum": 100},
+    },
+    "subscription-retry-policy": {
+        "minBackoffSeconds": {"type": "number", "minimum": 0, "maximum": 600},
+        "maxBackoffSeconds": {"type": "number", "minimum": 0, "maximum": 600},
     },
 }
 

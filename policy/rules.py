@@ -25,7 +25,11 @@ ROLE_LABEL = "events-infra-role"
 DEAD_LETTER_ROLE = "dead-letter"
 ATTEMPTS_OVERRIDE_LABEL = "max-delivery-attempts-override"
 BROAD_ROLES = frozenset({"roles/owner", "roles/editor", "roles/pubsub.admin"})
+# Fallbacks when a stack's policy config omits a value; components/limits.py is the source
+# (policy/config.<stack>.json is written from it) and tests/test_limits.py keeps these equal.
 DEFAULT_ATTEMPTS = 5
+MIN_ATTEMPTS, MAX_ATTEMPTS = 5, 100
+MIN_BACKOFF_S, MAX_BACKOFF_S = 10.0, 600.0
 
 Resource = tuple[str, Mapping[str, Any]]
 
@@ -50,10 +54,13 @@ def subscription_dead_letter_policy(
     policy = props.get("deadLetterPolicy") or {}
     if not policy.get("deadLetterTopic"):
         return [f"subscription {name} has no dead-letter policy: failed messages retry forever"]
+    config = config or {}
+    low = int(config.get("minDeliveryAttempts", MIN_ATTEMPTS))
+    high = int(config.get("maxDeliveryAttempts", MAX_ATTEMPTS))
     attempts = policy.get("maxDeliveryAttempts")
-    if attempts is None or not 5 <= int(attempts) <= 100:
-        return [f"subscription {name}: maxDeliveryAttempts {attempts} is outside 5–100"]
-    default = int((config or {}).get("defaultMaxDeliveryAttempts", DEFAULT_ATTEMPTS))
+    if attempts is None or not low <= int(attempts) <= high:
+        return [f"subscription {name}: maxDeliveryAttempts {attempts} is outside {low}–{high}"]
+    default = int(config.get("defaultMaxDeliveryAttempts", DEFAULT_ATTEMPTS))
     overridden = (props.get("labels") or {}).get(ATTEMPTS_OVERRIDE_LABEL) == "true"
     if int(attempts) != default and not overridden:
         return [
@@ -69,15 +76,18 @@ def subscription_retry_policy(
     """Every subscription but a dead-letter one retries with a backoff within 10–600 s."""
     if resource_type != SUBSCRIPTION or _is_dead_letter(props):
         return []
+    config = config or {}
+    floor = float(config.get("minBackoffSeconds", MIN_BACKOFF_S))
+    ceiling = float(config.get("maxBackoffSeconds", MAX_BACKOFF_S))
     name = props.get("name", "?")
     retry = props.get("retryPolicy") or {}
     low, high = _seconds(retry.get("minimumBackoff")), _seconds(retry.get("maximumBackoff"))
     if low is None or high is None:
         return [f"subscription {name} has no retry policy with minimum and maximum backoff"]
-    if not (10 <= low <= high <= 600):
+    if not (floor <= low <= high <= ceiling):
         return [
-            f"subscription {name}: retry backoff {low:g}s–{high:g}s is outside 10–600 s "
-            "(or minimum > maximum)"
+            f"subscription {name}: retry backoff {low:g}s–{high:g}s is outside "
+            f"{floor:g}–{ceiling:g} s (or minimum > maximum)"
         ]
     return []
 

@@ -18,6 +18,7 @@ from google.api_core.exceptions import DeadlineExceeded
 from google.cloud import pubsub_v1
 
 from cli.local.provision import provision
+from cli.local.stack import local_topology
 from components.stack_files import load_stack
 from components.topology import StackConfig
 from dlq import messages
@@ -149,17 +150,16 @@ class DlqStack:
         return keys
 
 
-def make_stack(tmp_path: Path, threshold: int = 5, **overrides: Any) -> DlqStack:
-    """Write a stack file for a fresh emulator project and provision it."""
+def make_stack(
+    tmp_path: Path, threshold: int = 5, shorten_backoff: bool = True, **overrides: Any
+) -> DlqStack:
+    """Write a stack file for a fresh emulator project and provision it (with local mode's
+    shortened retry backoff unless `shorten_backoff=False`, which provisions the file's)."""
     name = f"t{uuid.uuid4().hex[:8]}"
     config: dict[str, Any] = {
         "gcp:project": f"test-{uuid.uuid4().hex[:10]}",
         "events-infra:dead_letter": {"ack_deadline": "10s"},
-        "events-infra:subscription_defaults": {
-            "min_backoff": 0.1,
-            "max_backoff": 0.5,
-            "ack_deadline": "10s",
-        },
+        "events-infra:subscription_defaults": {"ack_deadline": "10s"},
         "events-infra:subscriptions": [{"name": s} for s in SOURCES],
         "events-infra:alerting": {"dlq_backlog": {"threshold": threshold}},
     }
@@ -170,7 +170,9 @@ def make_stack(tmp_path: Path, threshold: int = 5, **overrides: Any) -> DlqStack
     topology = load_stack(name, stacks_dir)
     publisher = pubsub_v1.PublisherClient()
     subscriber = pubsub_v1.SubscriberClient()
-    provision(publisher, subscriber, topology)
+    # as `eventsctl local up` does: the file keeps the policy's 10–600 s backoff, the emulator
+    # gets local mode's shortened one so five failed deliveries take seconds
+    provision(publisher, subscriber, local_topology(topology, shorten_backoff))
     return DlqStack(name, stacks_dir, topology, publisher, subscriber)
 
 

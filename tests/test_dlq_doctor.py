@@ -34,7 +34,7 @@ def recreate(stack: DlqStack, name: str, **request: Any) -> None:
 
 
 def test_healthy_stack_passes(pubsub: str, tmp_path: Path) -> None:
-    stack = make_stack(tmp_path)
+    stack = make_stack(tmp_path, shorten_backoff=False)
     code, rows = doctor(stack)
     assert failures(rows) == set()
     assert code == 0
@@ -49,7 +49,8 @@ def test_healthy_stack_passes(pubsub: str, tmp_path: Path) -> None:
     } <= checks
 
 
-FAST_RETRY = {"minimum_backoff": {"nanos": 100_000_000}, "maximum_backoff": {"nanos": 500_000_000}}
+RETRY = {"minimum_backoff": {"seconds": 10}, "maximum_backoff": {"seconds": 600}}
+"""The stack file's backoff (the model's default, 10–600 s): breakages keep it unless testing it."""
 
 
 SLOW_RETRY = {"minimum_backoff": {"seconds": 1}, "maximum_backoff": {"seconds": 2}}
@@ -62,7 +63,7 @@ def _dead_letter_policy(stack: DlqStack, attempts: int = 5) -> dict[str, Any]:
 def _no_dead_letter_policy(stack: DlqStack) -> None:
     recreate(stack, "orders-sub", topic=stack.topic, expiration_policy={},
              filter=stack.topology.subscription("orders-sub").delivery_filter,
-             retry_policy=FAST_RETRY)  # fmt: skip
+             retry_policy=RETRY)  # fmt: skip
 
 
 def _wrong_attempts(stack: DlqStack) -> None:
@@ -70,7 +71,7 @@ def _wrong_attempts(stack: DlqStack) -> None:
     recreate(stack, "billing-sub", topic=stack.topic, expiration_policy={},
              filter=sub.delivery_filter,
              dead_letter_policy=_dead_letter_policy(stack, 10),
-             retry_policy=FAST_RETRY)  # fmt: skip
+             retry_policy=RETRY)  # fmt: skip
 
 
 def _wrong_backoff(stack: DlqStack) -> None:
@@ -89,7 +90,7 @@ def _expiring_subscription(stack: DlqStack) -> None:
     sub = stack.topology.subscription("orders-sub")
     recreate(stack, "orders-sub", topic=stack.topic, filter=sub.delivery_filter,
              expiration_policy={"ttl": {"seconds": 31 * 86400}},
-             dead_letter_policy=_dead_letter_policy(stack), retry_policy=FAST_RETRY)  # fmt: skip
+             dead_letter_policy=_dead_letter_policy(stack), retry_policy=RETRY)  # fmt: skip
 
 
 def _short_retention(stack: DlqStack) -> None:
@@ -100,7 +101,7 @@ def _short_retention(stack: DlqStack) -> None:
 
 def _wrong_filter(stack: DlqStack) -> None:
     recreate(stack, "billing-sub", topic=stack.topic, expiration_policy={},
-             dead_letter_policy=_dead_letter_policy(stack), retry_policy=FAST_RETRY)  # fmt: skip
+             dead_letter_policy=_dead_letter_policy(stack), retry_policy=RETRY)  # fmt: skip
 
 
 @pytest.mark.parametrize(
@@ -128,7 +129,7 @@ def test_each_broken_state_is_named(
     breakage: Callable[[DlqStack], None],
     expected: set[tuple[str, str]],
 ) -> None:
-    stack = make_stack(tmp_path)
+    stack = make_stack(tmp_path, shorten_backoff=False)
     breakage(stack)
     code, rows = doctor(stack)
     assert failures(rows) == expected
@@ -145,7 +146,7 @@ def test_unreadable_iam_policies_are_not_checked_rather_than_failed(
     from dlq.doctor import diagnose
     from dlq.target import resolve
 
-    stack = make_stack(tmp_path)
+    stack = make_stack(tmp_path, shorten_backoff=False)
     target = resolve(stack.name, stack.topology, None, None, None)
     strict_proxy.fail("GetIamPolicy", "PERMISSION_DENIED", count=4)
     findings = diagnose(

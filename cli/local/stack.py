@@ -20,10 +20,11 @@ from typing import Any
 from cli.errors import first_line
 from cli.local import emulator as emulator_mod
 from cli.local import strict_proxy as proxy_mod
+from components import limits
 from components.topology import StackConfig, SubscriptionConfig
 
 LOCAL_DIR_ENV = "EVENTSCTL_LOCAL_DIR"
-LOCAL_BACKOFF = (0.1, 1.0)
+LOCAL_BACKOFF = limits.LOCAL_BACKOFF_S
 """Retry backoff locally (seconds): five failed deliveries dead-letter in seconds, not minutes."""
 
 
