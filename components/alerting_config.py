@@ -40,6 +40,8 @@ def _non_negative(value: float) -> float:
 
 
 Threshold = Annotated[float, AfterValidator(_non_negative)]
+
+
 def _whole_minutes(value: float) -> float:
     if value % limits.ALERT_DURATION_STEP_S:
         raise fail(

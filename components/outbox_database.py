@@ -133,6 +133,7 @@ class OutboxDatabase(pulumi.ComponentResource):
             )
         return gcp.sql.DatabaseInstanceSettingsArgs(
             tier=config.tier,
+            edition=config.edition,
             availability_type=config.availability_type,
             deletion_protection_enabled=topology.production,
             backup_configuration=gcp.sql.DatabaseInstanceSettingsBackupConfigurationArgs(

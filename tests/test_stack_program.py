@@ -286,3 +286,42 @@ def test_bad_config_declares_nothing(prod_config: dict[str, Any]) -> None:
 
 def _engine_config(config: dict[str, Any]) -> dict[str, str]:
     return {k: v if isinstance(v, str) else json.dumps(v) for k, v in config.items()}
+
+
+@pytest.mark.parametrize(
+    ("section", "change", "line"),
+    [
+        ("database", {"edition": "ENTERPRISE_PLUS"},
+         "events-infra:database.tier: db-custom-2-7680 runs only on the ENTERPRISE edition"),
+        ("database", {"tier": "db-perf-optimized-N-8"},
+         "events-infra:database.tier: db-perf-optimized-N-8 runs only on the ENTERPRISE_PLUS"),
+        ("database", {"tier": "db-n1-standard-2"},
+         "events-infra:database.tier: db-n1-standard-2 is not a Cloud SQL for PostgreSQL"),
+        ("database", {"tier": "db-custom-2-1024"},
+         "events-infra:database.tier: db-custom-2-1024: memory must be a multiple of 256 MB"),
+        ("alerting", {"dlq_backlog": {"threshold": 100, "duration": "90s"}},
+         "events-infra:alerting.dlq_backlog.duration: 90s is not a whole number of minutes"),
+        ("subscription_defaults", {"min_backoff": "5s"},
+         "events-infra:subscription_defaults.min_backoff: 5s is outside the allowed range 10s–"),
+    ],
+)  # fmt: skip
+def test_values_gcp_refuses_at_up_fail_the_program_with_one_line(
+    prod_config: dict[str, Any], section: str, change: dict[str, Any], line: str
+) -> None:
+    """Each would pass the mocks and fail only at `pulumi up` (or in the policy pack)."""
+    prod_config[f"events-infra:{section}"] = {**prod_config[f"events-infra:{section}"], **change}
+    recorded = Run()
+    with pytest.raises(pulumi.RunError) as info:
+        run_program(_engine_config(prod_config), run=recorded)
+    [problem] = [x for x in str(info.value).splitlines() if x.startswith("events-infra:")]
+    assert problem.startswith(line)
+    assert recorded.resources == []
+
+
+@pytest.mark.parametrize("stack", ["prod", "dev"])
+def test_committed_stacks_set_the_sql_edition_their_tier_needs(stack: str) -> None:
+    run = run_program(stack_config(STACKS / f"Pulumi.{stack}.yaml"), stack=stack)
+    [instance] = run.of_type("gcp:sql/databaseInstance:DatabaseInstance")
+    settings = instance.inputs["settings"]
+    assert settings["edition"] == "ENTERPRISE"
+    assert settings["tier"] in ("db-custom-2-7680", "db-f1-micro")
