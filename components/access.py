@@ -15,6 +15,7 @@ import pulumi_gcp as gcp
 
 from components.access_config import is_account_id
 from components.event_bus import EventBus
+from components.outbox_database import WRITER_ROLE as WRITER_DATABASE_ROLE
 from components.outbox_database import OutboxDatabase, iam_database_user
 from components.topology import StackConfig
 
@@ -57,30 +58,19 @@ class Access(pulumi.ComponentResource):
         self._topic_member("relay-publisher", bus.topic, "roles/pubsub.publisher", relay_member)
         self.relay_database_user: gcp.sql.User | None = None
         if database is not None:
-            for role in ("roles/cloudsql.client", "roles/cloudsql.instanceUser"):
-                gcp.projects.IAMMember(
-                    f"{name}-relay-{role.rsplit('.', 1)[-1].lower()}",
-                    project=self._project,
-                    role=role,
-                    member=relay_member,
-                    condition=gcp.projects.IAMMemberConditionArgs(
-                        title="outbox instance only",
-                        expression=database.instance.name.apply(
-                            lambda n: f'resource.name == "projects/{self._project}/instances/{n}"'
-                        ),
-                    ),
-                    opts=pulumi.ResourceOptions(parent=self),
-                )
-            depends = [database.schema] if database.schema is not None else []
-            self.relay_database_user = gcp.sql.User(
-                f"{name}-relay-database-user",
-                project=self._project,
-                instance=database.instance.name,
-                name=relay_email.apply(lambda e: iam_database_user(e)[0]),
-                type="CLOUD_IAM_SERVICE_ACCOUNT",
-                database_roles=[RELAY_DATABASE_ROLE],
-                opts=pulumi.ResourceOptions(parent=self, depends_on=depends),
+            self.relay_database_user = self._database_login(
+                "relay", relay_email, RELAY_DATABASE_ROLE, database
             )
+
+        # --- services writing events: INSERT into the outbox, nothing else ---------------------
+        self.writer_database_users: dict[str, gcp.sql.User] = {}
+        if database is not None:
+            for account in config.writers:
+                key = account.split("@", 1)[0]
+                _, email = self._identity(f"writer-{key}", account, "writes events to the outbox")
+                self.writer_database_users[key] = self._database_login(
+                    f"writer-{key}", email, WRITER_DATABASE_ROLE, database
+                )
 
         # --- consumers: each subscribes to its own subscription only ------------------------
         self.consumers: dict[str, gcp.serviceaccount.Account | None] = {}
@@ -155,6 +145,38 @@ class Access(pulumi.ComponentResource):
             )
 
         self.register_outputs({"relay": relay_email})
+
+    def _database_login(
+        self, key: str, email: pulumi.Output[str], role: str, database: OutboxDatabase
+    ) -> gcp.sql.User:
+        """Cloud SQL IAM login for a service account, as PostgreSQL role `role`: connect rights
+        conditioned on the outbox instance, and an IAM database user created after the schema
+        (whose migration 0002 creates the role)."""
+        member = email.apply(lambda e: f"serviceAccount:{e}")
+        for gcp_role in ("roles/cloudsql.client", "roles/cloudsql.instanceUser"):
+            gcp.projects.IAMMember(
+                f"{self._name}-{key}-{gcp_role.rsplit('.', 1)[-1].lower()}",
+                project=self._project,
+                role=gcp_role,
+                member=member,
+                condition=gcp.projects.IAMMemberConditionArgs(
+                    title="outbox instance only",
+                    expression=database.instance.name.apply(
+                        lambda n: f'resource.name == "projects/{self._project}/instances/{n}"'
+                    ),
+                ),
+                opts=pulumi.ResourceOptions(parent=self),
+            )
+        depends = [database.schema] if database.schema is not None else []
+        return gcp.sql.User(
+            f"{self._name}-{key}-database-user",
+            project=self._project,
+            instance=database.instance.name,
+            name=email.apply(lambda e: iam_database_user(e)[0]),
+            type="CLOUD_IAM_SERVICE_ACCOUNT",
+            database_roles=[role],
+            opts=pulumi.ResourceOptions(parent=self, depends_on=depends),
+        )
 
     def _identity(
         self, suffix: str, account: str, purpose: str

@@ -48,6 +48,9 @@ class AccessConfig(Strict):
     """Subscription name -> the identity that consumes it; subscriptions not listed get an
     account `<subscription>-consumer` when that is a valid id."""
     dlq_operators: list[Member] = Field(default_factory=list)
+    writers: list[Account] = Field(default_factory=list)
+    """Services that write events: each gets a Cloud SQL IAM login as PostgreSQL role
+    events_outbox_writer (an account id is created; an email is used as is)."""
 
 
 def is_account_id(value: str) -> bool:

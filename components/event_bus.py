@@ -59,6 +59,21 @@ class EventBus(pulumi.ComponentResource):
         )
         agent_member = self.service_agent.email.apply(lambda email: f"serviceAccount:{email}")
 
+        # A CMEK topic is created only if the Pub/Sub service agent can use the key: Pub/Sub
+        # checks encrypt/decrypt on the key at create time (pubsub/docs/encryption), so the grant
+        # comes first and both topics depend on it.
+        self.kms_grant: gcp.kms.CryptoKeyIAMMember | None = None
+        topic_deps: list[pulumi.Resource] = []
+        if topology.topic.kms_key_name:
+            self.kms_grant = gcp.kms.CryptoKeyIAMMember(
+                f"{name}-pubsub-agent-kms",
+                crypto_key_id=topology.topic.kms_key_name,
+                role="roles/cloudkms.cryptoKeyEncrypterDecrypter",
+                member=agent_member,
+                opts=pulumi.ResourceOptions(parent=self),
+            )
+            topic_deps.append(self.kms_grant)
+
         self.topic = gcp.pubsub.Topic(
             f"{name}-topic",
             name=topology.topic.name,
@@ -66,7 +81,7 @@ class EventBus(pulumi.ComponentResource):
             labels=topology.resource_labels(topology.topic.labels),
             message_retention_duration=topology.topic.message_retention_gcp,
             kms_key_name=topology.topic.kms_key_name,
-            opts=pulumi.ResourceOptions(parent=self, protect=protect),
+            opts=pulumi.ResourceOptions(parent=self, protect=protect, depends_on=topic_deps),
         )
 
         dead_letter = topology.dead_letter
@@ -76,7 +91,7 @@ class EventBus(pulumi.ComponentResource):
             project=project,
             labels=topology.resource_labels(dead_letter.labels, DEAD_LETTER_LABELS),
             kms_key_name=topology.topic.kms_key_name,
-            opts=pulumi.ResourceOptions(parent=self, protect=protect),
+            opts=pulumi.ResourceOptions(parent=self, protect=protect, depends_on=topic_deps),
         )
         # A topic with no subscription drops what is published to it: this pull subscription is
         # what keeps dead letters, what the alert watches and what `eventsctl dlq` reads.

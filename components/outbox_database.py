@@ -12,6 +12,8 @@ from components.outbox_schema import OutboxSchema
 from components.topology import DatabaseConfig, StackConfig
 
 SERVICE_ACCOUNT_SUFFIX = ".gserviceaccount.com"
+WRITER_ROLE = "events_outbox_writer"
+"""PostgreSQL role from migration 0002: insert events into the outbox, nothing else."""
 
 
 def iam_database_user(email: str) -> tuple[str, str]:
@@ -62,26 +64,6 @@ class OutboxDatabase(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self, protect=production),
         )
 
-        self.password: pulumi.Output[str] | None = None
-        self.password_user: gcp.sql.User | None = None
-        if config.password_user:
-            generated = random.RandomPassword(
-                f"{name}-password",
-                length=32,
-                special=False,
-                opts=pulumi.ResourceOptions(parent=self),
-            )
-            self.password = pulumi.Output.secret(generated.result)
-            self.password_user = gcp.sql.User(
-                f"{name}-user-{config.password_user}",
-                name=config.password_user,
-                project=project,
-                instance=self.instance.name,
-                type="BUILT_IN",
-                password=self.password,
-                opts=pulumi.ResourceOptions(parent=self),
-            )
-
         self.schema: OutboxSchema | None = None
         self.migration_user: gcp.sql.User | None = None
         if config.migration_principal:
@@ -105,6 +87,31 @@ class OutboxDatabase(pulumi.ComponentResource):
                 private_ip=config.private_ip_only,
                 opts=pulumi.ResourceOptions(
                     parent=self, depends_on=[self.database, self.migration_user]
+                ),
+            )
+
+        self.password: pulumi.Output[str] | None = None
+        self.password_user: gcp.sql.User | None = None
+        if config.password_user:
+            generated = random.RandomPassword(
+                f"{name}-password",
+                length=32,
+                special=False,
+                opts=pulumi.ResourceOptions(parent=self),
+            )
+            self.password = pulumi.Output.secret(generated.result)
+            self.password_user = gcp.sql.User(
+                f"{name}-user-{config.password_user}",
+                name=config.password_user,
+                project=project,
+                instance=self.instance.name,
+                type="BUILT_IN",
+                password=self.password,
+                # The application's user: insert events, nothing else on the outbox (the tables
+                # belong to the migration user). The role exists once the schema step has run.
+                database_roles=[WRITER_ROLE] if self.schema is not None else None,
+                opts=pulumi.ResourceOptions(
+                    parent=self, depends_on=[self.schema] if self.schema is not None else []
                 ),
             )
 

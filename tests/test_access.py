@@ -198,3 +198,25 @@ def test_access_validation(access: dict[str, Any], message: str) -> None:
     with pytest.raises(TopologyError) as info:
         parse_topology({"subscriptions": [{"name": "orders"}], "access": access}, "cotton-erp")
     assert message in info.value.problems[0]
+
+
+def test_writers_log_in_as_the_outbox_writer_role_on_the_outbox_instance_only(prod: Any) -> None:
+    """`access.writers`: the services writing events get INSERT on the outbox and nothing else
+    (migration 0002's role; tests/test_outbox_writers.py logs in as it on real PostgreSQL)."""
+    user = prod.named("access-writer-events-writer-database-user")
+    assert user.inputs["databaseRoles"] == ["events_outbox_writer"]
+    assert user.inputs["type"] == "CLOUD_IAM_SERVICE_ACCOUNT"
+    assert user.inputs["name"] == "events-writer@cotton-erp.iam"
+    schema = next(r for r in prod.resources if r.type.endswith("OutboxSchema") or "schema" in r.name)
+    assert schema.urn in user.dependencies
+    for role in ("client", "instanceuser"):
+        grant = prod.named(f"access-writer-events-writer-{role}")
+        assert grant.inputs["condition"]["expression"] == (
+            'resource.name == "projects/cotton-erp/instances/events-outbox"'
+        )
+
+
+def test_the_application_password_user_gets_the_writer_role(dev: Any) -> None:
+    [user] = [r for r in dev.of_type("gcp:sql/user:User") if r.inputs.get("type") == "BUILT_IN"]
+    assert user.inputs["databaseRoles"] == ["events_outbox_writer"]
+    assert any("schema" in urn for urn in user.dependencies)  # the role exists by then

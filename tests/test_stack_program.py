@@ -247,6 +247,18 @@ def test_optional_topic_settings_reach_gcp(prod_config: dict[str, Any]) -> None:
     run = run_program(_engine_config(prod_config))
     assert run.named("events-topic").inputs["kmsKeyName"] == key
     assert "messageRetentionDuration" not in run.named("events-topic").inputs
+    # the Pub/Sub service agent may use the key before either topic is created with it
+    [grant] = run.of_type("gcp:kms/cryptoKeyIAMMember:CryptoKeyIAMMember")
+    assert grant.inputs["cryptoKeyId"] == key
+    assert grant.inputs["role"] == "roles/cloudkms.cryptoKeyEncrypterDecrypter"
+    assert grant.inputs["member"].startswith("serviceAccount:service-")
+    assert "gcp-sa-pubsub" in grant.inputs["member"]
+    for topic in ("events-topic", "events-dead-letter-topic"):
+        assert grant.urn in run.named(topic).dependencies
+
+
+def test_no_kms_grant_without_a_key(prod: Any) -> None:
+    assert prod.of_type("gcp:kms/cryptoKeyIAMMember:CryptoKeyIAMMember") == []
 
 
 def test_push_subscription(prod_config: dict[str, Any]) -> None:
