@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -137,8 +139,24 @@ def relay_command(
     endpoint: str = typer.Option(
         None,
         "--pubsub-endpoint",
+        envvar="EVENTSCTL_PUBSUB_ENDPOINT",
         help="Pub/Sub endpoint (default: the stack's pubsub.endpoint, or "
         "<gcp:region>-pubsub.googleapis.com:443; ignored with PUBSUB_EMULATOR_HOST).",
+    ),
+    topic_path: str = typer.Option(
+        None,
+        "--topic-path",
+        envvar="EVENTSCTL_TOPIC_PATH",
+        help="projects/P/topics/T to publish to without reading a stack file (the container "
+        "image's way; needs --pubsub-endpoint unless PUBSUB_EMULATOR_HOST is set).",
+        show_default=False,
+    ),
+    health_port: int = typer.Option(
+        None,
+        "--health-port",
+        envvar="EVENTSCTL_HEALTH_PORT",
+        help="Serve GET /healthz on this port (for Cloud Run's probes).",
+        show_default=False,
     ),
     poll_interval: float = typer.Option(
         1.0, "--poll-interval", help="Seconds between polls when no NOTIFY arrives."
@@ -169,10 +187,21 @@ def relay_command(
             )
         if poll_interval <= 0 or lease <= 0:
             raise UserError("--poll-interval and --lease must be more than 0")
-        topology = load_stack(stack, find_dir(stacks_dir))
-        topic_path = f"projects/{project or topology.project}/topics/{topic or topology.topic.name}"
+        if topic_path:
+            if not re.fullmatch(r"projects/[^/]+/topics/[^/]+", topic_path):
+                raise UserError(f"--topic-path {topic_path!r}: use projects/PROJECT/topics/TOPIC")
+            if not endpoint and not os.environ.get("PUBSUB_EMULATOR_HOST"):
+                raise UserError(
+                    "--topic-path needs --pubsub-endpoint (e.g. asia-south1-pubsub.googleapis."
+                    "com:443): per-key order holds only among messages published in one region"
+                )
+        else:
+            topology = load_stack(stack, find_dir(stacks_dir))
+            project, topic = project or topology.project, topic or topology.topic.name
+            topic_path = f"projects/{project}/topics/{topic}"
+            endpoint = endpoint or topology.pubsub.api_endpoint
         connect(database_url).close()  # fail fast, in one line, if the database is unreachable
-        publisher = _publisher(endpoint or topology.pubsub.api_endpoint)
+        publisher = _publisher(endpoint)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     relay = Relay(
         RelayConfig(
@@ -188,6 +217,10 @@ def relay_command(
         publisher,
     )
     relay.install_signals()
+    if health_port is not None:
+        from outbox.relay_health import serve_health
+
+        serve_health(relay, health_port)
     published = relay.run()
     typer.echo(f"relay stopped after publishing {published} events", err=True)
 

@@ -54,8 +54,11 @@ class Access(pulumi.ComponentResource):
 
         # --- the outbox relay: publish to the events topic, use the outbox database ---------
         self.relay, relay_email = self._identity("relay", config.relay, "events outbox relay")
+        self.relay_email = relay_email
         relay_member = relay_email.apply(lambda e: f"serviceAccount:{e}")
-        self._topic_member("relay-publisher", bus.topic, "roles/pubsub.publisher", relay_member)
+        self.relay_publisher = self._topic_member(
+            "relay-publisher", bus.topic, "roles/pubsub.publisher", relay_member
+        )
         self.relay_database_user: gcp.sql.User | None = None
         if database is not None:
             self.relay_database_user = self._database_login(

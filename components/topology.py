@@ -36,6 +36,7 @@ from components.config_types import (
 )
 from components.database_config import REGION, DatabaseConfig
 from components.durations import gcp_duration, human_duration
+from components.relay_config import RelayDeployConfig
 
 CONFIG_NAMESPACE = "events-infra"
 """Stack config keys of this project are `events-infra:<key>` (the Pulumi project name)."""
@@ -204,6 +205,7 @@ class StackConfig(Strict):
     alerting: AlertingConfig = Field(default_factory=AlertingConfig)
     access: AccessConfig = Field(default_factory=AccessConfig)
     pubsub: PublishingConfig = Field(default_factory=PublishingConfig)
+    relay: RelayDeployConfig | None = None
 
     def consumer_account(self, subscription: str) -> str | None:
         """The identity that consumes `subscription` (None for push subscriptions)."""
@@ -309,6 +311,11 @@ def _cross_checks(config: StackConfig) -> list[str]:
                 "subscription; subscription names must be unique"
             )
         seen.add(sub.name)
+    if config.relay is not None and config.database is None:
+        problems.append(
+            f"{ns}:relay: the relay publishes the outbox, and this stack has none: add "
+            f"{ns}:database or remove {ns}:relay"
+        )
     names = {s.name for s in config.subscriptions}
     for name in config.access.consumers:
         if name not in names:

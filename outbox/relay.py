@@ -127,6 +127,9 @@ class Relay:
             name="pubsub",
         )
         self._last_outage: PublishOutage | None = None
+        self.heartbeat = time.monotonic()
+        """When the loop last went round (claimed, waited or recovered): the health check's
+        evidence that the relay is not stuck."""
         self._work: Any = None
         self._listen: Any = None
 
@@ -151,6 +154,7 @@ class Relay:
         self._connect()
         try:
             while not self.stopping.is_set():
+                self.heartbeat = time.monotonic()
                 if self._breaker_open():
                     self._wait(self.config.poll_interval)
                     continue

@@ -11,7 +11,8 @@ import pulumi
 from components.access import Access
 from components.alerting import DlqAlerting
 from components.event_bus import EventBus
-from components.outbox_database import OutboxDatabase
+from components.outbox_database import OutboxDatabase, iam_database_user
+from components.outbox_relay import OutboxRelay, OutboxRelayArgs
 from components.stack_files import from_pulumi_config
 from components.topology import TopologyError
 
@@ -24,6 +25,12 @@ try:
     topology = from_pulumi_config()
 except TopologyError as err:
     raise pulumi.RunError(f"invalid stack config:\n{err}") from None
+if topology.relay is not None and topology.relay.image is None:
+    raise pulumi.RunError(
+        "invalid stack config:\nevents-infra:relay.image_digest: required key is missing: the "
+        "infra workflow sets it after pushing the image; by hand: pulumi config set --path "
+        "events-infra:relay.image_digest sha256:<digest of the pushed image>"
+    )
 
 bus = EventBus("events", topology)
 
@@ -51,3 +58,31 @@ if alerting.dashboard is not None:
 
 access = Access("access", topology, bus, outbox_db)
 pulumi.export("relay_service_account", access.relay.email if access.relay else None)
+
+if topology.relay is not None and outbox_db is not None and topology.database is not None:
+    relay = OutboxRelay(
+        "outbox-relay",
+        OutboxRelayArgs(
+            project=topology.project,
+            region=topology.relay.region or topology.database.region,
+            image=topology.relay.image or "",
+            service_account_email=access.relay_email,
+            topic_id=bus.topic.id,
+            pubsub_endpoint=topology.pubsub.api_endpoint,
+            instance_connection_name=outbox_db.connection_name,
+            database=outbox_db.database.name,
+            database_user=access.relay_email.apply(lambda e: iam_database_user(e)[0]),
+            private_network=topology.database.private_network,
+            min_instances=topology.relay.min_instances,
+            max_instances=topology.relay.max_instances,
+            cpu=topology.relay.cpu,
+            memory=topology.relay.memory,
+            proxy_image=topology.relay.proxy_image,
+            production=topology.production,
+            labels=topology.resource_labels(),
+        ),
+        opts=pulumi.ResourceOptions(
+            depends_on=[r for r in (access.relay_database_user, access.relay_publisher) if r]
+        ),
+    )
+    pulumi.export("relay_service", relay.service.name)

@@ -43,10 +43,14 @@ def dev() -> object:
 
 @pytest.fixture
 def prod_config() -> dict:
-    """The prod stack file's config block, namespaced, as plain data to mutate in tests."""
+    """The prod stack file's config block, namespaced, as plain data to mutate in tests, with
+    the relay image digest the infra workflow sets before preview/up."""
     from components.stack_files import read_stack_config
+    from tests.pulumi_mocks import IMAGE_DIGEST
 
-    return read_stack_config(STACKS / "Pulumi.prod.yaml")
+    config = read_stack_config(STACKS / "Pulumi.prod.yaml")
+    config["events-infra:relay"] = {**config["events-infra:relay"], "image_digest": IMAGE_DIGEST}
+    return config
 
 
 @pytest.fixture(scope="session")

@@ -144,14 +144,21 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
         return response
 
 
-def stack_config(stack_file: Path) -> dict[str, str]:
-    """A stack file's config as the engine passes it: namespaced keys, JSON for objects."""
+IMAGE_DIGEST = "sha256:" + "ab12" * 16
+"""The relay image digest the infra workflow sets after pushing the image (`pulumi config set
+--path events-infra:relay.image_digest ...`); tests set this one the same way."""
+
+
+def stack_config(stack_file: Path, image_digest: str | None = IMAGE_DIGEST) -> dict[str, str]:
+    """A stack file's config as the engine passes it in the infra workflow: namespaced keys,
+    JSON for objects, and the relay image digest the workflow sets (None: as committed)."""
     from components.stack_files import read_stack_config
 
-    return {
-        key: value if isinstance(value, str) else json.dumps(value)
-        for key, value in read_stack_config(stack_file).items()
-    }
+    config = read_stack_config(stack_file)
+    relay = config.get("events-infra:relay")
+    if image_digest and isinstance(relay, dict):
+        config["events-infra:relay"] = {**relay, "image_digest": image_digest}
+    return {k: v if isinstance(v, str) else json.dumps(v) for k, v in config.items()}
 
 
 def run_program(

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+import pulumi
 import pytest
 from pulumi.runtime import rpc
 from pulumi.runtime.sync_await import _sync_await
@@ -123,9 +124,18 @@ def test_migration_user_and_schema_step(prod: Run) -> None:
 
 def test_stack_without_database_declares_none(prod_config: dict[str, Any]) -> None:
     del prod_config["events-infra:database"]
+    del prod_config["events-infra:relay"]  # no outbox, nothing to relay
     config = {k: v if isinstance(v, str) else json.dumps(v) for k, v in prod_config.items()}
     run = run_program(config)
     assert [r for r in run.resources if r.type.startswith(("gcp:sql/", "pulumi-python"))] == []
+    assert run.of_type("gcp:cloudrunv2/service:Service") == []
+
+
+def test_a_relay_without_a_database_is_refused(prod_config: dict[str, Any]) -> None:
+    del prod_config["events-infra:database"]
+    config = {k: v if isinstance(v, str) else json.dumps(v) for k, v in prod_config.items()}
+    with pytest.raises(pulumi.RunError, match="events-infra:relay: the relay publishes the outbox"):
+        run_program(config)
 
 
 @pytest.mark.parametrize(

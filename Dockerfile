@@ -1,0 +1,28 @@
+# The events-infra image: `eventsctl` as entrypoint, running `outbox relay` by default (the
+# OutboxRelay component's Cloud Run service) and `outbox migrate` (the schema job).
+# Runtime dependencies only (pyproject's `dependencies`: no Pulumi, no embedded PostgreSQL).
+
+# --- build: wheels for the project and its runtime dependencies ------------------------------
+FROM python:3.11.11-slim-bookworm AS build
+WORKDIR /src
+COPY pyproject.toml README.md ./
+COPY cli ./cli
+COPY components ./components
+COPY consumer ./consumer
+COPY dlq ./dlq
+COPY outbox ./outbox
+COPY pubsub_proxy ./pubsub_proxy
+RUN pip wheel --no-cache-dir --wheel-dir /wheels .
+
+# --- run: a slim Python, the wheels, an unprivileged user ------------------------------------
+FROM python:3.11.11-slim-bookworm
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1
+COPY --from=build /wheels /wheels
+RUN pip install --no-index --find-links=/wheels /wheels/events_infra-*.whl \
+    && rm -rf /wheels \
+    && useradd --uid 10001 --no-create-home --shell /usr/sbin/nologin relay
+USER 10001
+ENTRYPOINT ["eventsctl"]
+CMD ["outbox", "relay"]
