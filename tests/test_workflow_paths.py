@@ -46,3 +46,38 @@ def test_path_filter_covers_everything_the_stack_program_runs() -> None:
         paths = set(triggers[event]["paths"])
         missing = sorted(f"{p}/**" for p in program if f"{p}/**" not in paths)
         assert missing == [], f"{event}: the infra workflow would skip changes to {missing}"
+
+
+def test_every_preview_and_up_deploys_the_image_built_from_the_commit() -> None:
+    """Each job that runs `pulumi preview`/`up` first runs the relay-image action for its stack,
+    which pins the pushed image's digest in that run's stack config."""
+    workflow = yaml.safe_load((ROOT / ".github" / "workflows" / "infra.yml").read_text())
+    for name, job in workflow["jobs"].items():
+        steps = job["steps"]
+        runs = [i for i, s in enumerate(steps) if "pulumi " in s.get("run", "")]
+        if not runs:
+            continue
+        [image] = [
+            i for i, s in enumerate(steps) if s.get("uses") == "./.github/actions/relay-image"
+        ]
+        assert image < min(runs), name
+        auth = next(
+            s for s in steps if str(s.get("uses", "")).startswith("google-github-actions/auth")
+        )
+        assert auth["with"]["token_format"] == "access_token", name
+
+
+def test_the_image_action_reads_each_stacks_repository() -> None:
+    """The action's one-liner, run as the workflow runs it (committed stack files, no digest)."""
+    import re
+    import subprocess
+    import sys
+
+    action = yaml.safe_load(
+        (ROOT / ".github" / "actions" / "relay-image" / "action.yml").read_text()
+    )
+    command = re.search(r'python -c "(.*)"\)', action["runs"]["steps"][0]["run"]).group(1)
+    for stack, project in (("dev", "cotton-erp-dev"), ("prod", "cotton-erp")):
+        code = command.replace("${{ inputs.stack }}", stack)
+        out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
+        assert out.stdout.strip() == f"asia-south1-docker.pkg.dev/{project}/events/events-infra"
