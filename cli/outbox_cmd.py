@@ -158,6 +158,20 @@ def relay_command(
         help="Serve GET /healthz on this port (for Cloud Run's probes).",
         show_default=False,
     ),
+    metrics_project: str = typer.Option(
+        None,
+        "--metrics-project",
+        envvar="EVENTSCTL_METRICS_PROJECT",
+        help="Write backlog, oldest age, published and failures to Cloud Monitoring in this "
+        "project every minute.",
+        show_default=False,
+    ),
+    metrics_location: str = typer.Option(
+        "global",
+        "--metrics-location",
+        envvar="EVENTSCTL_METRICS_LOCATION",
+        help="The location label of the relay's metrics (its region).",
+    ),
     poll_interval: float = typer.Option(
         1.0, "--poll-interval", help="Seconds between polls when no NOTIFY arrives."
     ),
@@ -221,7 +235,16 @@ def relay_command(
         from outbox.relay_health import serve_health
 
         serve_health(relay, health_port)
-    published = relay.run()
+    reporter = None
+    if metrics_project:
+        from outbox.relay_metrics import MetricsReporter
+
+        reporter = MetricsReporter(relay, metrics_project, metrics_location).start()
+    try:
+        published = relay.run()
+    finally:
+        if reporter is not None:
+            reporter.stop()
     typer.echo(f"relay stopped after publishing {published} events", err=True)
 
 

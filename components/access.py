@@ -33,6 +33,9 @@ DLQ_SNAPSHOT_PERMISSIONS = [
 snapshot; Pub/Sub has no finer scope for snapshots that do not exist yet."""
 
 READ_ONLY_PROJECT_ROLES = frozenset({"roles/monitoring.viewer"})
+WRITE_ONLY_METRICS_ROLES = frozenset({"roles/monitoring.metricWriter"})
+"""Project-wide by necessity (Monitoring has no finer scope), and can neither read nor change
+anything but the caller's own metric points."""
 
 
 class Access(pulumi.ComponentResource):
@@ -58,6 +61,15 @@ class Access(pulumi.ComponentResource):
         relay_member = relay_email.apply(lambda e: f"serviceAccount:{e}")
         self.relay_publisher = self._topic_member(
             "relay-publisher", bus.topic, "roles/pubsub.publisher", relay_member
+        )
+        # its backlog / oldest-age / publish metrics (outbox/relay_metrics.py); Monitoring has no
+        # finer scope than the project, and metricWriter can only write, not read
+        gcp.projects.IAMMember(
+            f"{name}-relay-metricwriter",
+            project=self._project,
+            role="roles/monitoring.metricWriter",
+            member=relay_member,
+            opts=pulumi.ResourceOptions(parent=self),
         )
         self.relay_database_user: gcp.sql.User | None = None
         if database is not None:

@@ -17,9 +17,13 @@ from components.alerting_config import (
     AlertingConfig,
     EmailChannel,
     PagerDutyChannel,
+    StuckOutboxAlert,
     WebhookChannel,
 )
 from components.durations import gcp_duration, human_duration
+from components.outbox_metrics import BACKLOG as OUTBOX_BACKLOG
+from components.outbox_metrics import OLDEST_UNPUBLISHED_AGE as OUTBOX_OLDEST_AGE
+from components.outbox_metrics import relay_filter
 from components.pubsub_metrics import (
     DEAD_LETTERED,
     OLDEST_UNACKED,
@@ -55,6 +59,36 @@ def runbook(stack: str, topology: StackConfig, dashboard_url: str | None) -> str
         "4. Replay them to the subscription that failed each one (healthy consumers are not "
         "sent duplicates):",
         f"   `eventsctl dlq replay --stack {stack}`",
+    ]
+    if dashboard_url:
+        lines += ["", f"Dashboard: {dashboard_url}"]
+    return "\n".join(lines)
+
+
+def outbox_runbook(stack: str, topology: StackConfig, dashboard_url: str | None) -> str:
+    """What on-call reads when events stop leaving the outbox."""
+    region = topology.relay.region if topology.relay else None
+    region = region or (topology.database.region if topology.database else "REGION")
+    alert = topology.alerting.stuck_outbox
+    age = human_duration(alert.threshold) if alert else "a while"
+    lines = [
+        f"## Events are stuck in the outbox (stack `{stack}`)",
+        "",
+        f"The oldest committed event has not been published for more than {age}, or no relay "
+        "has reported for a while. Services keep committing events; consumers see none of them.",
+        "",
+        "1. How far behind, and why the relay says it is failing (`last_error`):",
+        f"   `eventsctl outbox status --stack {stack}`",
+        "2. Is the relay running, and what does it log (one JSON line per batch, `error` when "
+        "something failed)?",
+        f"   `gcloud run services describe outbox-relay --region {region}`",
+        f"   `gcloud run services logs read outbox-relay --region {region} --limit 50`",
+        "3. Pub/Sub refusing or unreachable (`last_error` says so): the relay's breaker retries "
+        "every 30 s and nothing is lost; check Pub/Sub's status and the relay's publisher grant.",
+        "4. Database unreachable or the relay crash-looping: check the `cloud-sql-proxy` "
+        "container's log in the same service; redeploy the last good image with `pulumi up`.",
+        "5. Events that can never be published are moved to `event_outbox_failed` (the status "
+        "shows how many); they need a fix and re-enqueueing, not a restart.",
     ]
     if dashboard_url:
         lines += ["", f"Dashboard: {dashboard_url}"]
@@ -172,11 +206,76 @@ class DlqAlerting(pulumi.ComponentResource):
                 duration=0,
             )
 
+        self.stuck_outbox_policy: gcp.monitoring.AlertPolicy | None = None
+        self.silent_relay_policy: gcp.monitoring.AlertPolicy | None = None
+        if topology.relay is not None and config.stuck_outbox is not None:
+            self._outbox_policies(name, stack, topology, config.stuck_outbox, dashboard_url)
+
         self.register_outputs(
             {
                 "dlq_backlog_policy": self.dlq_backlog_policy.name,
                 "dashboard": self.dashboard.id if self.dashboard else None,
             }
+        )
+
+    def _outbox_policies(
+        self,
+        name: str,
+        stack: str,
+        topology: StackConfig,
+        stuck: StuckOutboxAlert,
+        dashboard_url: pulumi.Output[str | None],
+    ) -> None:
+        """ "Oldest unpublished event older than N" and "no relay reporting", max over relays."""
+        documentation = dashboard_url.apply(lambda url: outbox_runbook(stack, topology, url))
+        self.stuck_outbox_policy = self._policy(
+            f"{name}-stuck-outbox",
+            display_name=f"[{stack}] events stuck in the outbox",
+            condition_name=(
+                f"oldest unpublished event older than {human_duration(stuck.threshold)}"
+            ),
+            metric_filter=relay_filter(self._project, OUTBOX_OLDEST_AGE),
+            settings=stuck,
+            aligner="ALIGN_MAX",
+            reducer="REDUCE_MAX",
+            missing_data=NO_OP,
+            documentation=documentation,
+        )
+        display = f"[{stack}] no outbox relay is reporting"
+        self.silent_relay_policy = gcp.monitoring.AlertPolicy(
+            f"{name}-relay-silent",
+            project=self._project,
+            display_name=display,
+            combiner="OR",
+            severity=stuck.severity,
+            user_labels=self._labels,
+            notification_channels=self.channel_ids,
+            alert_strategy=gcp.monitoring.AlertPolicyAlertStrategyArgs(
+                auto_close=gcp_duration(stuck.auto_close)
+            ),
+            documentation=gcp.monitoring.AlertPolicyDocumentationArgs(
+                content=documentation, mime_type="text/markdown", subject=display
+            ),
+            conditions=[
+                gcp.monitoring.AlertPolicyConditionArgs(
+                    display_name=f"relay metrics absent for {human_duration(stuck.silent_after)}",
+                    condition_absent=gcp.monitoring.AlertPolicyConditionConditionAbsentArgs(
+                        filter=relay_filter(self._project, OUTBOX_BACKLOG),
+                        duration=gcp_duration(stuck.silent_after),
+                        aggregations=[
+                            gcp.monitoring.AlertPolicyConditionConditionAbsentAggregationArgs(
+                                alignment_period=gcp_duration(stuck.alignment_period),
+                                per_series_aligner="ALIGN_MAX",
+                                cross_series_reducer="REDUCE_MAX",
+                            )
+                        ],
+                        trigger=gcp.monitoring.AlertPolicyConditionConditionAbsentTriggerArgs(
+                            count=1
+                        ),
+                    ),
+                )
+            ],
+            opts=pulumi.ResourceOptions(parent=self),
         )
 
     def _channel(
@@ -217,6 +316,7 @@ class DlqAlerting(pulumi.ComponentResource):
         documentation: pulumi.Input[str],
         threshold: float | None = None,
         duration: float | None = None,
+        reducer: str | None = None,
     ) -> gcp.monitoring.AlertPolicy:
         threshold_value = settings.threshold if threshold is None else threshold
         window = settings.duration if duration is None else duration
@@ -248,6 +348,7 @@ class DlqAlerting(pulumi.ComponentResource):
                             gcp.monitoring.AlertPolicyConditionConditionThresholdAggregationArgs(
                                 alignment_period=gcp_duration(settings.alignment_period),
                                 per_series_aligner=aligner,
+                                cross_series_reducer=reducer,
                             )
                         ],
                         trigger=gcp.monitoring.AlertPolicyConditionConditionThresholdTriggerArgs(
@@ -330,6 +431,15 @@ def dashboard_layout(topology: StackConfig, stack: str) -> dict[str, Any]:
             "ALIGN_MAX",
         ),
     ]
+    if topology.relay is not None:
+        stuck = topology.alerting.stuck_outbox
+        widgets += [
+            chart("Outbox backlog (events not yet published)",
+                  relay_filter(project, OUTBOX_BACKLOG), "ALIGN_MAX"),
+            chart("Oldest unpublished event age (s)",
+                  relay_filter(project, OUTBOX_OLDEST_AGE), "ALIGN_MAX",
+                  [stuck.threshold] if stuck else []),
+        ]  # fmt: skip
     tiles = [
         {"xPos": (i % 2) * 6, "yPos": (i // 2) * 4, "width": 6, "height": 4, "widget": w}
         for i, w in enumerate(widgets)

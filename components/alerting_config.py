@@ -111,6 +111,23 @@ class RetentionAlert(Strict):
     auto_close: AutoClose = 1800.0
 
 
+class StuckOutboxAlert(Strict):
+    """Events wait in the outbox: the oldest unpublished one is older than `threshold` for
+    `duration` (the relay is down, failing, or behind), or no relay has reported for
+    `silent_after`. Only for stacks that deploy the relay (`events-infra:relay`)."""
+
+    threshold: Annotated[Seconds, between(60, 86400, "duration", "a useful age")] = 600.0
+    duration: Window = 300.0
+    alignment_period: Alignment = 60
+    silent_after: Annotated[
+        Seconds,
+        between(120, 86400, "duration", "Cloud Monitoring's absence window"),
+        AfterValidator(_whole_minutes),
+    ] = 600.0
+    severity: Severity = "CRITICAL"
+    auto_close: AutoClose = 1800.0
+
+
 def _channel_type(value: Any) -> Any:
     if isinstance(value, dict) and value.get("type") not in CHANNEL_TYPES:
         raise fail(
@@ -166,6 +183,7 @@ class AlertingConfig(Strict):
     dead_letter_rate: DeadLetterRateAlert | None = None
     oldest_unacked: OldestUnackedAlert | None = None
     dlq_retention: RetentionAlert | None = None
+    stuck_outbox: StuckOutboxAlert | None = Field(default_factory=StuckOutboxAlert)
     channels: list[Channel] = Field(default_factory=list)
     existing_channels: list[ChannelId] = Field(default_factory=list)
     user_labels: Labels = Field(default_factory=dict)

@@ -71,6 +71,8 @@ class OutboxRelay(pulumi.ComponentResource):
                 ("EVENTSCTL_TOPIC_PATH", args.topic_id),
                 ("EVENTSCTL_PUBSUB_ENDPOINT", args.pubsub_endpoint),
                 ("EVENTSCTL_HEALTH_PORT", str(HEALTH_PORT)),
+                ("EVENTSCTL_METRICS_PROJECT", args.project),
+                ("EVENTSCTL_METRICS_LOCATION", args.region),
             )
         ]
         relay = gcp.cloudrunv2.ServiceTemplateContainerArgs(

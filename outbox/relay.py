@@ -29,6 +29,7 @@ import socket
 import threading
 import time
 import uuid
+from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -127,6 +128,8 @@ class Relay:
             name="pubsub",
         )
         self._last_outage: PublishOutage | None = None
+        self.totals: Counter[str] = Counter()
+        """published / retried / failed since start (the relay's metrics report them)."""
         self.heartbeat = time.monotonic()
         """When the loop last went round (claimed, waited or recovered): the health check's
         evidence that the relay is not stuck."""
@@ -196,6 +199,7 @@ class Relay:
         else:
             self._settle(rows, outcomes, count_attempt=True, result=result)
         result.latency_ms = round((time.monotonic() - started) * 1000, 1)
+        self.totals.update(published=result.published, retried=result.retried, failed=result.failed)
         line = {"event": "batch", "relay": self.config.relay_id, **vars(result)}
         if result.error is None:
             line.pop("error")

@@ -2,7 +2,8 @@
 client runs over a real gRPC channel in tests (Google's API is out of reach here).
 
 It implements the one call `eventsctl dlq status` makes, ListTimeSeries, answering from the
-points a test puts in `values` (metric type -> value) and recording every request.
+points a test puts in `values` (metric type -> value), and the relay's CreateTimeSeries
+(recorded in `created`; `refuse_writes` makes it answer UNAVAILABLE). Every request is kept.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ class MetricServiceServer:
     def __init__(self) -> None:
         self.values: dict[str, float] = {}
         self.requests: list[types.ListTimeSeriesRequest] = []
+        self.created: list[types.CreateTimeSeriesRequest] = []
+        self.refuse_writes = False
         self._server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
         handler = grpc.method_handlers_generic_handler(
             "google.monitoring.v3.MetricService",
@@ -27,7 +30,12 @@ class MetricServiceServer:
                     self._list_time_series,
                     request_deserializer=types.ListTimeSeriesRequest.deserialize,
                     response_serializer=types.ListTimeSeriesResponse.serialize,
-                )
+                ),
+                "CreateTimeSeries": grpc.unary_unary_rpc_method_handler(
+                    self._create_time_series,
+                    request_deserializer=types.CreateTimeSeriesRequest.deserialize,
+                    response_serializer=lambda _: b"",  # google.protobuf.Empty
+                ),
             },
         )
         self._server.add_generic_rpc_handlers((handler,))
@@ -43,6 +51,11 @@ class MetricServiceServer:
 
     def stop(self) -> None:
         self._server.stop(grace=None)
+
+    def _create_time_series(self, request: Any, context: Any) -> None:
+        if self.refuse_writes:
+            context.abort(grpc.StatusCode.UNAVAILABLE, "Monitoring is unavailable (test)")
+        self.created.append(request)
 
     def _list_time_series(self, request: Any, context: Any) -> types.ListTimeSeriesResponse:
         self.requests.append(request)

@@ -9,7 +9,11 @@ from typing import Any
 
 import pytest
 
-from components.access import DLQ_SNAPSHOT_PERMISSIONS, READ_ONLY_PROJECT_ROLES
+from components.access import (
+    DLQ_SNAPSHOT_PERMISSIONS,
+    READ_ONLY_PROJECT_ROLES,
+    WRITE_ONLY_METRICS_ROLES,
+)
 from components.topology import TopologyError, parse_topology
 from tests.pulumi_mocks import Declared, Run, run_program, stack_config
 
@@ -58,6 +62,7 @@ def test_relay_can_publish_and_use_the_outbox_database_only(prod: Run) -> None:
         ("roles/pubsub.publisher", EVENTS_TOPIC),
         ("roles/cloudsql.client", "project"),
         ("roles/cloudsql.instanceUser", "project"),
+        ("roles/monitoring.metricWriter", "project"),  # its backlog/age metrics, write-only
     }
     for name in ("access-relay-client", "access-relay-instanceuser"):
         condition = prod.named(name).inputs["condition"]
@@ -123,7 +128,7 @@ def broad_or_project_wide(run: Run) -> list[str]:
             problems.append(f"{r.name}: broad role {role}")
         if r.type == PROJECT_MEMBER:
             scoped = "condition" in r.inputs and "resource.name ==" in str(r.inputs["condition"])
-            read_only = role in READ_ONLY_PROJECT_ROLES
+            read_only = role in READ_ONLY_PROJECT_ROLES | WRITE_ONLY_METRICS_ROLES
             snapshots_only = role in custom_roles and all(
                 p.startswith("pubsub.snapshots.") for p in custom_roles[role].inputs["permissions"]
             )

@@ -130,8 +130,9 @@ def test_dead_letters_about_to_expire_alert(prod: Run) -> None:
 
 
 def test_optional_alerts_are_off_unless_configured(dev: Run) -> None:
+    """dev sets none of the optional alerts; the outbox pair is on wherever a relay runs."""
     names = [p.name for p in dev.of_type(POLICY)]
-    assert names == ["alerting-dlq-backlog"]
+    assert names == ["alerting-dlq-backlog", "alerting-stuck-outbox", "alerting-relay-silent"]
     assert dev.named("alerting-dlq-backlog").inputs["severity"] == "WARNING"
 
 
@@ -146,6 +147,8 @@ def test_dashboard_has_every_panel(prod: Run) -> None:
         "Dead-lettered per subscription",
         "Dead-letter backlog (events-dlq-sub)",
         "Oldest dead letter age (events-dlq-sub)",
+        "Outbox backlog (events not yet published)",
+        "Oldest unpublished event age (s)",
     }
 
     def query(title: str) -> str:
@@ -237,3 +240,40 @@ def test_alerting_validation(alerting: dict[str, Any], message: str) -> None:
         parse_topology({"subscriptions": [{"name": "orders"}], "alerting": alerting}, "cotton-erp")
     assert len(info.value.problems) == 1
     assert message in info.value.problems[0]
+
+
+def test_stuck_outbox_and_silent_relay_page_the_same_channels(prod: Run) -> None:
+    """Reads the metrics the relay writes (components/outbox_metrics.py), max over relays."""
+    from components.outbox_metrics import BACKLOG, OLDEST_UNPUBLISHED_AGE
+
+    backlog = prod.named("alerting-dlq-backlog")
+    stuck = prod.named("alerting-stuck-outbox")
+    silent = prod.named("alerting-relay-silent")
+    for policy in (stuck, silent):
+        assert policy.inputs["notificationChannels"] == backlog.inputs["notificationChannels"]
+        assert policy.inputs["severity"] == "CRITICAL"
+        assert "eventsctl outbox status --stack prod" in policy.inputs["documentation"]["content"]
+    [condition] = stuck.inputs["conditions"]
+    threshold = condition["conditionThreshold"]
+    assert f'metric.type = "{OLDEST_UNPUBLISHED_AGE}"' in threshold["filter"]
+    assert 'resource.type = "generic_task"' in threshold["filter"]
+    assert (threshold["thresholdValue"], threshold["duration"]) == (600, "300s")
+    assert threshold["aggregations"] == [
+        {
+            "alignmentPeriod": "60s",
+            "perSeriesAligner": "ALIGN_MAX",
+            "crossSeriesReducer": "REDUCE_MAX",
+        }
+    ]
+    [condition] = silent.inputs["conditions"]
+    absent = condition["conditionAbsent"]
+    assert f'metric.type = "{BACKLOG}"' in absent["filter"]
+    assert absent["duration"] == "600s"
+    assert absent["aggregations"][0]["crossSeriesReducer"] == "REDUCE_MAX"
+
+
+def test_no_outbox_alerts_without_a_relay(prod_config: dict) -> None:
+    del prod_config["events-infra:relay"]
+    config = {k: v if isinstance(v, str) else json.dumps(v) for k, v in prod_config.items()}
+    names = {p.name for p in run_program(config).of_type(POLICY)}
+    assert not {"alerting-stuck-outbox", "alerting-relay-silent"} & names

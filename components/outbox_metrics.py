@@ -1,0 +1,34 @@
+"""The relay's Cloud Monitoring metrics: names, the monitored resource, and alert filters.
+
+Pulumi-free, shared by the relay that writes them (outbox/relay_metrics.py) and the alert
+policies and dashboard that read them (components/alerting.py), so the two cannot drift.
+
+Custom metrics on the `generic_task` resource (one series per relay instance, `task_id` = the
+relay's id). Alerts reduce across instances (max), so an instance replaced by a new one does not
+look like a relay that went silent.
+"""
+
+from __future__ import annotations
+
+PREFIX = "custom.googleapis.com/events_infra/outbox"
+BACKLOG = f"{PREFIX}/backlog"
+"""GAUGE INT64: committed events not yet published."""
+OLDEST_UNPUBLISHED_AGE = f"{PREFIX}/oldest_unpublished_age"
+"""GAUGE DOUBLE, seconds: how long the oldest unpublished event has waited (0 when none)."""
+PUBLISHED = f"{PREFIX}/published_count"
+"""CUMULATIVE INT64 per relay instance: events published since it started."""
+PUBLISH_FAILURES = f"{PREFIX}/publish_failures"
+"""CUMULATIVE INT64 per relay instance: failed publish attempts (retried or failed for good)."""
+
+RESOURCE_TYPE = "generic_task"
+NAMESPACE = "events-infra"
+JOB = "outbox-relay"
+
+
+def relay_filter(project: str, metric: str) -> str:
+    """The exact filter for one relay metric of a project's relays."""
+    return (
+        f'resource.type = "{RESOURCE_TYPE}" AND resource.labels.project_id = "{project}" AND '
+        f'resource.labels.namespace = "{NAMESPACE}" AND resource.labels.job = "{JOB}" AND '
+        f'metric.type = "{metric}"'
+    )
