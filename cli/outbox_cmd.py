@@ -20,13 +20,55 @@ app = typer.Typer(help="The transactional outbox: schema migrations and backlog 
 @app.command("migrate")
 def migrate_command(
     database_url: str = DATABASE_URL,
+    cloud_sql_instance: str = typer.Option(
+        None,
+        "--cloud-sql-instance",
+        help="PROJECT:REGION:INSTANCE: connect through the Cloud SQL connector with IAM login "
+        "instead of --database-url (the migration job inside the VPC does).",
+        show_default=False,
+    ),
+    iam_user: str = typer.Option(
+        None, "--iam-user", help="IAM database user for --cloud-sql-instance.", show_default=False
+    ),
+    database: str = typer.Option("events", "--database", help="Database for --cloud-sql-instance."),
+    private_ip: bool = typer.Option(
+        False, "--private-ip", help="Reach --cloud-sql-instance on its private IP."
+    ),
     as_json: bool = options.JSON,
 ) -> None:
     """Apply the outbox schema migrations that are not applied yet (safe to run repeatedly
     and concurrently; refuses if an applied migration file was edited)."""
     from outbox.migrate import migrate
 
+    if cloud_sql_instance:
+        _migrate_through_connector(cloud_sql_instance, iam_user, database, private_ip, as_json)
+        return
     apply_migrations(database_url, as_json, migrate)
+
+
+def _migrate_through_connector(
+    instance: str, iam_user: str | None, database: str, private_ip: bool, as_json: bool
+) -> None:
+    from outbox.migrate import MigrationError, migrate
+
+    with user_errors():
+        if not re.fullmatch(r"[a-z][a-z0-9-]*(:[a-z0-9-]+){2}", instance or ""):
+            raise UserError(f"--cloud-sql-instance {instance!r}: use PROJECT:REGION:INSTANCE")
+        if not iam_user:
+            raise UserError("--cloud-sql-instance needs --iam-user (the IAM database user)")
+        from outbox.cloud_sql import connect_iam
+
+        try:
+            conn = connect_iam(instance, iam_user, database, private_ip)
+        except Exception as err:
+            raise UserError(f"cannot connect to {instance}: {first_line(err)}") from None
+        try:
+            report = migrate(conn)
+        except MigrationError as err:
+            raise UserError(str(err)) from None
+        finally:
+            conn.close()
+    _report_migrations(report, as_json)
 
 
 def apply_migrations(database_url: str, as_json: bool, run: Callable[[Any], Any]) -> None:
@@ -42,6 +84,10 @@ def apply_migrations(database_url: str, as_json: bool, run: Callable[[Any], Any]
             raise UserError(str(err)) from None
         finally:
             conn.close()
+    _report_migrations(report, as_json)
+
+
+def _report_migrations(report: Any, as_json: bool) -> None:
     data = {
         "applied": report.applied,
         "already_applied": report.already_applied,

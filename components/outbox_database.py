@@ -36,7 +36,10 @@ class OutboxDatabase(pulumi.ComponentResource):
         name: str,
         topology: StackConfig,
         opts: pulumi.ResourceOptions | None = None,
+        migration_image: str | None = None,
     ) -> None:
+        """`migration_image` (the project's image by digest) is needed when the instance has
+        only a private IP: the schema is then applied by a Cloud Run job inside the VPC."""
         super().__init__("events-infra:outbox_database:OutboxDatabase", name, None, opts)
         config = topology.database
         if config is None:
@@ -79,15 +82,28 @@ class OutboxDatabase(pulumi.ComponentResource):
                 database_roles=["cloudsqlsuperuser"],
                 opts=pulumi.ResourceOptions(parent=self),
             )
+            self.migration_job: gcp.cloudrunv2.Job | None = None
+            job_path: pulumi.Output[str] | None = None
+            depends: list[pulumi.Resource] = [self.database, self.migration_user]
+            if config.private_ip_only:
+                if not migration_image:
+                    raise ValueError("a private-IP outbox needs migration_image (relay.image)")
+                self.migration_job = self._migration_job(
+                    name, topology, migration_image, user_name, config.migration_principal
+                )
+                job_path = pulumi.Output.concat(
+                    "projects/", project, "/locations/", config.region, "/jobs/",
+                    self.migration_job.name,
+                )  # fmt: skip
+                depends.append(self.migration_job)
             self.schema = OutboxSchema(
                 f"{name}-schema",
                 instance_connection_name=self.instance.connection_name,
                 database=self.database.name,
                 user=self.migration_user.name,
                 private_ip=config.private_ip_only,
-                opts=pulumi.ResourceOptions(
-                    parent=self, depends_on=[self.database, self.migration_user]
-                ),
+                job=job_path,
+                opts=pulumi.ResourceOptions(parent=self, depends_on=depends),
             )
 
         self.password: pulumi.Output[str] | None = None
@@ -121,6 +137,68 @@ class OutboxDatabase(pulumi.ComponentResource):
                 "database": self.database.name,
                 "schema_version": self.schema.schema_version if self.schema else None,
             }
+        )
+
+    def _migration_job(
+        self,
+        name: str,
+        topology: StackConfig,
+        image: str,
+        user_name: str,
+        principal: str,
+    ) -> gcp.cloudrunv2.Job:
+        """`eventsctl outbox migrate` in the relay's image, on the VPC, as the migration
+        principal (its IAM database user owns the schema). Run by OutboxSchema, never retried
+        on its own: a failed migration is rolled back and fails `pulumi up` with its error."""
+        config = topology.database
+        assert config is not None and config.private_network is not None
+        for role in ("roles/cloudsql.client", "roles/cloudsql.instanceUser"):
+            gcp.projects.IAMMember(
+                f"{name}-migration-{role.rsplit('.', 1)[-1].lower()}",
+                project=topology.project,
+                role=role,
+                member=f"serviceAccount:{principal}",
+                condition=gcp.projects.IAMMemberConditionArgs(
+                    title="outbox instance only",
+                    expression=self.instance.name.apply(
+                        lambda n: f'resource.name == "projects/{topology.project}/instances/{n}"'
+                    ),
+                ),
+                opts=pulumi.ResourceOptions(parent=self),
+            )
+        args = pulumi.Output.all(self.instance.connection_name, self.database.name).apply(
+            lambda v: [
+                "outbox", "migrate", "--cloud-sql-instance", v[0], "--iam-user", user_name,
+                "--database", v[1], "--private-ip",
+            ]
+        )  # fmt: skip
+        return gcp.cloudrunv2.Job(
+            f"{name}-migrate-job",
+            name="outbox-migrate",
+            project=topology.project,
+            location=config.region,
+            deletion_protection=topology.production,
+            labels=topology.resource_labels(config.labels),
+            template=gcp.cloudrunv2.JobTemplateArgs(
+                task_count=1,
+                template=gcp.cloudrunv2.JobTemplateTemplateArgs(
+                    service_account=principal,
+                    max_retries=0,
+                    timeout="600s",
+                    containers=[
+                        gcp.cloudrunv2.JobTemplateTemplateContainerArgs(image=image, args=args)
+                    ],
+                    vpc_access=gcp.cloudrunv2.JobTemplateTemplateVpcAccessArgs(
+                        network_interfaces=[
+                            gcp.cloudrunv2.JobTemplateTemplateVpcAccessNetworkInterfaceArgs(
+                                network=config.private_network
+                            )
+                        ],
+                        egress="PRIVATE_RANGES_ONLY",
+                    ),
+                ),
+            ),
+            opts=pulumi.ResourceOptions(parent=self),
         )
 
     @staticmethod

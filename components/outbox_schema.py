@@ -45,25 +45,14 @@ class MigrationProvider(ResourceProvider):
 
     def _connect(self, props: dict[str, Any]) -> Any:
         """A pg8000 connection through the Cloud SQL connector, as the IAM principal."""
-        from google.cloud.sql.connector import Connector, IPTypes
+        from outbox.cloud_sql import connect_iam
 
-        connector = Connector(refresh_strategy="lazy")
-        conn = connector.connect(
+        return connect_iam(
             props["instance_connection_name"],
-            "pg8000",
-            user=props["user"],
-            db=props["database"],
-            enable_iam_auth=True,
-            ip_type=IPTypes.PRIVATE if props.get("private_ip") else IPTypes.PUBLIC,
+            props["user"],
+            props["database"],
+            bool(props.get("private_ip")),
         )
-        original_close = conn.close
-
-        def close() -> None:
-            original_close()
-            connector.close()
-
-        conn.close = close
-        return conn
 
     @staticmethod
     def _outs(props: dict[str, Any], report: MigrationReport) -> dict[str, Any]:
@@ -84,20 +73,28 @@ class OutboxSchema(pulumi.dynamic.Resource):
         database: pulumi.Input[str],
         user: pulumi.Input[str],
         private_ip: bool,
+        job: pulumi.Input[str] | None = None,
         opts: pulumi.ResourceOptions | None = None,
         provider: ResourceProvider | None = None,
     ) -> None:
-        super().__init__(
-            provider or MigrationProvider(),
-            name,
-            {
-                "instance_connection_name": instance_connection_name,
-                "database": database,
-                "user": user,
-                "private_ip": private_ip,
-                "migrations_digest": migrations_digest(),
-                "schema_version": None,
-                "applied": None,
-            },
-            opts,
-        )
+        """With `job` (a Cloud Run job's full name) the migrations run inside the VPC by that
+        job (components/migration_job.py); without, from the machine running `pulumi up`."""
+        if provider is None:
+            if job is not None:
+                from components.migration_job import JobMigrationProvider
+
+                provider = JobMigrationProvider()
+            else:
+                provider = MigrationProvider()
+        props: dict[str, Any] = {
+            "instance_connection_name": instance_connection_name,
+            "database": database,
+            "user": user,
+            "private_ip": private_ip,
+            "migrations_digest": migrations_digest(),
+            "schema_version": None,
+            "applied": None,
+        }
+        if job is not None:
+            props.update(job=job, execution=None)
+        super().__init__(provider, name, props, opts)

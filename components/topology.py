@@ -311,6 +311,19 @@ def _cross_checks(config: StackConfig) -> list[str]:
                 "subscription; subscription names must be unique"
             )
         seen.add(sub.name)
+    database = config.database
+    if database is not None and database.private_ip_only and database.migration_principal:
+        if config.relay is None:
+            problems.append(
+                f"{ns}:database.private_network: the schema of a private-IP instance is applied "
+                f"by a Cloud Run job inside the VPC running the relay's image: add {ns}:relay "
+                "(image_repository)"
+            )
+        if not database.migration_principal.endswith(".gserviceaccount.com"):
+            problems.append(
+                f"{ns}:database.migration_principal: {database.migration_principal!r} must be a "
+                "service account: the migration job inside the VPC runs as it"
+            )
     if config.relay is not None and config.database is None:
         problems.append(
             f"{ns}:relay: the relay publishes the outbox, and this stack has none: add "

@@ -44,7 +44,13 @@ pulumi.export("dead_letter_subscription_id", bus.dead_letter_subscription_id)
 pulumi.export("subscription_ids", bus.subscription_ids)
 pulumi.export("pubsub_service_agent", bus.service_agent.email)
 
-outbox_db = OutboxDatabase("outbox", topology) if topology.database is not None else None
+outbox_db = (
+    OutboxDatabase(
+        "outbox", topology, migration_image=topology.relay.image if topology.relay else None
+    )
+    if topology.database is not None
+    else None
+)
 if outbox_db is not None:
     pulumi.export("outbox_connection_name", outbox_db.connection_name)
     pulumi.export("outbox_database", outbox_db.database.name)

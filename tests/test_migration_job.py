@@ -1,0 +1,160 @@
+"""Migrations inside the VPC: prod's schema is applied by a Cloud Run job that `pulumi up` runs
+and waits for. Declared resources under Pulumi's mocks; the dynamic resource's create / update /
+delete on real PostgreSQL with only the job runner swapped (it runs the job's command here)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from typer.testing import CliRunner
+
+from cli.app import app
+from components.migration_job import JobMigrationProvider, MigrationJobFailed
+from outbox.migrate import load_migrations, migrations_digest
+from tests.pulumi_mocks import IMAGE_DIGEST, run_program
+
+ROOT = Path(__file__).resolve().parent.parent
+JOB = "projects/cotton-erp/locations/asia-south1/jobs/outbox-migrate"
+
+
+def test_prod_applies_its_schema_with_a_job_inside_the_vpc(prod: Any) -> None:
+    job = prod.named("outbox-migrate-job")
+    task = job.inputs["template"]["template"]
+    [container] = task["containers"]
+    assert container["image"] == (
+        f"asia-south1-docker.pkg.dev/cotton-erp/events/events-infra@{IMAGE_DIGEST}"
+    )
+    assert container["args"] == [
+        "outbox", "migrate", "--cloud-sql-instance", "cotton-erp:asia-south1:events-outbox",
+        "--iam-user", "pulumi-deployer@cotton-erp.iam", "--database", "events", "--private-ip",
+    ]  # fmt: skip
+    principal = "pulumi-deployer@cotton-erp.iam.gserviceaccount.com"
+    assert task["serviceAccount"] == principal
+    assert task["maxRetries"] == 0  # a failed migration is rolled back; up reports it
+    assert task["vpcAccess"]["networkInterfaces"] == [
+        {"network": "projects/cotton-erp/global/networks/cotton-erp-vpc"}
+    ]
+    [schema] = [r for r in prod.resources if r.name == "outbox-schema"]
+    assert schema.inputs["job"] == JOB
+    assert schema.inputs["migrations_digest"] == migrations_digest()
+    assert job.urn in schema.dependencies
+    for role in ("client", "instanceuser"):
+        grant = prod.named(f"outbox-migration-{role}")
+        assert (
+            grant.inputs["member"]
+            == "serviceAccount:pulumi-deployer@cotton-erp.iam.gserviceaccount.com"
+        )
+        assert "events-outbox" in grant.inputs["condition"]["expression"]
+
+
+def test_dev_with_a_public_ip_migrates_directly(dev: Any) -> None:
+    assert dev.of_type("gcp:cloudrunv2/job:Job") == []
+    [schema] = [r for r in dev.resources if r.name == "outbox-schema"]
+    assert "job" not in schema.inputs
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"events-infra:relay": None},
+         "events-infra:database.private_network: the schema of a private-IP instance is applied"),
+        ({"events-infra:database": {"migration_principal": "alice@cotton-erp.com"}},
+         "events-infra:database.migration_principal: 'alice@cotton-erp.com' must be a service"),
+    ],
+)  # fmt: skip
+def test_a_private_ip_stack_needs_the_image_and_a_service_account(
+    prod_config: dict[str, Any], change: dict[str, Any], message: str
+) -> None:
+    import pulumi
+
+    for key, value in change.items():
+        if value is None:
+            del prod_config[key]
+        else:
+            prod_config[key] = {**prod_config[key], **value}
+    config = {k: v if isinstance(v, str) else json.dumps(v) for k, v in prod_config.items()}
+    with pytest.raises(pulumi.RunError, match=message.replace("(", r"\(")):
+        run_program(config)
+
+
+class RunsTheJobCommandHere:
+    """The swapped part: instead of asking Cloud Run, run the job's command (`eventsctl outbox
+    migrate`) against the test database, and answer as CloudRunJobRunner does."""
+
+    def __init__(self, database_url: str) -> None:
+        self.database_url = database_url
+        self.runs = 0
+
+    def run(self, job: str) -> str:
+        self.runs += 1
+        result = subprocess.run(
+            [sys.executable, "-m", "cli.app", "outbox", "migrate", "--database-url",
+             self.database_url],
+            cwd=ROOT, capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+        if result.returncode != 0:
+            raise MigrationJobFailed(f"migration job {job}/executions/{self.runs} failed: "
+                                     f"{result.stderr.strip()}")  # fmt: skip
+        return f"{job}/executions/{self.runs}"
+
+
+def props() -> dict[str, Any]:
+    return {"job": JOB, "migrations_digest": migrations_digest(), "database": "events"}
+
+
+def tables(url: str) -> set[str]:
+    with psycopg.connect(url) as conn:
+        return {r[0] for r in conn.execute("SELECT tablename FROM pg_tables")}
+
+
+def test_create_runs_the_job_update_reruns_on_new_migrations_delete_keeps_data(
+    database_url: str,
+) -> None:
+    runner = RunsTheJobCommandHere(database_url)
+    provider = JobMigrationProvider(runner)
+    created = provider.create(props())
+    assert created.id == JOB and runner.runs == 1
+    assert {"event_outbox", "event_outbox_failed", "outbox_schema_migrations"} <= tables(
+        database_url
+    )
+    assert created.outs["schema_version"] == load_migrations()[-1].version
+    assert created.outs["execution"] == f"{JOB}/executions/1"
+
+    same = provider.diff(JOB, created.outs, props())
+    assert same.changes is False  # nothing new to apply: up does not run the job
+    newer = {**props(), "migrations_digest": "a-new-migration-set"}
+    assert provider.diff(JOB, created.outs, newer).changes is True
+    provider.update(JOB, created.outs, newer)
+    assert runner.runs == 2
+
+    provider.delete(JOB, created.outs)
+    assert "event_outbox" in tables(database_url)  # never dropped
+
+
+def test_a_failing_job_fails_up_with_the_jobs_error(database_url: str) -> None:
+    runner = RunsTheJobCommandHere(database_url)
+    JobMigrationProvider(runner).create(props())
+    with psycopg.connect(database_url) as conn:  # someone edited an applied migration
+        conn.execute("UPDATE outbox_schema_migrations SET checksum = 'edited' WHERE version = 1")
+    with pytest.raises(MigrationJobFailed) as info:
+        JobMigrationProvider(runner).update(JOB, {}, {**props(), "migrations_digest": "x"})
+    assert "failed: error: migration 0001_event_outbox.sql was edited after it was applied" in (
+        str(info.value)
+    )
+
+
+def test_migrate_through_the_connector_checks_its_flags_in_one_line() -> None:
+    runner = CliRunner()
+    bad = runner.invoke(app, ["outbox", "migrate", "--cloud-sql-instance", "events-outbox"])
+    assert bad.exit_code == 2
+    assert "use PROJECT:REGION:INSTANCE" in bad.output and len(bad.output.strip().splitlines()) == 1
+    missing = runner.invoke(
+        app, ["outbox", "migrate", "--cloud-sql-instance", "cotton-erp:asia-south1:events-outbox"]
+    )
+    assert missing.exit_code == 2 and "needs --iam-user" in missing.output
