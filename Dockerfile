@@ -12,6 +12,7 @@ COPY consumer ./consumer
 COPY dlq ./dlq
 COPY outbox ./outbox
 COPY pubsub_proxy ./pubsub_proxy
+COPY stack_config ./stack_config
 RUN pip wheel --no-cache-dir --wheel-dir /wheels .
 
 # --- run: a slim Python, the wheels, an unprivileged user ------------------------------------

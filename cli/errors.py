@@ -43,9 +43,9 @@ def fail(message: str, code: Exit = Exit.ERROR) -> typer.Exit:
 @contextlib.contextmanager
 def user_errors() -> Iterator[None]:
     """Turn the errors a user can fix into clean one-line failures with exit code 2."""
-    from components.stack_files import StackNotFoundError
-    from components.topology import TopologyError
     from dlq.errors import DlqError
+    from stack_config.stack_files import StackNotFoundError
+    from stack_config.topology import TopologyError
 
     try:
         yield

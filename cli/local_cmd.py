@@ -22,8 +22,8 @@ app = typer.Typer(
 
 
 def _load(stack: str, stacks_dir: str | None) -> Any:
-    from components.stack_files import load_stack
-    from components.stack_files import stacks_dir as find_dir
+    from stack_config.stack_files import load_stack
+    from stack_config.stack_files import stacks_dir as find_dir
 
     return load_stack(stack, find_dir(stacks_dir))
 

@@ -119,8 +119,8 @@ def status_command(
 
     Exit 0 when the oldest unpublished event is younger than --max-age, 1 when older, 2 on error.
     """
-    from components.durations import human_duration, parse_duration
     from outbox.status import read_status
+    from stack_config.durations import human_duration, parse_duration
 
     with user_errors():
         try:
@@ -233,9 +233,9 @@ def relay_command(
     """
     import logging
 
-    from components.stack_files import load_stack
-    from components.stack_files import stacks_dir as find_dir
     from outbox.relay import Relay, RelayConfig
+    from stack_config.stack_files import load_stack
+    from stack_config.stack_files import stacks_dir as find_dir
 
     with user_errors():
         if not database_url:
@@ -335,7 +335,7 @@ def run_cleanup(
     """Check the flags, then `delete(conn, seconds, batch_size)` and report how many went.
     Shared by `outbox cleanup` and `consumer cleanup`; a ValueError from `delete` (a retention
     it refuses) is the user's error, one line."""
-    from components.durations import parse_duration
+    from stack_config.durations import parse_duration
 
     with user_errors():
         try:

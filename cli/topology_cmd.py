@@ -15,8 +15,8 @@ app = typer.Typer(help="Validate a stack file and show the topics and subscripti
 
 def describe(stack: str, stacks_dir: str | None) -> dict[str, Any]:
     """The resolved topology of `stack` as plain data (defaults applied, GCP durations)."""
-    from components.stack_files import load_stack
-    from components.stack_files import stacks_dir as find_dir
+    from stack_config.stack_files import load_stack
+    from stack_config.stack_files import stacks_dir as find_dir
 
     config = load_stack(stack, find_dir(stacks_dir))
     return {

@@ -1,4 +1,3 @@
-"""Pulumi components and the topology model behind the events-infra stacks.
-
-Kept free of imports so that `eventsctl --help` and the topology model load without Pulumi.
+"""The Pulumi components behind the events-infra stacks (EventBus, OutboxDatabase, OutboxRelay,
+DlqAlerting, Access). The stack model they are built from lives in `stack_config` (Pulumi-free).
 """

@@ -13,11 +13,11 @@ from __future__ import annotations
 import pulumi
 import pulumi_gcp as gcp
 
-from components.access_config import is_account_id
+from components.args import AccessArgs
 from components.event_bus import EventBus
 from components.outbox_database import WRITER_ROLE as WRITER_DATABASE_ROLE
 from components.outbox_database import OutboxDatabase, iam_database_user
-from components.topology import StackConfig
+from stack_config.access_config import is_account_id
 
 RELAY_DATABASE_ROLE = "events_outbox_relay"
 """PostgreSQL role created by migration 0002: read and settle the outbox, nothing else."""
@@ -45,15 +45,15 @@ class Access(pulumi.ComponentResource):
     def __init__(
         self,
         name: str,
-        topology: StackConfig,
+        spec: AccessArgs,
         bus: EventBus,
         database: OutboxDatabase | None = None,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         super().__init__("events-infra:access:Access", name, None, opts)
         self._name = name
-        self._project = topology.project
-        config = topology.access
+        self._project = spec.project
+        config = spec.access
 
         # --- the outbox relay: publish to the events topic, use the outbox database ---------
         self.relay, relay_email = self._identity("relay", config.relay, "events outbox relay")
@@ -89,17 +89,16 @@ class Access(pulumi.ComponentResource):
 
         # --- consumers: each subscribes to its own subscription only ------------------------
         self.consumers: dict[str, gcp.serviceaccount.Account | None] = {}
-        for sub in topology.subscriptions:
-            account = topology.consumer_account(sub.name)
+        for sub_name, account in spec.consumer_accounts.items():
             if account is None:
                 continue
             resource, email = self._identity(
-                f"consumer-{sub.name}", account, f"consumer of {sub.name}"
+                f"consumer-{sub_name}", account, f"consumer of {sub_name}"
             )
-            self.consumers[sub.name] = resource
+            self.consumers[sub_name] = resource
             self._subscription_member(
-                f"consumer-{sub.name}-subscriber",
-                bus.subscriptions[sub.name],
+                f"consumer-{sub_name}-subscriber",
+                bus.subscriptions[sub_name],
                 "roles/pubsub.subscriber",
                 email.apply(lambda e: f"serviceAccount:{e}"),
             )

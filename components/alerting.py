@@ -13,25 +13,25 @@ from typing import Any
 import pulumi
 import pulumi_gcp as gcp
 
-from components.alerting_config import (
+from components.args import DlqAlertingArgs
+from stack_config.alerting_config import (
     AlertingConfig,
     EmailChannel,
     PagerDutyChannel,
     StuckOutboxAlert,
     WebhookChannel,
 )
-from components.durations import gcp_duration, human_duration
-from components.outbox_metrics import BACKLOG as OUTBOX_BACKLOG
-from components.outbox_metrics import OLDEST_UNPUBLISHED_AGE as OUTBOX_OLDEST_AGE
-from components.outbox_metrics import relay_filter
-from components.pubsub_metrics import (
+from stack_config.durations import gcp_duration, human_duration
+from stack_config.outbox_metrics import BACKLOG as OUTBOX_BACKLOG
+from stack_config.outbox_metrics import OLDEST_UNPUBLISHED_AGE as OUTBOX_OLDEST_AGE
+from stack_config.outbox_metrics import relay_filter
+from stack_config.pubsub_metrics import (
     DEAD_LETTERED,
     OLDEST_UNACKED,
     PUBLISHED,
     UNDELIVERED,
     subscription_filter,
 )
-from components.topology import StackConfig
 
 NO_OP = "EVALUATION_MISSING_DATA_NO_OP"
 """A gap keeps the incident as it is: it neither pages nor closes (hides) a backlog."""
@@ -39,10 +39,10 @@ INACTIVE = "EVALUATION_MISSING_DATA_INACTIVE"
 """A gap counts as "not firing": right for counts, where no data means nothing happened."""
 
 
-def runbook(stack: str, topology: StackConfig, dashboard_url: str | None) -> str:
+def runbook(stack: str, spec: DlqAlertingArgs, dashboard_url: str | None) -> str:
     """The markdown on-call reads in the page: what happened and the exact commands to run."""
-    dlq = topology.dead_letter.subscription
-    alert = topology.alerting.dlq_backlog
+    dlq = spec.dead_letter.subscription
+    alert = spec.alerting.dlq_backlog
     lines = [
         f"## Dead letters are piling up in `{dlq}` (stack `{stack}`)",
         "",
@@ -65,11 +65,11 @@ def runbook(stack: str, topology: StackConfig, dashboard_url: str | None) -> str
     return "\n".join(lines)
 
 
-def outbox_runbook(stack: str, topology: StackConfig, dashboard_url: str | None) -> str:
+def outbox_runbook(stack: str, spec: DlqAlertingArgs, dashboard_url: str | None) -> str:
     """What on-call reads when events stop leaving the outbox."""
-    region = topology.relay.region if topology.relay else None
-    region = region or (topology.database.region if topology.database else "REGION")
-    alert = topology.alerting.stuck_outbox
+    region = spec.relay.region if spec.relay else None
+    region = region or (spec.database.region if spec.database else "REGION")
+    alert = spec.alerting.stuck_outbox
     age = human_duration(alert.threshold) if alert else "a while"
     lines = [
         f"## Events are stuck in the outbox (stack `{stack}`)",
@@ -106,16 +106,16 @@ class DlqAlerting(pulumi.ComponentResource):
     def __init__(
         self,
         name: str,
-        topology: StackConfig,
-        stack: str,
+        spec: DlqAlertingArgs,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         super().__init__("events-infra:alerting:DlqAlerting", name, None, opts)
+        stack = spec.stack
         self._name = name
-        self._project = topology.project
-        config: AlertingConfig = topology.alerting
+        self._project = spec.project
+        config: AlertingConfig = spec.alerting
         self._labels = {"stack": stack.lower(), **config.user_labels}
-        dlq_sub = topology.dead_letter.subscription
+        dlq_sub = spec.dead_letter.subscription
 
         self.channels = {c.name: self._channel(c) for c in config.channels}
         self.channel_ids: list[pulumi.Input[str]] = [
@@ -129,7 +129,7 @@ class DlqAlerting(pulumi.ComponentResource):
             self.dashboard = gcp.monitoring.Dashboard(
                 f"{name}-dashboard",
                 project=self._project,
-                dashboard_json=json.dumps(dashboard_layout(topology, stack), sort_keys=True),
+                dashboard_json=json.dumps(dashboard_layout(spec, stack), sort_keys=True),
                 opts=pulumi.ResourceOptions(parent=self),
             )
             dashboard_url = self.dashboard.id.apply(
@@ -138,7 +138,7 @@ class DlqAlerting(pulumi.ComponentResource):
                     f"{ident.rsplit('/', 1)[-1]}?project={self._project}"
                 )
             )
-        documentation = dashboard_url.apply(lambda url: runbook(stack, topology, url))
+        documentation = dashboard_url.apply(lambda url: runbook(stack, spec, url))
 
         backlog = config.dlq_backlog
         self.dlq_backlog_policy = self._policy(
@@ -154,7 +154,7 @@ class DlqAlerting(pulumi.ComponentResource):
 
         self.dead_letter_rate_policies: dict[str, gcp.monitoring.AlertPolicy] = {}
         self.oldest_unacked_policies: dict[str, gcp.monitoring.AlertPolicy] = {}
-        for sub in topology.subscriptions:
+        for sub in spec.subscriptions:
             if config.dead_letter_rate is not None:
                 rate = config.dead_letter_rate
                 self.dead_letter_rate_policies[sub.name] = self._policy(
@@ -189,13 +189,13 @@ class DlqAlerting(pulumi.ComponentResource):
         self.dlq_retention_policy: gcp.monitoring.AlertPolicy | None = None
         if config.dlq_retention is not None:
             keep = config.dlq_retention
-            limit = round(topology.dead_letter.message_retention * keep.fraction)
+            limit = round(spec.dead_letter.message_retention * keep.fraction)
             self.dlq_retention_policy = self._policy(
                 f"{name}-dlq-retention",
                 display_name=f"[{stack}] dead letters in {dlq_sub} are about to expire",
                 condition_name=(
                     f"{dlq_sub} oldest message older than {human_duration(limit)} "
-                    f"(retention {human_duration(topology.dead_letter.message_retention)})"
+                    f"(retention {human_duration(spec.dead_letter.message_retention)})"
                 ),
                 metric_filter=subscription_filter(self._project, dlq_sub, OLDEST_UNACKED),
                 settings=keep,
@@ -208,8 +208,8 @@ class DlqAlerting(pulumi.ComponentResource):
 
         self.stuck_outbox_policy: gcp.monitoring.AlertPolicy | None = None
         self.silent_relay_policy: gcp.monitoring.AlertPolicy | None = None
-        if topology.relay is not None and config.stuck_outbox is not None:
-            self._outbox_policies(name, stack, topology, config.stuck_outbox, dashboard_url)
+        if spec.relay is not None and config.stuck_outbox is not None:
+            self._outbox_policies(name, stack, spec, config.stuck_outbox, dashboard_url)
 
         self.register_outputs(
             {
@@ -222,12 +222,12 @@ class DlqAlerting(pulumi.ComponentResource):
         self,
         name: str,
         stack: str,
-        topology: StackConfig,
+        spec: DlqAlertingArgs,
         stuck: StuckOutboxAlert,
         dashboard_url: pulumi.Output[str | None],
     ) -> None:
         """ "Oldest unpublished event older than N" and "no relay reporting", max over relays."""
-        documentation = dashboard_url.apply(lambda url: outbox_runbook(stack, topology, url))
+        documentation = dashboard_url.apply(lambda url: outbox_runbook(stack, spec, url))
         self.stuck_outbox_policy = self._policy(
             f"{name}-stuck-outbox",
             display_name=f"[{stack}] events stuck in the outbox",
@@ -362,17 +362,17 @@ class DlqAlerting(pulumi.ComponentResource):
         )
 
 
-def dashboard_layout(topology: StackConfig, stack: str) -> dict[str, Any]:
+def dashboard_layout(spec: DlqAlertingArgs, stack: str) -> dict[str, Any]:
     """One dashboard per stack: what was published, each subscription's backlog and age, the
     dead-letter rate per subscription, and the DLQ backlog against its alert threshold."""
-    project = topology.project
-    subs = [s.name for s in topology.subscriptions]
+    project = spec.project
+    subs = [s.name for s in spec.subscriptions]
     one_of = ", ".join(f'"{s}"' for s in subs)
     consumer_filter = (
         f'resource.type = "pubsub_subscription" AND resource.labels.project_id = "{project}" '
         f"AND resource.labels.subscription_id = one_of({one_of})"
     )
-    dlq = topology.dead_letter.subscription
+    dlq = spec.dead_letter.subscription
 
     def chart(title: str, metric_filter: str, aligner: str, thresholds: list[float] = ()) -> dict:
         widget: dict[str, Any] = {
@@ -399,9 +399,9 @@ def dashboard_layout(topology: StackConfig, stack: str) -> dict[str, Any]:
 
     widgets = [
         chart(
-            f"Events published to {topology.topic.name}",
+            f"Events published to {spec.topic.name}",
             f'resource.type = "pubsub_topic" AND resource.labels.project_id = "{project}" AND '
-            f'resource.labels.topic_id = "{topology.topic.name}" AND metric.type = "{PUBLISHED}"',
+            f'resource.labels.topic_id = "{spec.topic.name}" AND metric.type = "{PUBLISHED}"',
             "ALIGN_RATE",
         ),
         chart(
@@ -423,7 +423,7 @@ def dashboard_layout(topology: StackConfig, stack: str) -> dict[str, Any]:
             f"Dead-letter backlog ({dlq})",
             subscription_filter(project, dlq, UNDELIVERED),
             "ALIGN_MAX",
-            [topology.alerting.dlq_backlog.threshold],
+            [spec.alerting.dlq_backlog.threshold],
         ),
         chart(
             f"Oldest dead letter age ({dlq})",
@@ -431,8 +431,8 @@ def dashboard_layout(topology: StackConfig, stack: str) -> dict[str, Any]:
             "ALIGN_MAX",
         ),
     ]
-    if topology.relay is not None:
-        stuck = topology.alerting.stuck_outbox
+    if spec.relay is not None:
+        stuck = spec.alerting.stuck_outbox
         widgets += [
             chart("Outbox backlog (events not yet published)",
                   relay_filter(project, OUTBOX_BACKLOG), "ALIGN_MAX"),

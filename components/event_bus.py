@@ -1,7 +1,7 @@
 """`EventBus`: the events topic, its dead-letter topic and subscription, the consumer
 subscriptions, and the IAM grants without which dead-lettering silently does nothing.
 
-Every child gets an explicit GCP name from the topology model and a Pulumi name derived from the
+Every child gets an explicit GCP name from the spec model and a Pulumi name derived from the
 component name plus that GCP name, so the CLI finds resources without reading Pulumi state and
 removing one subscription never touches another.
 """
@@ -11,7 +11,8 @@ from __future__ import annotations
 import pulumi
 import pulumi_gcp as gcp
 
-from components.topology import StackConfig, SubscriptionConfig
+from components.args import EventBusArgs
+from stack_config.topology import SubscriptionConfig
 
 NEVER_EXPIRE = ""
 """`expiration_policy.ttl = ""` is GCP's "never expire"; the default deletes a subscription
@@ -38,16 +39,16 @@ class EventBus(pulumi.ComponentResource):
     def __init__(
         self,
         name: str,
-        topology: StackConfig,
+        spec: EventBusArgs,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         super().__init__("events-infra:event_bus:EventBus", name, None, opts)
         self._name = name
-        self._topology = topology
-        project = topology.project
+        self._spec = spec
+        project = spec.project
         # Production stacks protect topics and subscriptions: a stray `pulumi destroy` or a
         # rename would otherwise drop the backlog with the resource.
-        protect = topology.production
+        protect = spec.production
 
         # The Pub/Sub service agent may not exist yet in a fresh project; creating the identity
         # (idempotent) returns its email, so no project number is ever hard-coded.
@@ -64,10 +65,10 @@ class EventBus(pulumi.ComponentResource):
         # comes first and both topics depend on it.
         self.kms_grant: gcp.kms.CryptoKeyIAMMember | None = None
         topic_deps: list[pulumi.Resource] = []
-        if topology.topic.kms_key_name:
+        if spec.topic.kms_key_name:
             self.kms_grant = gcp.kms.CryptoKeyIAMMember(
                 f"{name}-pubsub-agent-kms",
-                crypto_key_id=topology.topic.kms_key_name,
+                crypto_key_id=spec.topic.kms_key_name,
                 role="roles/cloudkms.cryptoKeyEncrypterDecrypter",
                 member=agent_member,
                 opts=pulumi.ResourceOptions(parent=self),
@@ -76,21 +77,21 @@ class EventBus(pulumi.ComponentResource):
 
         self.topic = gcp.pubsub.Topic(
             f"{name}-topic",
-            name=topology.topic.name,
+            name=spec.topic.name,
             project=project,
-            labels=topology.resource_labels(topology.topic.labels),
-            message_retention_duration=topology.topic.message_retention_gcp,
-            kms_key_name=topology.topic.kms_key_name,
+            labels=spec.resource_labels(spec.topic.labels),
+            message_retention_duration=spec.topic.message_retention_gcp,
+            kms_key_name=spec.topic.kms_key_name,
             opts=pulumi.ResourceOptions(parent=self, protect=protect, depends_on=topic_deps),
         )
 
-        dead_letter = topology.dead_letter
+        dead_letter = spec.dead_letter
         self.dead_letter_topic = gcp.pubsub.Topic(
             f"{name}-dead-letter-topic",
             name=dead_letter.topic,
             project=project,
-            labels=topology.resource_labels(dead_letter.labels, DEAD_LETTER_LABELS),
-            kms_key_name=topology.topic.kms_key_name,
+            labels=spec.resource_labels(dead_letter.labels, DEAD_LETTER_LABELS),
+            kms_key_name=spec.topic.kms_key_name,
             opts=pulumi.ResourceOptions(parent=self, protect=protect, depends_on=topic_deps),
         )
         # A topic with no subscription drops what is published to it: this pull subscription is
@@ -103,7 +104,7 @@ class EventBus(pulumi.ComponentResource):
             ack_deadline_seconds=dead_letter.ack_deadline,
             message_retention_duration=dead_letter.message_retention_gcp,
             expiration_policy=gcp.pubsub.SubscriptionExpirationPolicyArgs(ttl=NEVER_EXPIRE),
-            labels=topology.resource_labels(dead_letter.labels, DEAD_LETTER_LABELS),
+            labels=spec.resource_labels(dead_letter.labels, DEAD_LETTER_LABELS),
             opts=pulumi.ResourceOptions(parent=self, protect=protect),
         )
         self.dead_letter_publisher = gcp.pubsub.TopicIAMMember(
@@ -117,7 +118,7 @@ class EventBus(pulumi.ComponentResource):
 
         self.subscriptions: dict[str, gcp.pubsub.Subscription] = {}
         self.subscriber_grants: dict[str, gcp.pubsub.SubscriptionIAMMember] = {}
-        for sub in topology.subscriptions:
+        for sub in spec.subscriptions:
             resource = self._subscription(sub, protect)
             self.subscriptions[sub.name] = resource
             # The agent acknowledges the message it forwards to the dead-letter topic, so it
@@ -164,7 +165,7 @@ class EventBus(pulumi.ComponentResource):
         return gcp.pubsub.Subscription(
             f"{self._name}-sub-{sub.name}",
             name=sub.name,
-            project=self._topology.project,
+            project=self._spec.project,
             topic=self.topic.id,
             filter=sub.delivery_filter,
             ack_deadline_seconds=sub.ack_deadline,
@@ -181,7 +182,7 @@ class EventBus(pulumi.ComponentResource):
             enable_message_ordering=sub.enable_message_ordering,
             enable_exactly_once_delivery=sub.enable_exactly_once_delivery,
             push_config=push_config,
-            labels=self._topology.resource_labels(
+            labels=self._spec.resource_labels(
                 sub.labels,
                 ATTEMPTS_OVERRIDE_LABELS
                 if sub.max_delivery_attempts != DEFAULT_MAX_DELIVERY_ATTEMPTS

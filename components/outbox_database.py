@@ -8,8 +8,9 @@ import pulumi
 import pulumi_gcp as gcp
 import pulumi_random as random
 
+from components.args import OutboxDatabaseArgs
 from components.outbox_schema import OutboxSchema
-from components.topology import DatabaseConfig, StackConfig
+from stack_config.topology import DatabaseConfig
 
 SERVICE_ACCOUNT_SUFFIX = ".gserviceaccount.com"
 WRITER_ROLE = "events_outbox_writer"
@@ -34,18 +35,18 @@ class OutboxDatabase(pulumi.ComponentResource):
     def __init__(
         self,
         name: str,
-        topology: StackConfig,
+        spec: OutboxDatabaseArgs,
         opts: pulumi.ResourceOptions | None = None,
-        migration_image: str | None = None,
     ) -> None:
-        """`migration_image` (the project's image by digest) is needed when the instance has
-        only a private IP: the schema is then applied by a Cloud Run job inside the VPC."""
+        """`spec.migration_image` (the project's image by digest) is needed when the instance
+        has only a private IP: the schema is then applied by a Cloud Run job inside the VPC."""
         super().__init__("events-infra:outbox_database:OutboxDatabase", name, None, opts)
-        config = topology.database
+        migration_image = spec.migration_image
+        config = spec.database
         if config is None:
             raise ValueError("OutboxDatabase needs events-infra:database in the stack config")
-        production = topology.production
-        project = topology.project
+        production = spec.production
+        project = spec.project
 
         self.instance = gcp.sql.DatabaseInstance(
             f"{name}-instance",
@@ -55,7 +56,7 @@ class OutboxDatabase(pulumi.ComponentResource):
             database_version=config.database_version,
             # Both guards: Pulumi refuses to delete, and the Cloud SQL API refuses too.
             deletion_protection=production,
-            settings=self._settings(config, topology),
+            settings=self._settings(config, spec),
             opts=pulumi.ResourceOptions(parent=self, protect=production),
         )
         self.connection_name = self.instance.connection_name
@@ -89,7 +90,7 @@ class OutboxDatabase(pulumi.ComponentResource):
                 if not migration_image:
                     raise ValueError("a private-IP outbox needs migration_image (relay.image)")
                 self.migration_job = self._migration_job(
-                    name, topology, migration_image, user_name, config.migration_principal
+                    name, spec, migration_image, user_name, config.migration_principal
                 )
                 job_path = pulumi.Output.concat(
                     "projects/", project, "/locations/", config.region, "/jobs/",
@@ -142,7 +143,7 @@ class OutboxDatabase(pulumi.ComponentResource):
     def _migration_job(
         self,
         name: str,
-        topology: StackConfig,
+        spec: OutboxDatabaseArgs,
         image: str,
         user_name: str,
         principal: str,
@@ -150,18 +151,18 @@ class OutboxDatabase(pulumi.ComponentResource):
         """`eventsctl outbox migrate` in the relay's image, on the VPC, as the migration
         principal (its IAM database user owns the schema). Run by OutboxSchema, never retried
         on its own: a failed migration is rolled back and fails `pulumi up` with its error."""
-        config = topology.database
+        config = spec.database
         assert config is not None and config.private_network is not None
         for role in ("roles/cloudsql.client", "roles/cloudsql.instanceUser"):
             gcp.projects.IAMMember(
                 f"{name}-migration-{role.rsplit('.', 1)[-1].lower()}",
-                project=topology.project,
+                project=spec.project,
                 role=role,
                 member=f"serviceAccount:{principal}",
                 condition=gcp.projects.IAMMemberConditionArgs(
                     title="outbox instance only",
                     expression=self.instance.name.apply(
-                        lambda n: f'resource.name == "projects/{topology.project}/instances/{n}"'
+                        lambda n: f'resource.name == "projects/{spec.project}/instances/{n}"'
                     ),
                 ),
                 opts=pulumi.ResourceOptions(parent=self),
@@ -175,10 +176,10 @@ class OutboxDatabase(pulumi.ComponentResource):
         return gcp.cloudrunv2.Job(
             f"{name}-migrate-job",
             name="outbox-migrate",
-            project=topology.project,
+            project=spec.project,
             location=config.region,
-            deletion_protection=topology.production,
-            labels=topology.resource_labels(config.labels),
+            deletion_protection=spec.production,
+            labels=spec.resource_labels(config.labels),
             template=gcp.cloudrunv2.JobTemplateArgs(
                 task_count=1,
                 template=gcp.cloudrunv2.JobTemplateTemplateArgs(
@@ -203,7 +204,7 @@ class OutboxDatabase(pulumi.ComponentResource):
 
     @staticmethod
     def _settings(
-        config: DatabaseConfig, topology: StackConfig
+        config: DatabaseConfig, spec: OutboxDatabaseArgs
     ) -> gcp.sql.DatabaseInstanceSettingsArgs:
         flags = [
             gcp.sql.DatabaseInstanceSettingsDatabaseFlagArgs(
@@ -220,7 +221,7 @@ class OutboxDatabase(pulumi.ComponentResource):
             tier=config.tier,
             edition=config.edition,
             availability_type=config.availability_type,
-            deletion_protection_enabled=topology.production,
+            deletion_protection_enabled=spec.production,
             backup_configuration=gcp.sql.DatabaseInstanceSettingsBackupConfigurationArgs(
                 enabled=True,
                 point_in_time_recovery_enabled=True,
@@ -236,5 +237,5 @@ class OutboxDatabase(pulumi.ComponentResource):
                 ssl_mode="ENCRYPTED_ONLY",
             ),
             database_flags=flags,
-            user_labels=topology.resource_labels(config.labels),
+            user_labels=spec.resource_labels(config.labels),
         )

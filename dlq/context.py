@@ -17,9 +17,9 @@ class DlqContext:
         topic: str | None,
         dlq_subscription: str | None,
     ) -> None:
-        from components.stack_files import load_stack
-        from components.stack_files import stacks_dir as find_dir
         from dlq.target import resolve
+        from stack_config.stack_files import load_stack
+        from stack_config.stack_files import stacks_dir as find_dir
 
         self.topology = load_stack(stack, find_dir(stacks_dir))
         self.target = resolve(stack, self.topology, project, topic, dlq_subscription)

@@ -7,8 +7,8 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from components.topology import StackConfig
 from dlq.target import DlqTarget
+from stack_config.topology import StackConfig
 
 _AGENT = re.compile(r"^serviceAccount:service-\d+@gcp-sa-pubsub\.iam\.gserviceaccount\.com$")
 

@@ -111,7 +111,7 @@ def replay_attributes(
 ) -> dict[str, str]:
     """The copy's attributes: the original's, minus Pub/Sub's dead-letter bookkeeping, plus the
     replay target (unless broadcasting), the dead letter's id and the new replay count."""
-    from components.topology import REPLAY_TARGET_ATTRIBUTE
+    from stack_config.topology import REPLAY_TARGET_ATTRIBUTE
 
     attributes = {k: v for k, v in letter_attributes.items() if k not in BOOKKEEPING}
     attributes.pop(REPLAY_TARGET_ATTRIBUTE, None)

@@ -300,9 +300,9 @@ def backlog_of(ctx: DlqContext, walk: bool) -> tuple[int, bool] | None:
     """(dead letters the subscription holds, whether that is Cloud Monitoring's estimate):
     Monitoring's figure where there is one (minutes old), else — only if `walk` — counted from
     Pub/Sub by walking the subscription; None when neither."""
-    from components.pubsub_metrics import UNDELIVERED
     from dlq.clients import metrics_client
     from dlq.status import dlq_status, latest_metric
+    from stack_config.pubsub_metrics import UNDELIVERED
 
     target = ctx.target
     with ctx.errors():

@@ -51,7 +51,7 @@ def parse_selection(
     newer_than: str | None,
 ) -> Selection:
     """Validate the filter flags; unknown subscriptions and malformed values are DlqErrors."""
-    from components.durations import parse_duration
+    from stack_config.durations import parse_duration
 
     pairs = []
     for item in attributes or []:

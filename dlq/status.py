@@ -11,10 +11,10 @@ from collections import Counter
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from components.pubsub_metrics import OLDEST_UNACKED, UNDELIVERED, subscription_filter
 from dlq.peek import peek
 from dlq.selection import Selection
 from dlq.target import DlqTarget
+from stack_config.pubsub_metrics import OLDEST_UNACKED, UNDELIVERED, subscription_filter
 
 SOURCE_MONITORING = "cloud-monitoring"
 SOURCE_PUBSUB = "pubsub"

@@ -9,8 +9,8 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-from components.topology import StackConfig
 from dlq.errors import DlqError
+from stack_config.topology import StackConfig
 
 EMULATOR_HOST_ENV = "PUBSUB_EMULATOR_HOST"
 

@@ -3,7 +3,7 @@
 Why the Monitoring client rather than OpenTelemetry: the project already ships
 google-cloud-monitoring (dlq status reads Pub/Sub metrics with it), four series a minute need no
 SDK, exporter or collector, and the metric names stay plain constants the alert policies share
-(components/outbox_metrics.py). A failed write is logged and retried next interval; it never
+(stack_config/outbox_metrics.py). A failed write is logged and retried next interval; it never
 touches the relay loop. Every call has a deadline.
 """
 
@@ -15,7 +15,7 @@ import threading
 import time
 from typing import Any
 
-from components import outbox_metrics as names
+from stack_config import outbox_metrics as names
 
 log = logging.getLogger("outbox.relay")
 WRITE_DEADLINE_S = 10.0

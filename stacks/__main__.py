@@ -10,11 +10,12 @@ import pulumi
 
 from components.access import Access
 from components.alerting import DlqAlerting
+from components.args import AccessArgs, DlqAlertingArgs, EventBusArgs, OutboxDatabaseArgs
 from components.event_bus import EventBus
 from components.outbox_database import OutboxDatabase, iam_database_user
 from components.outbox_relay import OutboxRelay, OutboxRelayArgs
-from components.stack_files import from_pulumi_config
-from components.topology import TopologyError
+from components.pulumi_config import from_pulumi_config
+from stack_config.topology import TopologyError
 
 # Declaring thousands of resources creates millions of short-lived objects; with CPython's
 # default thresholds the cyclic GC rescans the growing heap so often that evaluation time grows
@@ -32,7 +33,7 @@ if topology.relay is not None and topology.relay.image is None:
         "events-infra:relay.image_digest sha256:<digest of the pushed image>"
     )
 
-bus = EventBus("events", topology)
+bus = EventBus("events", EventBusArgs.from_stack(topology))
 
 pulumi.export("project", topology.project)
 pulumi.export("topic", bus.topic.name)
@@ -45,9 +46,7 @@ pulumi.export("subscription_ids", bus.subscription_ids)
 pulumi.export("pubsub_service_agent", bus.service_agent.email)
 
 outbox_db = (
-    OutboxDatabase(
-        "outbox", topology, migration_image=topology.relay.image if topology.relay else None
-    )
+    OutboxDatabase("outbox", OutboxDatabaseArgs.from_stack(topology))
     if topology.database is not None
     else None
 )
@@ -57,12 +56,12 @@ if outbox_db is not None:
     if outbox_db.schema is not None:
         pulumi.export("outbox_schema_version", outbox_db.schema.schema_version)
 
-alerting = DlqAlerting("alerting", topology, stack=pulumi.get_stack())
+alerting = DlqAlerting("alerting", DlqAlertingArgs.from_stack(topology, pulumi.get_stack()))
 pulumi.export("dlq_backlog_alert_policy", alerting.dlq_backlog_policy.name)
 if alerting.dashboard is not None:
     pulumi.export("dashboard", alerting.dashboard.id)
 
-access = Access("access", topology, bus, outbox_db)
+access = Access("access", AccessArgs.from_stack(topology), bus, outbox_db)
 pulumi.export("relay_service_account", access.relay.email if access.relay else None)
 
 if topology.relay is not None and outbox_db is not None and topology.database is not None:

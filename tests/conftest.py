@@ -45,7 +45,7 @@ def dev() -> object:
 def prod_config() -> dict:
     """The prod stack file's config block, namespaced, as plain data to mutate in tests, with
     the relay image digest the infra workflow sets before preview/up."""
-    from components.stack_files import read_stack_config
+    from stack_config.stack_files import read_stack_config
     from tests.pulumi_mocks import IMAGE_DIGEST
 
     config = read_stack_config(STACKS / "Pulumi.prod.yaml")

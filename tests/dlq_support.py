@@ -19,9 +19,9 @@ from google.cloud import pubsub_v1
 
 from cli.local.provision import provision
 from cli.local.stack import local_topology
-from components.stack_files import load_stack
-from components.topology import StackConfig
 from dlq import messages
+from stack_config.stack_files import load_stack
+from stack_config.topology import StackConfig
 
 SOURCES = ("orders-sub", "billing-sub", "audit-sub")
 

@@ -152,7 +152,7 @@ IMAGE_DIGEST = "sha256:" + "ab12" * 16
 def stack_config(stack_file: Path, image_digest: str | None = IMAGE_DIGEST) -> dict[str, str]:
     """A stack file's config as the engine passes it in the infra workflow: namespaced keys,
     JSON for objects, and the relay image digest the workflow sets (None: as committed)."""
-    from components.stack_files import read_stack_config
+    from stack_config.stack_files import read_stack_config
 
     config = read_stack_config(stack_file)
     relay = config.get("events-infra:relay")

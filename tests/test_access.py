@@ -14,7 +14,7 @@ from components.access import (
     READ_ONLY_PROJECT_ROLES,
     WRITE_ONLY_METRICS_ROLES,
 )
-from components.topology import TopologyError, parse_topology
+from stack_config.topology import TopologyError, parse_topology
 from tests.pulumi_mocks import Declared, Run, run_program, stack_config
 
 STACKS = Path(__file__).resolve().parent.parent / "stacks"

@@ -10,8 +10,8 @@ import pytest
 from typer.testing import CliRunner
 
 from cli.app import app
-from components.topology import REPLAY_TARGET_ATTRIBUTE
 from dlq import messages
+from stack_config.topology import REPLAY_TARGET_ATTRIBUTE
 from tests.dlq_support import DlqStack, dead_letter_for_real, make_stack
 
 runner = CliRunner()

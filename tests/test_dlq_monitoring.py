@@ -11,8 +11,8 @@ import pytest
 from typer.testing import CliRunner
 
 from cli.app import app
-from components.pubsub_metrics import OLDEST_UNACKED, UNDELIVERED, subscription_filter
 from dlq.clients import MONITORING_ENDPOINT_ENV
+from stack_config.pubsub_metrics import OLDEST_UNACKED, UNDELIVERED, subscription_filter
 from tests.dlq_support import make_stack
 from tests.monitoring_server import MetricServiceServer
 

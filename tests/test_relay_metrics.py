@@ -13,10 +13,10 @@ from typing import Any
 import psycopg
 import pytest
 
-from components import outbox_metrics as names
 from outbox import Event, enqueue
 from outbox.relay import Relay, RelayConfig
 from outbox.relay_metrics import MetricsReporter
+from stack_config import outbox_metrics as names
 from tests.monitoring_server import MetricServiceServer
 
 

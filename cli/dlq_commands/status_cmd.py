@@ -55,7 +55,7 @@ def status_command(
 
 
 def _print_status(row: dict[str, Any]) -> None:
-    from components.durations import human_duration
+    from stack_config.durations import human_duration
 
     oldest = row["oldest_age_s"]
     table(

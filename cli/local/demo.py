@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from cli.local.stack import LocalState
-from components.topology import StackConfig
+from stack_config.topology import StackConfig
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 MAX_STAGE_SECONDS = 120.0

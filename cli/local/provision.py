@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from components.topology import StackConfig
+from stack_config.topology import StackConfig
 
 
 @dataclass

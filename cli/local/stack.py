@@ -20,8 +20,8 @@ from typing import Any
 from cli.errors import first_line
 from cli.local import emulator as emulator_mod
 from cli.local import strict_proxy as proxy_mod
-from components import limits
-from components.topology import StackConfig, SubscriptionConfig
+from stack_config import limits
+from stack_config.topology import StackConfig, SubscriptionConfig
 
 LOCAL_DIR_ENV = "EVENTSCTL_LOCAL_DIR"
 LOCAL_BACKOFF = limits.LOCAL_BACKOFF_S

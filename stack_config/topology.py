@@ -15,10 +15,10 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, Field, ValidationError, model_validator
 
-from components import limits
-from components.access_config import AccessConfig, default_consumer_account
-from components.alerting_config import AlertingConfig, PagerDutyChannel
-from components.config_types import (
+from stack_config import limits
+from stack_config.access_config import AccessConfig, default_consumer_account
+from stack_config.alerting_config import AlertingConfig, PagerDutyChannel
+from stack_config.config_types import (
     AckDeadline,
     Attempts,
     Backoff,
@@ -34,9 +34,9 @@ from components.config_types import (
     matches,
     project_id,
 )
-from components.database_config import REGION, DatabaseConfig
-from components.durations import gcp_duration, human_duration
-from components.relay_config import RelayDeployConfig
+from stack_config.database_config import REGION, DatabaseConfig
+from stack_config.durations import gcp_duration, human_duration
+from stack_config.relay_config import RelayDeployConfig
 
 CONFIG_NAMESPACE = "events-infra"
 """Stack config keys of this project are `events-infra:<key>` (the Pulumi project name)."""
@@ -223,10 +223,15 @@ class StackConfig(Strict):
 
     def resource_labels(self, *extra: Mapping[str, str]) -> dict[str, str]:
         """Stack labels overlaid with a resource's own labels (the resource wins)."""
-        merged = dict(self.labels)
-        for labels in extra:
-            merged.update(labels)
-        return merged
+        return merge_labels(self.labels, *extra)
+
+
+def merge_labels(base: Mapping[str, str], *extra: Mapping[str, str]) -> dict[str, str]:
+    """`base` overlaid with each of `extra` in turn (the later wins)."""
+    merged = dict(base)
+    for labels in extra:
+        merged.update(labels)
+    return merged
 
 
 # --- parsing ------------------------------------------------------------------------------------

@@ -14,8 +14,8 @@ from typing import Annotated, Literal
 
 from pydantic import model_validator
 
-from components.config_types import Strict, between, fail, matches
-from components.database_config import REGION
+from stack_config.config_types import Strict, between, fail, matches
+from stack_config.database_config import REGION
 
 _REPOSITORY = re.compile(r"^[a-z0-9.-]+(:[0-9]+)?(/[a-z0-9._-]+)+$")
 _DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")

@@ -12,8 +12,8 @@ from typing import Annotated, Any
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict
 from pydantic_core import PydanticCustomError
 
-from components import limits
-from components.durations import gcp_duration, human_duration, parse_duration
+from stack_config import limits
+from stack_config.durations import gcp_duration, human_duration, parse_duration
 
 MIN_RETENTION_S = 600.0
 MAX_RETENTION_S = 31 * 86400.0

@@ -11,8 +11,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BeforeValidator, Field, SecretStr, model_validator
 
-from components import limits
-from components.config_types import (
+from stack_config import limits
+from stack_config.config_types import (
     Labels,
     Seconds,
     Strict,
@@ -23,7 +23,7 @@ from components.config_types import (
     matches,
     whole_seconds,
 )
-from components.durations import gcp_duration
+from stack_config.durations import gcp_duration
 
 Severity = Literal["CRITICAL", "ERROR", "WARNING"]
 CHANNEL_TYPES = ("email", "pagerduty", "webhook")

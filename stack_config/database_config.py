@@ -7,8 +7,8 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, Field, ValidationInfo, field_validator
 
-from components import limits
-from components.config_types import Labels, Strict, between, email, fail, matches
+from stack_config import limits
+from stack_config.config_types import Labels, Strict, between, email, fail, matches
 
 _PG_IDENT = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 _SQL_INSTANCE = re.compile(r"^[a-z][a-z0-9-]{0,96}[a-z0-9]$")

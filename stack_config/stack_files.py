@@ -2,12 +2,11 @@
 
 `eventsctl` and the local mode read the same stack files `pulumi up` reads, through the same
 topology model, so `--stack prod` is all an on-call engineer has to know. Inside a Pulumi run the
-engine hands the program its config instead (`from_pulumi_config`).
+engine hands the program its config instead (`components.pulumi_config.from_pulumi_config`).
 """
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -15,8 +14,8 @@ from typing import Any
 
 import yaml
 
-from components.alerting_config import SECRET_PLACEHOLDER
-from components.topology import CONFIG_NAMESPACE, StackConfig, TopologyError, parse_topology
+from stack_config.alerting_config import SECRET_PLACEHOLDER
+from stack_config.topology import CONFIG_NAMESPACE, StackConfig, TopologyError, parse_topology
 
 STACKS_DIR_ENV = "EVENTS_INFRA_STACKS_DIR"
 
@@ -116,28 +115,6 @@ def topology_from_config(
         secret_keys=secrets,
         region=config.get("gcp:region"),
     )
-
-
-def from_pulumi_config() -> StackConfig:
-    """The topology of the stack being deployed, from the config the Pulumi engine passed in.
-
-    Structured values reach the program as JSON strings; scalars as plain strings.
-    """
-    from pulumi.runtime import config as runtime_config
-
-    merged: dict[str, Any] = {**runtime_config.get_config_env(), **runtime_config.CONFIG.get()}
-    env_secrets = set(runtime_config.get_config_secret_keys_env())
-    secret_keys = {k for k in merged if runtime_config.is_config_secret(k) or k in env_secrets}
-    return topology_from_config({k: _decode(v) for k, v in merged.items()}, secret_keys)
-
-
-def _decode(value: Any) -> Any:
-    if not isinstance(value, str):
-        return value
-    try:
-        return json.loads(value)
-    except ValueError:
-        return value
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):

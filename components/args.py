@@ -1,0 +1,92 @@
+"""Each component's inputs (awsx-style `XArgs`): only the sections of the stack model it uses.
+
+A component takes its Args, not the whole `StackConfig`, so what it depends on is visible in
+one place and it can be declared from another program with just those values. `from_stack`
+builds each from the validated stack model (stacks/__main__.py does).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from stack_config.access_config import AccessConfig
+from stack_config.alerting_config import AlertingConfig
+from stack_config.database_config import DatabaseConfig
+from stack_config.relay_config import RelayDeployConfig
+from stack_config.topology import (
+    DeadLetterConfig,
+    StackConfig,
+    SubscriptionConfig,
+    TopicConfig,
+    merge_labels,
+)
+
+
+@dataclass(frozen=True)
+class StackBasics:
+    """What every component needs: where, whether production, the stack's labels."""
+
+    project: str
+    production: bool = False
+    labels: Mapping[str, str] = field(default_factory=dict)
+
+    def resource_labels(self, *extra: Mapping[str, str]) -> dict[str, str]:
+        return merge_labels(self.labels, *extra)
+
+
+def _basics(stack: StackConfig) -> dict[str, object]:
+    return {"project": stack.project, "production": stack.production, "labels": stack.labels}
+
+
+@dataclass(frozen=True)
+class EventBusArgs(StackBasics):
+    topic: TopicConfig = field(default_factory=TopicConfig)
+    dead_letter: DeadLetterConfig | None = None
+    subscriptions: list[SubscriptionConfig] = field(default_factory=list)
+
+    @classmethod
+    def from_stack(cls, stack: StackConfig) -> EventBusArgs:
+        return cls(**_basics(stack), topic=stack.topic, dead_letter=stack.dead_letter,
+                   subscriptions=stack.subscriptions)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class OutboxDatabaseArgs(StackBasics):
+    database: DatabaseConfig | None = None
+    migration_image: str | None = None
+    """The project's image by digest: a private-IP instance is migrated by a job running it."""
+
+    @classmethod
+    def from_stack(cls, stack: StackConfig) -> OutboxDatabaseArgs:
+        image = stack.relay.image if stack.relay else None
+        return cls(**_basics(stack), database=stack.database, migration_image=image)
+
+
+@dataclass(frozen=True)
+class DlqAlertingArgs(StackBasics):
+    stack: str = ""
+    alerting: AlertingConfig = field(default_factory=AlertingConfig)
+    topic: TopicConfig = field(default_factory=TopicConfig)
+    dead_letter: DeadLetterConfig | None = None
+    subscriptions: list[SubscriptionConfig] = field(default_factory=list)
+    relay: RelayDeployConfig | None = None
+    database: DatabaseConfig | None = None
+
+    @classmethod
+    def from_stack(cls, stack: StackConfig, name: str) -> DlqAlertingArgs:
+        return cls(**_basics(stack), stack=name, alerting=stack.alerting, topic=stack.topic,
+                   dead_letter=stack.dead_letter, subscriptions=stack.subscriptions,
+                   relay=stack.relay, database=stack.database)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class AccessArgs(StackBasics):
+    access: AccessConfig = field(default_factory=AccessConfig)
+    consumer_accounts: Mapping[str, str | None] = field(default_factory=dict)
+    """Subscription -> the identity consuming it (None: push, nobody pulls)."""
+
+    @classmethod
+    def from_stack(cls, stack: StackConfig) -> AccessArgs:
+        accounts = {s.name: stack.consumer_account(s.name) for s in stack.subscriptions}
+        return cls(**_basics(stack), access=stack.access, consumer_accounts=accounts)
