@@ -241,41 +241,27 @@ class DlqAlerting(pulumi.ComponentResource):
             missing_data=NO_OP,
             documentation=documentation,
         )
-        display = f"[{stack}] no outbox relay is reporting"
-        self.silent_relay_policy = gcp.monitoring.AlertPolicy(
+        absent = gcp.monitoring.AlertPolicyConditionArgs(
+            display_name=f"relay metrics absent for {human_duration(stuck.silent_after)}",
+            condition_absent=gcp.monitoring.AlertPolicyConditionConditionAbsentArgs(
+                filter=relay_filter(self._project, OUTBOX_BACKLOG),
+                duration=gcp_duration(stuck.silent_after),
+                aggregations=[
+                    gcp.monitoring.AlertPolicyConditionConditionAbsentAggregationArgs(
+                        alignment_period=gcp_duration(stuck.alignment_period),
+                        per_series_aligner="ALIGN_MAX",
+                        cross_series_reducer="REDUCE_MAX",
+                    )
+                ],
+                trigger=gcp.monitoring.AlertPolicyConditionConditionAbsentTriggerArgs(count=1),
+            ),
+        )
+        self.silent_relay_policy = self._alert_policy(
             f"{name}-relay-silent",
-            project=self._project,
-            display_name=display,
-            combiner="OR",
-            severity=stuck.severity,
-            user_labels=self._labels,
-            notification_channels=self.channel_ids,
-            alert_strategy=gcp.monitoring.AlertPolicyAlertStrategyArgs(
-                auto_close=gcp_duration(stuck.auto_close)
-            ),
-            documentation=gcp.monitoring.AlertPolicyDocumentationArgs(
-                content=documentation, mime_type="text/markdown", subject=display
-            ),
-            conditions=[
-                gcp.monitoring.AlertPolicyConditionArgs(
-                    display_name=f"relay metrics absent for {human_duration(stuck.silent_after)}",
-                    condition_absent=gcp.monitoring.AlertPolicyConditionConditionAbsentArgs(
-                        filter=relay_filter(self._project, OUTBOX_BACKLOG),
-                        duration=gcp_duration(stuck.silent_after),
-                        aggregations=[
-                            gcp.monitoring.AlertPolicyConditionConditionAbsentAggregationArgs(
-                                alignment_period=gcp_duration(stuck.alignment_period),
-                                per_series_aligner="ALIGN_MAX",
-                                cross_series_reducer="REDUCE_MAX",
-                            )
-                        ],
-                        trigger=gcp.monitoring.AlertPolicyConditionConditionAbsentTriggerArgs(
-                            count=1
-                        ),
-                    ),
-                )
-            ],
-            opts=pulumi.ResourceOptions(parent=self),
+            f"[{stack}] no outbox relay is reporting",
+            stuck,
+            documentation,
+            absent,
         )
 
     def _channel(
@@ -320,6 +306,35 @@ class DlqAlerting(pulumi.ComponentResource):
     ) -> gcp.monitoring.AlertPolicy:
         threshold_value = settings.threshold if threshold is None else threshold
         window = settings.duration if duration is None else duration
+        condition = gcp.monitoring.AlertPolicyConditionArgs(
+            display_name=condition_name,
+            condition_threshold=gcp.monitoring.AlertPolicyConditionConditionThresholdArgs(
+                filter=metric_filter,
+                comparison="COMPARISON_GT",
+                threshold_value=threshold_value,
+                duration=gcp_duration(window),
+                aggregations=[
+                    gcp.monitoring.AlertPolicyConditionConditionThresholdAggregationArgs(
+                        alignment_period=gcp_duration(settings.alignment_period),
+                        per_series_aligner=aligner,
+                        cross_series_reducer=reducer,
+                    )
+                ],
+                trigger=gcp.monitoring.AlertPolicyConditionConditionThresholdTriggerArgs(count=1),
+                evaluation_missing_data=missing_data,
+            ),
+        )
+        return self._alert_policy(resource_name, display_name, settings, documentation, condition)
+
+    def _alert_policy(
+        self,
+        resource_name: str,
+        display_name: str,
+        settings: Any,
+        documentation: pulumi.Input[str],
+        condition: gcp.monitoring.AlertPolicyConditionArgs,
+    ) -> gcp.monitoring.AlertPolicy:
+        """One condition, the stack's channels and labels, the runbook as documentation."""
         return gcp.monitoring.AlertPolicy(
             resource_name,
             project=self._project,
@@ -336,28 +351,7 @@ class DlqAlerting(pulumi.ComponentResource):
                 mime_type="text/markdown",
                 subject=display_name,
             ),
-            conditions=[
-                gcp.monitoring.AlertPolicyConditionArgs(
-                    display_name=condition_name,
-                    condition_threshold=gcp.monitoring.AlertPolicyConditionConditionThresholdArgs(
-                        filter=metric_filter,
-                        comparison="COMPARISON_GT",
-                        threshold_value=threshold_value,
-                        duration=gcp_duration(window),
-                        aggregations=[
-                            gcp.monitoring.AlertPolicyConditionConditionThresholdAggregationArgs(
-                                alignment_period=gcp_duration(settings.alignment_period),
-                                per_series_aligner=aligner,
-                                cross_series_reducer=reducer,
-                            )
-                        ],
-                        trigger=gcp.monitoring.AlertPolicyConditionConditionThresholdTriggerArgs(
-                            count=1
-                        ),
-                        evaluation_missing_data=missing_data,
-                    ),
-                )
-            ],
+            conditions=[condition],
             opts=pulumi.ResourceOptions(parent=self),
         )
 
