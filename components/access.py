@@ -96,11 +96,23 @@ class Access(pulumi.ComponentResource):
                 f"consumer-{sub_name}", account, f"consumer of {sub_name}"
             )
             self.consumers[sub_name] = resource
+            member = email.apply(lambda e: f"serviceAccount:{e}")
+            subscription = bus.subscriptions[sub_name]
             self._subscription_member(
-                f"consumer-{sub_name}-subscriber",
-                bus.subscriptions[sub_name],
-                "roles/pubsub.subscriber",
-                email.apply(lambda e: f"serviceAccount:{e}"),
+                f"consumer-{sub_name}-subscriber", subscription, "roles/pubsub.subscriber", member
+            )
+            # The consumer library (consumer/runner.py) reads its subscription's dead-letter
+            # topic and ordering at start: subscriptions.get is in viewer, not in subscriber
+            # (which holds only consume and attachSubscription).
+            self._subscription_member(
+                f"consumer-{sub_name}-viewer", subscription, "roles/pubsub.viewer", member
+            )
+            # ... and copies a poison event to the dead-letter topic before acking it
+            self._topic_member(
+                f"consumer-{sub_name}-dlq-publisher",
+                bus.dead_letter_topic,
+                "roles/pubsub.publisher",
+                member,
             )
 
         # --- DLQ operators: drain and replay dead letters, read monitoring ------------------

@@ -280,6 +280,15 @@ def _read_subscription(subscriber: Any, subscription: str) -> Any:
         sub = subscriber.get_subscription(subscription=subscription, timeout=10)
     except gexc.NotFound as err:
         raise ConsumerError(f"subscription {subscription} does not exist") from err
+    except gexc.PermissionDenied as err:
+        # roles/pubsub.subscriber alone cannot read the subscription (no subscriptions.get):
+        # still consume, safely — one stream (ordering unknown), and poison events go to
+        # ConsumerOptions.dead_letter_topic if given, else they are retried.
+        what = "cannot read the subscription (grant roles/pubsub.viewer on it): one stream"
+        LOG.warning(_line(what + "; dead-letter topic only from the options", error=err))
+        from google.pubsub_v1 import Subscription
+
+        return Subscription(name=subscription, enable_message_ordering=True)
     except gexc.GoogleAPICallError as err:
         raise ConsumerError(f"cannot read subscription {subscription}: {err.message}") from err
     return sub

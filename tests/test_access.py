@@ -92,7 +92,10 @@ def test_each_consumer_subscribes_to_its_own_subscription_only(prod: Run) -> Non
         assert prod.named(f"access-consumer-{sub}").inputs["accountId"] == account_id
         member = f"serviceAccount:{account_id}@cotton-erp.iam.gserviceaccount.com"
         assert grants_of(prod, member) == {
-            ("roles/pubsub.subscriber", f"projects/cotton-erp/subscriptions/{sub}")
+            ("roles/pubsub.subscriber", f"projects/cotton-erp/subscriptions/{sub}"),
+            # the consumer library reads its subscription and dead-letters poison events
+            ("roles/pubsub.viewer", f"projects/cotton-erp/subscriptions/{sub}"),
+            ("roles/pubsub.publisher", "projects/cotton-erp/topics/events-dlq"),
         }
 
 
@@ -173,7 +176,9 @@ def test_existing_consumer_identity_is_used_not_created(prod_config: dict[str, A
     with pytest.raises(AssertionError):
         run.named("access-consumer-notifications")
     assert grants_of(run, f"serviceAccount:{existing}") == {
-        ("roles/pubsub.subscriber", "projects/cotton-erp/subscriptions/notifications")
+        ("roles/pubsub.subscriber", "projects/cotton-erp/subscriptions/notifications"),
+        ("roles/pubsub.viewer", "projects/cotton-erp/subscriptions/notifications"),
+        ("roles/pubsub.publisher", "projects/cotton-erp/topics/events-dlq"),
     }
 
 

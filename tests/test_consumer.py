@@ -334,3 +334,28 @@ def test_what_cannot_work_is_one_clear_error_within_seconds(
     monkeypatch.setenv("HOME", str(tmp_path))
     monkeypatch.setenv("CLOUDSDK_CONFIG", str(tmp_path / "gcloud"))
     assert run(stack.subscription(SUB), service_db).startswith("no Google credentials")
+
+
+def test_a_subscriber_only_identity_still_consumes_and_dead_letters_poison(
+    stack: DlqStack, service_db: str, strict_proxy: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """roles/pubsub.subscriber has no subscriptions.get: production answers GetSubscription
+    with PERMISSION_DENIED (injected here). The consumer still runs, on one stream, and takes
+    the dead-letter topic from its options."""
+    good, bad = publish_events(stack.publisher, stack.topic, 2)
+    strict_proxy.fail("GetSubscription", "PERMISSION_DENIED", count=1)
+
+    def handler(event: ReceivedEvent, conn: Any) -> None:
+        if str(event.event_id) == bad:
+            raise PoisonEvent("never valid")
+        record_effect(event, conn)
+
+    caplog.set_level(logging.WARNING, logger="events_infra.consumer")
+    with ConsumerThread(stack.subscription(SUB), handler, service_db,
+                        dead_letter_topic=stack.dlq_topic) as consumer:  # fmt: skip
+        letters = stack.drain(stack.dlq_subscription, expected=1, seconds=30)
+        assert wait_until(lambda: len(effects(service_db)) == 1, seconds=30)
+    assert [m.message.attributes["event_id"] for m in letters] == [bad]
+    assert [row[0] for row in effects(service_db)] == [uuid.UUID(good)]
+    assert consumer.counts["processed"] == 1
+    assert any("grant roles/pubsub.viewer" in r.getMessage() for r in caplog.records)
