@@ -161,6 +161,20 @@ def stack_config(stack_file: Path, image_digest: str | None = IMAGE_DIGEST) -> d
     return {k: v if isinstance(v, str) else json.dumps(v) for k, v in config.items()}
 
 
+def _ensure_event_loop() -> None:
+    """Pulumi's mocks run on the thread's current event loop. A test that used `asyncio.run`
+    (the async writer and consumer tests) leaves the main thread with none set, and
+    get_event_loop() then raises instead of creating one: give the thread a loop again."""
+    import asyncio
+
+    try:
+        loop = asyncio.get_event_loop_policy().get_event_loop()
+        if loop.is_closed():
+            raise RuntimeError("closed")
+    except RuntimeError:
+        asyncio.set_event_loop(asyncio.new_event_loop())
+
+
 def run_program(
     config: dict[str, str],
     stack: str = "test",
@@ -173,6 +187,7 @@ def run_program(
     `run` to see what was declared even when the program raises.
     """
     run = run if run is not None else Run()
+    _ensure_event_loop()
     mocks = GcpMocks()
     pulumi.runtime.set_mocks(
         mocks,
