@@ -141,7 +141,7 @@ def _replay(
         ack_deadline_s=ack_deadline_s,
         expected=options.expected if options.limit is None else None,
     )
-    done_fingerprints: set[str] = set()
+    done_fingerprints: set[bytes] = set()
     taken = 0
 
     for batch in scanner.batches():
@@ -149,7 +149,7 @@ def _replay(
         release: list[DeadLetter] = []
         seconds: dict[str, list[DeadLetter]] = {}  # primary id -> its duplicates in this batch
         already_done: list[DeadLetter] = []  # duplicates of originals replayed earlier
-        primaries: dict[str, DeadLetter] = {}  # fingerprint -> the letter replayed for it
+        primaries: dict[bytes, DeadLetter] = {}  # fingerprint -> the letter replayed for it
         for letter in batch:
             if not options.selection.matches(letter):
                 summary.not_selected += 1
