@@ -4,12 +4,21 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from dlq.messages import DeadLetter
 from dlq.scan import Scanner
 from dlq.selection import Selection
+
+
+@dataclass
+class Coverage:
+    """A backlog count to read up to (`expected`), and what the scan then could not vouch for."""
+
+    expected: int | None = None
+    possibly_remaining: int | None = None
 
 
 def peek(
@@ -20,9 +29,15 @@ def peek(
     on_letter: Callable[[DeadLetter], None],
     batch_size: int = 100,
     pull_timeout: float = 2.0,
+    coverage: Coverage | None = None,
 ) -> int:
-    """Call `on_letter` for up to `limit` selected dead letters; leave every message in place."""
-    scanner = Scanner(subscriber, subscription, batch_size, pull_timeout)
+    """Call `on_letter` for up to `limit` selected dead letters; leave every message in place.
+
+    With `coverage.expected` (the DLQ's size) the scan keeps looking until it has seen that many
+    or its budget runs out, and sets `coverage.possibly_remaining` (pulls can come back short).
+    """
+    expected = coverage.expected if coverage is not None else None
+    scanner = Scanner(subscriber, subscription, batch_size, pull_timeout, expected=expected)
     found = 0
     for batch in scanner.batches():
         for letter in batch:
@@ -32,6 +47,9 @@ def peek(
         scanner.release(batch)
         if limit is not None and found >= limit:
             break
+    else:
+        if coverage is not None:
+            coverage.possibly_remaining = scanner.possibly_remaining
     return found
 
 

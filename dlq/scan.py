@@ -38,6 +38,11 @@ class ScanStats:
     """Acks sent after the message's deadline (Pub/Sub ignores them; the message comes back)."""
 
 
+SCAN_BUDGET_S = 30.0
+"""How long a scan that has seen fewer letters than the backlog count keeps pulling without
+finding anything new before it stops and reports how many may remain."""
+
+
 class Scanner:
     """Yields batches of not-yet-seen dead letters; the caller must `ack` or `release` each
     one (anything it does not is released when the scan ends)."""
@@ -52,7 +57,7 @@ class Scanner:
         quiet_seconds: float = 1.5,
         ack_deadline_s: int = 10,
         expected: int | None = None,
-        budget_s: float = 30.0,
+        budget_s: float | None = None,
     ) -> None:
         """`ack_deadline_s`: the deadline held messages are kept at (10 s, Pub/Sub's minimum,
         is right for any subscription: the keeper sets it explicitly). `expected`: how many
@@ -66,7 +71,7 @@ class Scanner:
         self.quiet_pulls = quiet_pulls
         self.quiet_seconds = quiet_seconds
         self.expected = expected
-        self.budget_s = budget_s
+        self.budget_s = SCAN_BUDGET_S if budget_s is None else budget_s
         self.stats = ScanStats()
         self.ack_deadline_s = max(10, ack_deadline_s)
         self._seen: set[str] = set()

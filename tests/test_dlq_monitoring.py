@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from typer.testing import CliRunner
@@ -70,3 +71,34 @@ def test_no_recent_metric_data_falls_back_to_pubsub(
     row = json.loads(out.stdout)
     assert (row["source"], row["undelivered"]) == ("pubsub", 2)
     assert "no recent data" in row["note"]
+
+
+@pytest.mark.parametrize(("counted", "remaining"), [(12, 0), (15, 3)])
+def test_export_reads_the_whole_counted_backlog_or_says_what_may_be_missing(
+    pubsub: str,
+    tmp_path: Path,
+    monitoring: MetricServiceServer,
+    strict_proxy: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    counted: int,
+    remaining: int,
+) -> None:
+    """Pulls come back short (a third of them empty, from the strict proxy): an export keeps
+    pulling until it has seen Monitoring's count, and when the count is higher than what exists
+    (Monitoring lags a drain) it stops after its budget and says how many may be missing."""
+    import dlq.scan
+
+    monkeypatch.setattr(dlq.scan, "SCAN_BUDGET_S", 3.0)
+    stack = make_stack(tmp_path)
+    stack.seed(12, source="billing-sub")
+    strict_proxy.partial_pulls(0.5, seed=7)
+    monitoring.values = {UNDELIVERED: counted, OLDEST_UNACKED: 60}
+    out_file = tmp_path / "letters.jsonl"
+    out = runner.invoke(app, ["dlq", "export", *stack.cli_args(), "--out", str(out_file), "--json"])
+    assert out.exit_code == 0, out.output
+    result = json.loads(out.stdout)
+    assert (result["exported"], result["backlog"]) == (12, counted)
+    assert result["possibly_remaining"] == remaining
+    assert len(out_file.read_text().splitlines()) == 12
+    human = runner.invoke(app, ["dlq", "export", *stack.cli_args(), "--out", str(out_file)])
+    assert ("may not be in the file" in human.stderr) is bool(remaining)

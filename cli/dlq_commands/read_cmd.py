@@ -96,7 +96,8 @@ def export_command(
     Keep or edit them before `replay --from-file`; `purge --exported FILE` then removes exactly
     what was saved.
     """
-    from dlq.peek import export_letters
+    from dlq.operations import backlog_of
+    from dlq.peek import Coverage, export_letters
     from dlq.selection import parse_selection
 
     with user_errors():
@@ -105,6 +106,9 @@ def export_command(
         if not out.parent.is_dir():
             raise UserError(f"--out {out}: folder {out.parent} does not exist")
         ctx.preflight()
+        # an export is a backup: read the whole backlog, as far as its count says (Monitoring)
+        backlog = backlog_of(ctx, walk=False) if limit is None else None
+        coverage = Coverage(expected=backlog[0] if backlog else None)
         with ctx.errors():
             ids = export_letters(
                 ctx.subscriber,
@@ -113,9 +117,23 @@ def export_command(
                 limit_flag(limit),
                 out,
                 pull_timeout=ctx.pull_timeout,
+                coverage=coverage,
             )
-    emit(
-        {"exported": len(ids), "file": str(out)},
-        as_json,
-        lambda d: typer.echo(f"exported {d['exported']} dead letters to {d['file']}"),
-    )
+    data = {
+        "exported": len(ids),
+        "file": str(out),
+        "backlog": coverage.expected,
+        "possibly_remaining": coverage.possibly_remaining,
+    }
+
+    def human(d: dict[str, Any]) -> None:
+        typer.echo(f"exported {d['exported']} dead letters to {d['file']}")
+        if d["possibly_remaining"]:
+            typer.echo(
+                f"warning: Cloud Monitoring counts {d['backlog']} in the DLQ and Pub/Sub brought "
+                f"nothing new for a while: up to {d['possibly_remaining']} may not be in the "
+                "file; run export again before relying on it",
+                err=True,
+            )
+
+    emit(data, as_json, human)
