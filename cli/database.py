@@ -6,7 +6,8 @@ from typing import Any
 
 import typer
 
-from cli.errors import UserError, first_line
+from cli.errors import UserError
+from outbox.error_text import first_line
 
 DATABASE_URL = typer.Option(
     None,

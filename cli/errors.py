@@ -23,12 +23,6 @@ class Exit(IntEnum):
     ERROR = 2
 
 
-def first_line(err: BaseException) -> str:
-    """The first line of an error's message (its type name when it has none)."""
-    text = str(err).strip()
-    return text.splitlines()[0].strip() if text else type(err).__name__
-
-
 class UserError(Exception):
     """A problem the user can fix; its message is printed as-is, without a traceback."""
 

@@ -11,8 +11,9 @@ import typer
 
 from cli import options
 from cli.database import DATABASE_URL, connect
-from cli.errors import Exit, UserError, first_line, user_errors
+from cli.errors import Exit, UserError, user_errors
 from cli.render import emit, table
+from outbox.error_text import first_line
 
 app = typer.Typer(help="The transactional outbox: schema migrations and backlog status.")
 

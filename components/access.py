@@ -179,20 +179,7 @@ class Access(pulumi.ComponentResource):
         conditioned on the outbox instance, and an IAM database user created after the schema
         (whose migration 0002 creates the role)."""
         member = email.apply(lambda e: f"serviceAccount:{e}")
-        for gcp_role in ("roles/cloudsql.client", "roles/cloudsql.instanceUser"):
-            gcp.projects.IAMMember(
-                f"{self._name}-{key}-{gcp_role.rsplit('.', 1)[-1].lower()}",
-                project=self._project,
-                role=gcp_role,
-                member=member,
-                condition=gcp.projects.IAMMemberConditionArgs(
-                    title="outbox instance only",
-                    expression=database.instance.name.apply(
-                        lambda n: f'resource.name == "projects/{self._project}/instances/{n}"'
-                    ),
-                ),
-                opts=pulumi.ResourceOptions(parent=self),
-            )
+        database.connect_grants(f"{self._name}-{key}", member, self)
         depends = [database.schema] if database.schema is not None else []
         return gcp.sql.User(
             f"{self._name}-{key}-database-user",

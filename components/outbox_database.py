@@ -46,7 +46,7 @@ class OutboxDatabase(pulumi.ComponentResource):
         if config is None:
             raise ValueError("OutboxDatabase needs events-infra:database in the stack config")
         production = spec.production
-        project = spec.project
+        project = self._project = spec.project
 
         self.instance = gcp.sql.DatabaseInstance(
             f"{name}-instance",
@@ -140,6 +140,28 @@ class OutboxDatabase(pulumi.ComponentResource):
             }
         )
 
+    def connect_grants(
+        self, prefix: str, member: pulumi.Input[str], parent: pulumi.Resource
+    ) -> list[gcp.projects.IAMMember]:
+        """`cloudsql.client` and `cloudsql.instanceUser` for `member`, conditioned on this
+        instance (Cloud SQL has no instance-level IAM): what an IAM login to the outbox needs."""
+        return [
+            gcp.projects.IAMMember(
+                f"{prefix}-{role.rsplit('.', 1)[-1].lower()}",
+                project=self._project,
+                role=role,
+                member=member,
+                condition=gcp.projects.IAMMemberConditionArgs(
+                    title="outbox instance only",
+                    expression=self.instance.name.apply(
+                        lambda n: f'resource.name == "projects/{self._project}/instances/{n}"'
+                    ),
+                ),
+                opts=pulumi.ResourceOptions(parent=parent),
+            )
+            for role in ("roles/cloudsql.client", "roles/cloudsql.instanceUser")
+        ]
+
     def _migration_job(
         self,
         name: str,
@@ -153,20 +175,7 @@ class OutboxDatabase(pulumi.ComponentResource):
         on its own: a failed migration is rolled back and fails `pulumi up` with its error."""
         config = spec.database
         assert config is not None and config.private_network is not None
-        for role in ("roles/cloudsql.client", "roles/cloudsql.instanceUser"):
-            gcp.projects.IAMMember(
-                f"{name}-migration-{role.rsplit('.', 1)[-1].lower()}",
-                project=spec.project,
-                role=role,
-                member=f"serviceAccount:{principal}",
-                condition=gcp.projects.IAMMemberConditionArgs(
-                    title="outbox instance only",
-                    expression=self.instance.name.apply(
-                        lambda n: f'resource.name == "projects/{spec.project}/instances/{n}"'
-                    ),
-                ),
-                opts=pulumi.ResourceOptions(parent=self),
-            )
+        self.connect_grants(f"{name}-migration", f"serviceAccount:{principal}", self)
         args = pulumi.Output.all(self.instance.connection_name, self.database.name).apply(
             lambda v: [
                 "outbox", "migrate", "--cloud-sql-instance", v[0], "--iam-user", user_name,

@@ -31,6 +31,7 @@ from typing import Any
 from consumer.batch import Outcome, Result, process_batch
 from consumer.dead_letter import publish_dead_letter
 from consumer.transactions import AsyncTransactions, SyncTransactions
+from outbox.error_text import first_line
 
 LOG = logging.getLogger("events_infra.consumer")
 
@@ -179,7 +180,7 @@ class Consumer:
             raise ConsumerError(
                 "no Google credentials: attach a service account, run `gcloud auth "
                 "application-default login`, or set PUBSUB_EMULATOR_HOST "
-                f"({_first_line(err)})"
+                f"({first_line(err)})"
             ) from None
         return subscriber, _read_subscription(subscriber, self.subscription)
 
@@ -246,7 +247,7 @@ class Consumer:
                 self.held -= 1
 
     def _dead_letter(self, result: Result) -> Outcome:
-        reason = _first_line(result.error)
+        reason = first_line(result.error) if result.error else "poison"
         if not self._dead_letter_topic:
             LOG.error(_line("poison event but the subscription has no dead-letter topic; "
                             "retrying", result=result))  # fmt: skip
@@ -308,11 +309,6 @@ def _safe_rollback(tx: Any) -> None:
         tx.rollback()
 
 
-def _first_line(error: BaseException | None) -> str:
-    text = str(error).strip() if error else ""
-    return text.splitlines()[0] if text else type(error).__name__
-
-
 def _line(what: str, result: Result | None = None, error: BaseException | None = None,
           **fields: Any) -> str:  # fmt: skip
     """One JSON log line: what happened, to which event, on which delivery attempt."""
@@ -325,5 +321,5 @@ def _line(what: str, result: Result | None = None, error: BaseException | None =
             record.update(event_id=str(event.event_id), event_type=event.event_type)
         error = error or result.error
     if error is not None:
-        record["error"] = f"{type(error).__name__}: {_first_line(error)}"
+        record["error"] = f"{type(error).__name__}: {first_line(error)}"
     return json.dumps(record)

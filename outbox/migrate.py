@@ -21,6 +21,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Protocol
 
+from outbox.error_text import first_line
+
 MIGRATIONS_TABLE = "outbox_schema_migrations"
 LOCK_KEY = 0x6F7574626F78  # "outbox": one advisory lock id shared by every runner
 _FILENAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
@@ -140,7 +142,7 @@ def migrate(
                 conn.rollback()
                 raise MigrationError(
                     f"migration {migration.filename} failed and was rolled back "
-                    f"(nothing of it is applied): {_first_line(err)}"
+                    f"(nothing of it is applied): {first_line(err)}"
                 ) from err
             report.applied.append(migration.filename)
         return report
@@ -168,8 +170,3 @@ def _check_history(applied: dict[int, tuple[str, str]], todo: list[Migration]) -
                 f"(checksum {migration.checksum[:12]} in the file, {checksum[:12]} in the "
                 "database); restore the original file and put the change in a new migration"
             )
-
-
-def _first_line(err: BaseException) -> str:
-    text = str(err).strip()
-    return text.splitlines()[0] if text else type(err).__name__

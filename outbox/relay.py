@@ -35,6 +35,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from outbox.enqueue import NOTIFY_CHANNEL
+from outbox.error_text import first_line
 from outbox.key_publisher import KeyPublisher, NotAttempted, make_publisher
 from outbox.publish_requests import MessageRefused, by_key
 from outbox.queries import (
@@ -235,7 +236,7 @@ class Relay:
         tried = [e for e in failures if not isinstance(e, NotAttempted)]
         if len(failures) == len(rows) and tried and not any(map(is_permanent, tried)):
             self._last_outage = PublishOutage(
-                f"Pub/Sub unreachable: {len(rows)} publishes failed: {_first_line(tried[0])}"
+                f"Pub/Sub unreachable: {len(rows)} publishes failed: {first_line(tried[0], 500)}"
             )
             raise self._last_outage
         return outcomes
@@ -262,14 +263,14 @@ class Relay:
                 unlease_ids.append(row["id"])
                 continue
             if result.error is None:
-                result.error = _first_line(outcome)
+                result.error = first_line(outcome, 500)
             attempt = row["retry_count"] + (1 if count_attempt else 0)
             if count_attempt and (is_permanent(outcome) or attempt >= self.config.max_attempts):
                 fail_ids.append(row["id"])
-                reasons.append(_first_line(outcome))
+                reasons.append(first_line(outcome, 500))
                 continue
             retry_ids.append(row["id"])
-            errors.append(_first_line(outcome))
+            errors.append(first_line(outcome, 500))
             delays.append(backoff_seconds(max(attempt, 1), self.config))
             bumps.append(1 if count_attempt else 0)
         relay = self.config.relay_id
@@ -358,8 +359,3 @@ class Relay:
 
 class _DatabaseLost(Exception):
     """The database connection broke mid-batch; the loop reconnects and carries on."""
-
-
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip()
-    return (text.splitlines()[0] if text else type(error).__name__)[:500]

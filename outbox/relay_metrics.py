@@ -15,6 +15,7 @@ import threading
 import time
 from typing import Any
 
+from outbox.error_text import first_line
 from stack_config import outbox_metrics as names
 
 log = logging.getLogger("outbox.relay")
@@ -62,8 +63,7 @@ class MetricsReporter:
             self._write(status)
         except Exception as err:  # Monitoring or the database: report, and try next interval
             self.failures += 1
-            message = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-            log.warning(json.dumps({"event": "metrics_failed", "error": message}))
+            log.warning(json.dumps({"event": "metrics_failed", "error": first_line(err)}))
             return False
         self.writes += 1
         return True

@@ -17,9 +17,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cli.errors import first_line
 from cli.local import emulator as emulator_mod
 from cli.local import strict_proxy as proxy_mod
+from outbox.error_text import first_line
 from stack_config import limits
 from stack_config.topology import StackConfig, SubscriptionConfig
 
