@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from cli import options
-from cli.database import DATABASE_URL
+from cli.database import DATABASE_URL, connect
 from cli.outbox_cmd import apply_migrations, run_cleanup
 
 app = typer.Typer(
@@ -22,7 +22,7 @@ def migrate_command(
     own tables live: the dedupe record must commit with the handler's changes)."""
     from consumer.processed import migrate_processed_events
 
-    apply_migrations(database_url, as_json, migrate_processed_events)
+    apply_migrations(lambda: connect(database_url), as_json, migrate_processed_events)
 
 
 @app.command("cleanup")

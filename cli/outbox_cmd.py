@@ -42,43 +42,38 @@ def migrate_command(
     from outbox.migrate import migrate
 
     if cloud_sql_instance:
-        _migrate_through_connector(cloud_sql_instance, iam_user, database, private_ip, as_json)
+        apply_migrations(
+            lambda: _connect_iam(cloud_sql_instance, iam_user, database, private_ip),
+            as_json,
+            migrate,
+        )
         return
-    apply_migrations(database_url, as_json, migrate)
+    apply_migrations(lambda: connect(database_url), as_json, migrate)
 
 
-def _migrate_through_connector(
-    instance: str, iam_user: str | None, database: str, private_ip: bool, as_json: bool
+def _connect_iam(instance: str, iam_user: str | None, database: str, private_ip: bool) -> Any:
+    """The migration job's connection: Cloud SQL connector, IAM login; UserError if not."""
+    if not re.fullmatch(r"[a-z][a-z0-9-]*(:[a-z0-9-]+){2}", instance or ""):
+        raise UserError(f"--cloud-sql-instance {instance!r}: use PROJECT:REGION:INSTANCE")
+    if not iam_user:
+        raise UserError("--cloud-sql-instance needs --iam-user (the IAM database user)")
+    from outbox.cloud_sql import connect_iam
+
+    try:
+        return connect_iam(instance, iam_user, database, private_ip)
+    except Exception as err:
+        raise UserError(f"cannot connect to {instance}: {first_line(err)}") from None
+
+
+def apply_migrations(
+    open_connection: Callable[[], Any], as_json: bool, run: Callable[[Any], Any]
 ) -> None:
-    from outbox.migrate import MigrationError, migrate
-
-    with user_errors():
-        if not re.fullmatch(r"[a-z][a-z0-9-]*(:[a-z0-9-]+){2}", instance or ""):
-            raise UserError(f"--cloud-sql-instance {instance!r}: use PROJECT:REGION:INSTANCE")
-        if not iam_user:
-            raise UserError("--cloud-sql-instance needs --iam-user (the IAM database user)")
-        from outbox.cloud_sql import connect_iam
-
-        try:
-            conn = connect_iam(instance, iam_user, database, private_ip)
-        except Exception as err:
-            raise UserError(f"cannot connect to {instance}: {first_line(err)}") from None
-        try:
-            report = migrate(conn)
-        except MigrationError as err:
-            raise UserError(str(err)) from None
-        finally:
-            conn.close()
-    _report_migrations(report, as_json)
-
-
-def apply_migrations(database_url: str, as_json: bool, run: Callable[[Any], Any]) -> None:
     """Connect, run one migration set (`run(conn)` returns a MigrationReport), report it.
-    Shared by `outbox migrate` and `consumer migrate`."""
+    Shared by `outbox migrate` (a URL or the Cloud SQL connector) and `consumer migrate`."""
     from outbox.migrate import MigrationError
 
     with user_errors():
-        conn = connect(database_url)
+        conn = open_connection()
         try:
             report = run(conn)
         except MigrationError as err:

@@ -14,12 +14,10 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
-from pulumi.dynamic import CreateResult, DiffResult, ResourceProvider, UpdateResult
-
+from components.outbox_schema import SchemaStep
 from outbox.migrate import load_migrations
 
 JOB_TIMEOUT_S = 900.0
-_RERUN_ON = ("migrations_digest", "job")
 
 
 class MigrationJobFailed(RuntimeError):
@@ -59,24 +57,16 @@ class CloudRunJobRunner:
         return str(execution.name)
 
 
-class JobMigrationProvider(ResourceProvider):
-    """Create/update = run the migration job and wait; delete = leave the data alone."""
+class JobMigrationProvider(SchemaStep):
+    """Run the migration job and wait; re-run when the migration set (or the job) changes."""
+
+    rerun_on = ("migrations_digest", "job")
 
     def __init__(self, runner: JobRunner | None = None) -> None:
         self.runner = runner or CloudRunJobRunner()
 
-    def create(self, props: dict[str, Any]) -> CreateResult:
-        return CreateResult(id_=props["job"], outs=self._run(props))
-
-    def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
-        changed = [key for key in _RERUN_ON if olds.get(key) != news.get(key)]
-        return DiffResult(changes=bool(changed), replaces=[], delete_before_replace=False)
-
-    def update(self, _id: str, _olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
-        return UpdateResult(outs=self._run(news))
-
-    def delete(self, _id: str, _props: dict[str, Any]) -> None:
-        """Deliberately nothing: removing the resource from a stack must not drop the outbox."""
+    def _id(self, props: dict[str, Any]) -> str:
+        return str(props["job"])
 
     def _run(self, props: dict[str, Any]) -> dict[str, Any]:
         execution = self.runner.run(props["job"])

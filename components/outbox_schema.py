@@ -15,26 +15,43 @@ from pulumi.dynamic import CreateResult, DiffResult, ResourceProvider, UpdateRes
 
 from outbox.migrate import MigrationReport, migrate, migrations_digest
 
-_RERUN_ON = ("migrations_digest", "instance_connection_name", "database", "user")
 
+class SchemaStep(ResourceProvider):
+    """What every way of applying the schema shares: re-run when one of `rerun_on` changes,
+    never drop anything on delete. Subclasses say how to run (`_run`) and name the result."""
 
-class MigrationProvider(ResourceProvider):
-    """Create/update = bring the schema up to date; delete = leave the data alone."""
+    rerun_on: tuple[str, ...] = ()
 
     def create(self, props: dict[str, Any]) -> CreateResult:
-        report = self._apply(props)
-        resource_id = f"{props['instance_connection_name']}/{props['database']}"
-        return CreateResult(id_=resource_id, outs=self._outs(props, report))
+        return CreateResult(id_=self._id(props), outs=self._run(props))
 
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
-        changed = [key for key in _RERUN_ON if olds.get(key) != news.get(key)]
+        changed = [key for key in self.rerun_on if olds.get(key) != news.get(key)]
         return DiffResult(changes=bool(changed), replaces=[], delete_before_replace=False)
 
     def update(self, _id: str, _olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
-        return UpdateResult(outs=self._outs(news, self._apply(news)))
+        return UpdateResult(outs=self._run(news))
 
     def delete(self, _id: str, _props: dict[str, Any]) -> None:
         """Deliberately nothing: removing the resource from a stack must not drop the outbox."""
+
+    def _id(self, props: dict[str, Any]) -> str:
+        raise NotImplementedError
+
+    def _run(self, props: dict[str, Any]) -> dict[str, Any]:
+        raise NotImplementedError
+
+
+class MigrationProvider(SchemaStep):
+    """Bring the schema up to date from here, through the Cloud SQL connector."""
+
+    rerun_on = ("migrations_digest", "instance_connection_name", "database", "user")
+
+    def _id(self, props: dict[str, Any]) -> str:
+        return f"{props['instance_connection_name']}/{props['database']}"
+
+    def _run(self, props: dict[str, Any]) -> dict[str, Any]:
+        return self._outs(props, self._apply(props))
 
     def _apply(self, props: dict[str, Any]) -> MigrationReport:
         conn = self._connect(props)
