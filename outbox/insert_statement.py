@@ -7,6 +7,7 @@ NOTIFY, so the writer adds nothing beyond the INSERT a service would write by ha
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator
 from typing import Any, Literal
 
@@ -29,8 +30,10 @@ def _placeholder(style: ParamStyle, index: int, column: str) -> str:
     return f"CAST({name} AS {cast})" if cast else name
 
 
+@functools.lru_cache(maxsize=64)
 def insert_sql(row_count: int, style: ParamStyle) -> str:
-    """`INSERT INTO event_outbox (...) VALUES (...), ...` for `row_count` rows."""
+    """`INSERT INTO event_outbox (...) VALUES (...), ...` for `row_count` rows (built once per
+    shape: a service writes the same one-row statement on every request)."""
     values = []
     for row in range(row_count):
         base = row * len(COLUMNS)

@@ -38,6 +38,7 @@ class MetricsReporter:
         self.location = location
         self.interval_s = interval_s
         self._client = client
+        self._conn: Any = None
         self._started = time.time()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="relay-metrics", daemon=True)
@@ -51,6 +52,8 @@ class MetricsReporter:
     def stop(self) -> None:
         self._stop.set()
         self._thread.join(WRITE_DEADLINE_S + 5)
+        if self._conn is not None:
+            self._conn.close()
 
     def _loop(self) -> None:
         while not self._stop.wait(self.interval_s):
@@ -73,8 +76,10 @@ class MetricsReporter:
 
         from outbox.status import read_status
 
-        with psycopg.connect(self.relay.config.database_url, connect_timeout=5) as conn:
-            return read_status(conn)
+        # one connection for the reporter's life (a reading a minute), opened again if it broke
+        if self._conn is None or self._conn.closed or self._conn.broken:
+            self._conn = psycopg.connect(self.relay.config.database_url, connect_timeout=5)
+        return read_status(self._conn)
 
     def _write(self, status: Any) -> None:
         from google.api_core import retry as retries
