@@ -3,9 +3,10 @@
 A Pub/Sub snapshot is the fast undo, but it cannot always be had: it lives 7 days minus the age
 of the oldest unacked message and cannot be created when that leaves under an hour, and it can be
 refused. The journal always exists: before any ack, the letters go to a JSONL file (the export
-format, flushed and fsynced), and `eventsctl dlq restore --journal FILE` publishes them back to
-the dead-letter topic with their data, ordering key and attributes (Pub/Sub's dead-letter
-bookkeeping included, so they read as the same dead letters).
+format with the payload as base64, so restore gives back the exact bytes; flushed and fsynced),
+and `eventsctl dlq restore --journal FILE` publishes them back to the dead-letter topic with
+their data, ordering key and attributes (Pub/Sub's dead-letter bookkeeping included, so they
+read as the same dead letters).
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ class Journal:
         self.count = 0
 
     def record(self, letters: Iterable[DeadLetter]) -> None:
-        lines = [json.dumps(letter.to_record(), sort_keys=True) + "\n" for letter in letters]
+        lines = [json.dumps(letter.to_record(exact=True)) + "\n" for letter in letters]
         if not lines:
             return
         self._file.writelines(lines)

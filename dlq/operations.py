@@ -33,6 +33,9 @@ class Interaction:
     say: Callable[[str], None] = lambda _text: None
     warn: Callable[[str], None] = lambda _text: None
     progress: Callable[[int | None], Any] = _quiet_progress
+    watching: bool = False
+    """Someone watches the progress (a terminal): where no Monitoring figure exists (the
+    emulator), the backlog is counted first so the bar has a total and an ETA."""
 
 
 @dataclass
@@ -70,7 +73,8 @@ def replay_dead_letters(ctx: DlqContext, request: ReplayRequest, io: Interaction
         )
     selection = parse_selection(target, **request.selection_flags)
     live = ctx.preflight()
-    backlog = backlog_of(ctx, walk=not request.dry_run and _asks(io))
+    wants_count = not request.dry_run and (_asks(io) or io.watching)
+    backlog = backlog_of(ctx, walk=wants_count, say=io.say)
     if not request.dry_run:
         scope = (
             "all subscriptions"
@@ -296,10 +300,13 @@ def restore_dead_letters(
 # --- the pieces ---------------------------------------------------------------------------------
 
 
-def backlog_of(ctx: DlqContext, walk: bool) -> tuple[int, bool] | None:
+def backlog_of(
+    ctx: DlqContext, walk: bool, say: Callable[[str], None] | None = None
+) -> tuple[int, bool] | None:
     """(dead letters the subscription holds, whether that is Cloud Monitoring's estimate):
     Monitoring's figure where there is one (minutes old), else — only if `walk` — counted from
-    Pub/Sub by walking the subscription; None when neither."""
+    Pub/Sub by walking the subscription (said first via `say`: it takes a moment); None when
+    neither."""
     from dlq.clients import metrics_client
     from dlq.status import dlq_status, latest_metric
     from stack_config.pubsub_metrics import UNDELIVERED
@@ -315,6 +322,11 @@ def backlog_of(ctx: DlqContext, walk: bool) -> tuple[int, bool] | None:
                 return int(value), True
         if not walk:
             return None
+        if say is not None:
+            say(
+                f"counting the dead letters in {target.dead_letter_subscription} (no Cloud "
+                "Monitoring figure here)..."
+            )
         row = dlq_status(ctx.subscriber, target, None, pull_timeout=ctx.pull_timeout)
     return int(row.get("undelivered") or 0), False
 

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from dlq.messages import DeadLetter
-from dlq.scan import Scanner
+from dlq.scan import PREFETCH_BATCHES, Scanner
 from dlq.selection import Selection
 
 
@@ -39,7 +39,7 @@ def peek(
     expected = coverage.expected if coverage is not None else None
     scanner = Scanner(subscriber, subscription, batch_size, pull_timeout, expected=expected)
     found = 0
-    for batch in scanner.batches():
+    for batch in scanner.batches(prefetch=PREFETCH_BATCHES):
         for letter in batch:
             if (limit is None or found < limit) and selection.matches(letter):
                 on_letter(letter)

@@ -8,17 +8,24 @@ Copies go out through `outbox.key_publisher.KeyPublisher`: one Publish request p
 (what production accepts; unkeyed letters share requests), every call with a deadline, nothing
 retrying in the background once a batch returns, and attributes passed as a map (an attribute
 named `timeout` or `data` is data, not an argument).
+
+Pulls, publishes and acks overlap: the scan keeps batches pulled ahead (`Scanner.batches`
+with `prefetch`) and each confirmed group's journal write and ack run behind on a thread of
+their own (`dlq.behind`) while the next batch is published. However the run ends, what was
+confirmed is acknowledged before anything still held is released.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
+from dlq.behind import Behind
 from dlq.messages import DeadLetter, data_from_record, replay_attributes
 from dlq.ratelimit import RateLimiter
-from dlq.scan import Scanner
+from dlq.scan import PREFETCH_BATCHES, Scanner
 from dlq.selection import Selection
 from dlq.target import DlqTarget
 
@@ -44,7 +51,7 @@ class ReplayOptions:
     expected: int | None = None
     """The DLQ's size when the run began, if known: the scan keeps looking until it has seen
     that many (or its budget runs out) and the summary says how many it may have missed."""
-    batch_size: int = 100
+    batch_size: int = 500
     pull_timeout: float = 2.0
 
 
@@ -143,82 +150,118 @@ def _replay(
     )
     done_fingerprints: set[bytes] = set()
     taken = 0
+    behind = Behind()  # journal + ack of confirmed groups, while the next batch is published
+    # even on Ctrl-C, what Pub/Sub confirmed is acknowledged before the rest is released
+    batches = scanner.batches(prefetch=PREFETCH_BATCHES, before_release=behind.finish)
+    try:
+        for batch in batches:
+            publish, release, seconds, already_done = _sort_batch(
+                batch, options, summary, done_fingerprints, taken
+            )
+            taken += len(publish)
+            scanner.release(release)
+            all_seconds = [d for ds in seconds.values() for d in ds]
 
-    for batch in scanner.batches():
-        publish: list[DeadLetter] = []
-        release: list[DeadLetter] = []
-        seconds: dict[str, list[DeadLetter]] = {}  # primary id -> its duplicates in this batch
-        already_done: list[DeadLetter] = []  # duplicates of originals replayed earlier
-        primaries: dict[bytes, DeadLetter] = {}  # fingerprint -> the letter replayed for it
-        for letter in batch:
-            if not options.selection.matches(letter):
-                summary.not_selected += 1
-                release.append(letter)
-                continue
-            fingerprint = letter.fingerprint
-            if fingerprint in done_fingerprints:
-                already_done.append(letter)
-                continue
-            if fingerprint in primaries:
-                seconds.setdefault(primaries[fingerprint].message_id, []).append(letter)
-                continue
-            if options.limit is not None and taken >= options.limit:
-                release.append(letter)
-                continue
-            if letter.replay_count >= options.max_replays:
-                summary.poison.append(letter.message_id)
-                release.append(letter)
-                continue
-            if not _routable(letter, options):
-                summary.unroutable.append(letter.message_id)
-                release.append(letter)
-                continue
-            taken += 1
-            primaries[fingerprint] = letter
-            publish.append(letter)
-        scanner.release(release)
-        all_seconds = [d for ds in seconds.values() for d in ds]
-
-        if options.dry_run:
-            summary.would_replay += [letter.message_id for letter in publish]
-            for letter in publish:
-                _count_target(summary, letter, options)
-            summary.duplicates += [d.message_id for d in all_seconds + already_done]
-            scanner.release(publish + all_seconds + already_done)
-        else:
-            _journal(options.journal, already_done)
-            scanner.ack(already_done)
-            summary.duplicates += [d.message_id for d in already_done]
-            dropped: list[DeadLetter] = []
-
-            def settle(
-                confirmed: list[DeadLetter],
-                seconds: dict[str, list[DeadLetter]] = seconds,
-                dropped: list[DeadLetter] = dropped,
-            ) -> None:
-                """Ack a group as soon as Pub/Sub confirmed its copies (and never before), so
-                an interrupted run has acked and counted everything confirmed so far."""
-                twins = [d for c in confirmed for d in seconds.get(c.message_id, [])]
-                _journal(options.journal, confirmed + twins)  # the undo point, before any ack
-                in_time = scanner.ack(confirmed + twins)
-                dropped.extend(twins)
-                summary.duplicates += [d.message_id for d in twins]
-                for letter in confirmed:
-                    done_fingerprints.add(letter.fingerprint)
-                    if letter.message_id not in in_time:
-                        summary.late.append(letter.message_id)
-                        continue
-                    summary.replayed.append(letter.message_id)
+            if options.dry_run:
+                summary.would_replay += [letter.message_id for letter in publish]
+                for letter in publish:
                     _count_target(summary, letter, options)
+                summary.duplicates += [d.message_id for d in all_seconds + already_done]
+                scanner.release(publish + all_seconds + already_done)
+            else:
+                if already_done:
+                    behind.submit(
+                        partial(_acknowledge, scanner, options, summary, [], already_done)
+                    )
+                dropped: list[DeadLetter] = []
 
-            _publish_all(sender, publish, options, limiter, summary, settle)
-            scanner.release([d for d in all_seconds if d not in dropped])
-        if progress:
-            progress(len(publish))
-        if options.limit is not None and taken >= options.limit:
-            break
+                def settle(
+                    confirmed: list[DeadLetter],
+                    seconds: dict[str, list[DeadLetter]] = seconds,
+                    dropped: list[DeadLetter] = dropped,
+                ) -> None:
+                    """Hand a group to the ack thread as soon as Pub/Sub confirmed its copies
+                    (never before); its second dead letters go with it."""
+                    twins = [d for c in confirmed for d in seconds.get(c.message_id, [])]
+                    dropped.extend(twins)
+                    done_fingerprints.update(letter.fingerprint for letter in confirmed)
+                    behind.submit(
+                        partial(_acknowledge, scanner, options, summary, confirmed, twins)
+                    )
+
+                _publish_all(sender, publish, options, limiter, summary, settle)
+                scanner.release([d for d in all_seconds if d not in dropped])
+            if progress:
+                progress(len(publish))
+            if options.limit is not None and taken >= options.limit:
+                break
+    finally:
+        batches.close()
+    behind.check()
     summary.possibly_remaining = scanner.possibly_remaining
     return summary
+
+
+def _sort_batch(
+    batch: list[DeadLetter],
+    options: ReplayOptions,
+    summary: ReplaySummary,
+    done_fingerprints: set[bytes],
+    taken: int,
+) -> tuple[list[DeadLetter], list[DeadLetter], dict[str, list[DeadLetter]], list[DeadLetter]]:
+    """(to publish, to release, second dead letters per primary id, duplicates of originals
+    replayed earlier); poison, unroutable and unselected letters are counted in `summary`."""
+    publish: list[DeadLetter] = []
+    release: list[DeadLetter] = []
+    seconds: dict[str, list[DeadLetter]] = {}
+    already_done: list[DeadLetter] = []
+    primaries: dict[bytes, DeadLetter] = {}  # fingerprint -> the letter replayed for it
+    for letter in batch:
+        if not options.selection.matches(letter):
+            summary.not_selected += 1
+            release.append(letter)
+            continue
+        fingerprint = letter.fingerprint
+        if fingerprint in done_fingerprints:
+            already_done.append(letter)
+            continue
+        if fingerprint in primaries:
+            seconds.setdefault(primaries[fingerprint].message_id, []).append(letter)
+            continue
+        if options.limit is not None and taken + len(publish) >= options.limit:
+            release.append(letter)
+            continue
+        if letter.replay_count >= options.max_replays:
+            summary.poison.append(letter.message_id)
+            release.append(letter)
+            continue
+        if not _routable(letter, options):
+            summary.unroutable.append(letter.message_id)
+            release.append(letter)
+            continue
+        primaries[fingerprint] = letter
+        publish.append(letter)
+    return publish, release, seconds, already_done
+
+
+def _acknowledge(
+    scanner: Scanner,
+    options: ReplayOptions,
+    summary: ReplaySummary,
+    confirmed: list[DeadLetter],
+    duplicates: list[DeadLetter],
+) -> None:
+    """Journal, then acknowledge, letters whose copy Pub/Sub confirmed (and duplicates of
+    them); count as replayed only those whose ack went out before their deadline."""
+    _journal(options.journal, confirmed + duplicates)  # the undo point, before any ack
+    in_time = scanner.ack(confirmed + duplicates)
+    summary.duplicates += [d.message_id for d in duplicates]
+    for letter in confirmed:
+        if letter.message_id not in in_time:
+            summary.late.append(letter.message_id)
+            continue
+        summary.replayed.append(letter.message_id)
+        _count_target(summary, letter, options)
 
 
 def _journal(journal: Any, letters: list[DeadLetter]) -> None:
@@ -343,7 +386,7 @@ def purge(
         pull_timeout,
         expected=expected if limit is None else None,
     )
-    for batch in scanner.batches():
+    for batch in scanner.batches(prefetch=PREFETCH_BATCHES):
         remove, keep = [], []
         for letter in batch:
             if not selection.matches(letter):

@@ -5,26 +5,37 @@ until their deadline. Released messages come straight back in later pulls, so th
 ids it has seen and ends when pulls have returned nothing new for a while: at least
 `quiet_pulls` pulls over at least `quiet_seconds`, backing off between them. One or two empty
 pulls prove nothing: Pub/Sub may answer a pull with fewer messages than exist, even none
-(`PullRequest.max_messages`), so a scan that stopped there could leave letters behind.
+(`PullRequest.max_messages`), so a scan that stopped there could leave letters behind. When the
+backlog count is known (`expected`) the count decides instead: the scan ends once it has seen
+that many and a pull brings nothing new, and keeps looking (up to its budget) while it has not.
 
 While the caller holds messages (a replay waiting for Pub/Sub to confirm copies), a keeper thread
 extends their ack deadlines every third of the deadline: Pub/Sub drops an ack sent after the
 deadline without error, so a message held too long would be counted as replayed and yet come
 back. `ack` reports which acks went out in time.
+
+With `prefetch`, a puller thread keeps that many batches pulled ahead while the caller works on
+the current one (a replay publishing): pulls, publishes and acks overlap instead of taking turns.
+Letters pulled ahead are held like any other (their deadlines kept, released at the end).
 """
 
 from __future__ import annotations
 
 import contextlib
+import queue
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 from dlq.messages import DeadLetter
 
 _CHUNK = 1000  # ack ids per acknowledge/modify request, well under Pub/Sub's limits
+PREFETCH_BATCHES = 2
+"""Batches a replay, purge or export keeps pulled ahead while it works on the current one."""
+CALL_TIMEOUT_S = 10.0
+"""Deadline of each acknowledge / modify-deadline call (the client's default is 60 s)."""
 
 
 @dataclass
@@ -80,45 +91,106 @@ class Scanner:
         self._lock = threading.RLock()
         self._stop_keeper = threading.Event()
 
-    def batches(self) -> Iterator[list[DeadLetter]]:
+    def batches(
+        self, prefetch: int = 0, before_release: Callable[[], None] | None = None
+    ) -> Iterator[list[DeadLetter]]:
+        """Fresh letters, batch by batch; with `prefetch`, pulled that many batches ahead by
+        a thread of their own. However the scan ends (covered, stopped early, an error,
+        Ctrl-C), `before_release` runs first — a caller acknowledging in the background
+        finishes there, while deadlines are still kept — and then every letter still held is
+        released."""
         keeper = threading.Thread(target=self._keep, name="dlq-deadlines", daemon=True)
         keeper.start()
-        unproductive, quiet_since, pause = 0, time.monotonic(), 0.05
         try:
-            while not self._covered(unproductive, time.monotonic() - quiet_since):
-                pulled_at = time.monotonic()
-                fresh: list[DeadLetter] = []
-                repeats: list[str] = []
-                for item in self._pull():
-                    letter = DeadLetter.from_received(item)
-                    if letter.message_id in self._seen:
-                        repeats.append(letter.ack_id)
-                    else:
-                        self._seen.add(letter.message_id)
-                        with self._lock:
-                            self._outstanding[letter.message_id] = letter.ack_id
-                            self._deadlines[letter.ack_id] = pulled_at + self.ack_deadline_s
-                        fresh.append(letter)
-                self._modify(repeats)
-                if not fresh:  # empty, or only letters already seen: back off and look again
-                    unproductive += 1
-                    time.sleep(pause)
-                    pause = min(pause * 2, 1.0)
-                    continue
-                unproductive, quiet_since, pause = 0, time.monotonic(), 0.05
-                self.stats.distinct += len(fresh)
-                yield fresh
+            if prefetch > 0:
+                yield from self._ahead(prefetch)
+            else:
+                yield from self._fresh()
         finally:
+            if before_release is not None:
+                before_release()
             self._stop_keeper.set()
             keeper.join(5)
             self.release_outstanding()
 
+    def _fresh(self, halt: threading.Event | None = None) -> Iterator[list[DeadLetter]]:
+        """The pull loop: batches of letters not seen before, until the backlog is covered."""
+        halt = halt or threading.Event()
+        unproductive, quiet_since, pause = 0, time.monotonic(), 0.05
+        while not self._covered(unproductive, time.monotonic() - quiet_since):
+            if halt.is_set():
+                return
+            pulled_at = time.monotonic()
+            fresh: list[DeadLetter] = []
+            repeats: list[str] = []
+            for item in self._pull():
+                letter = DeadLetter.from_received(item)
+                if letter.message_id in self._seen:
+                    repeats.append(letter.ack_id)
+                else:
+                    self._seen.add(letter.message_id)
+                    fresh.append(letter)
+            with self._lock:
+                for letter in fresh:
+                    self._outstanding[letter.message_id] = letter.ack_id
+                    self._deadlines[letter.ack_id] = pulled_at + self.ack_deadline_s
+            self._modify(repeats)
+            if not fresh:  # empty, or only letters already seen: back off and look again
+                unproductive += 1
+                if halt.wait(pause):
+                    return
+                pause = min(pause * 2, 1.0)
+                continue
+            unproductive, quiet_since, pause = 0, time.monotonic(), 0.05
+            self.stats.distinct += len(fresh)
+            yield fresh
+
+    def _ahead(self, depth: int) -> Iterator[list[DeadLetter]]:
+        """`_fresh` run by a puller thread, at most `depth` batches ahead of the caller. Its
+        failure is raised here; when the caller stops early the thread is stopped and joined
+        (each pull has a deadline) before anything is released."""
+        ready: queue.Queue[Any] = queue.Queue(maxsize=depth)
+        halt = threading.Event()
+        end = object()
+
+        def hand_over(item: Any) -> bool:
+            while not halt.is_set():
+                try:
+                    ready.put(item, timeout=0.1)
+                    return True
+                except queue.Full:
+                    continue
+            return False
+
+        def pull() -> None:
+            try:
+                for batch in self._fresh(halt):
+                    if not hand_over(batch):
+                        return
+                hand_over(end)
+            except BaseException as err:  # handed to the caller, raised in its thread
+                hand_over(err)
+
+        puller = threading.Thread(target=pull, name="dlq-puller", daemon=True)
+        puller.start()
+        try:
+            while (item := ready.get()) is not end:
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+        finally:
+            halt.set()
+            puller.join(self.pull_timeout + 10)
+
     def _covered(self, unproductive: int, quiet_for: float) -> bool:
-        """Seen everything (as far as pulls can tell): enough unproductive pulls over enough
-        time, and — when a backlog size is known — that many seen or the budget spent."""
+        """Seen everything (as far as pulls can tell). With a backlog count: that many seen and
+        a pull that brought nothing new (what arrives later is not this run's to cover), or,
+        short of it, the budget spent. Without: enough unproductive pulls over enough time."""
+        if self.expected is not None and len(self._seen) >= self.expected:
+            return unproductive >= 1  # the counted backlog is covered; nothing else waiting
         if unproductive < self.quiet_pulls or quiet_for < self.quiet_seconds:
             return False
-        if self.expected is not None and len(self._seen) < self.expected:
+        if self.expected is not None:
             return quiet_for >= self.budget_s
         return True
 
@@ -141,8 +213,15 @@ class Scanner:
                 if self._deadlines.get(self._outstanding.get(letter.message_id, ""), 0) > now
             }
             ids = self._take(letters)
-        for chunk in _chunks(ids):
-            self.subscriber.acknowledge(subscription=self.subscription, ack_ids=chunk)
+        try:
+            for chunk in _chunks(ids):
+                self.subscriber.acknowledge(
+                    subscription=self.subscription, ack_ids=chunk, timeout=CALL_TIMEOUT_S
+                )
+        except Exception:  # refused or unknown: hand them back now rather than at the deadline
+            with contextlib.suppress(Exception):
+                self._modify(ids)
+            raise
         self.stats.acknowledged += len(ids)
         self.stats.late += len(ids) - len(in_time)
         return in_time
@@ -197,7 +276,10 @@ class Scanner:
     def _modify(self, ack_ids: list[str]) -> None:
         for chunk in _chunks(ack_ids):
             self.subscriber.modify_ack_deadline(
-                subscription=self.subscription, ack_ids=chunk, ack_deadline_seconds=0
+                subscription=self.subscription,
+                ack_ids=chunk,
+                ack_deadline_seconds=0,
+                timeout=CALL_TIMEOUT_S,
             )
 
     def _pull(self) -> list[Any]:
@@ -212,7 +294,7 @@ class Scanner:
             )
         except DeadlineExceeded:  # the emulator holds an empty pull until its deadline
             return []
-        return list(response.received_messages)
+        return list(getattr(response, "_pb", response).received_messages)  # raw: see DeadLetter
 
 
 def _chunks(items: list[str]) -> Iterator[list[str]]:

@@ -45,12 +45,13 @@ class Selection:
 
 def parse_selection(
     target: DlqTarget,
-    sources: list[str] | None,
-    attributes: list[str] | None,
-    older_than: str | None,
-    newer_than: str | None,
+    sources: list[str] | None = None,
+    attributes: list[str] | None = None,
+    older_than: str | None = None,
+    newer_than: str | None = None,
 ) -> Selection:
-    """Validate the filter flags; unknown subscriptions and malformed values are DlqErrors."""
+    """Validate the filter flags (none: every dead letter); unknown subscriptions and malformed
+    values are DlqErrors."""
     from stack_config.durations import parse_duration
 
     pairs = []

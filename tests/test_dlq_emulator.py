@@ -474,6 +474,7 @@ def test_undo_journal_restores_what_replay_acknowledged_when_no_snapshot_can_be_
     """Pub/Sub refuses the snapshot (as for a backlog over ~7 days old): replay warns and goes
     on; its journal holds every letter it acknowledged, and restore --journal puts them back."""
     keys = stack.seed(5, key_prefix="j")
+    originals = {letter.attributes["key"]: letter.data for letter in stack.peek()}
     strict_proxy.fail(  # type: ignore[attr-defined]
         "CreateSnapshot", "FAILED_PRECONDITION", details="subscription backlog too old"
     )
@@ -495,6 +496,9 @@ def test_undo_journal_restores_what_replay_acknowledged_when_no_snapshot_can_be_
     back = stack.peek()
     assert sorted(d.attributes["key"] for d in back) == keys
     assert {d.source_subscription for d in back} == {"orders-sub"}  # still dead letters
+    # byte for byte: the seeded JSON has spaces a parse-and-dump would lose
+    assert {d.attributes["key"]: d.data for d in back} == originals
+    assert all(b'": ' in data for data in originals.values())
 
 
 def test_purge_journal_and_dry_runs_leave_no_journal(stack: DlqStack) -> None:

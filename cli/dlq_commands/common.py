@@ -3,6 +3,7 @@ the context, confirmation, warnings and the progress bar."""
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 import typer
@@ -81,6 +82,7 @@ def interaction(yes: bool, label: str) -> Any:
         say=lambda text: typer.echo(text, err=True),
         warn=warn,
         progress=lambda total: Progress(label, total),
+        watching=sys.stderr.isatty(),
     )
 
 
