@@ -107,11 +107,13 @@ class Scanner:
             else:
                 yield from self._fresh()
         finally:
-            if before_release is not None:
-                before_release()
-            self._stop_keeper.set()
-            keeper.join(5)
-            self.release_outstanding()
+            try:
+                if before_release is not None:
+                    before_release()
+            finally:  # even if a second Ctrl-C cuts that short
+                self._stop_keeper.set()
+                keeper.join(5)
+                self.release_outstanding()
 
     def _fresh(self, halt: threading.Event | None = None) -> Iterator[list[DeadLetter]]:
         """The pull loop: batches of letters not seen before, until the backlog is covered."""

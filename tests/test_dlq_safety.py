@@ -64,7 +64,11 @@ def test_kill_9_mid_replay_loses_nothing(pubsub: str, tmp_path: Path) -> None:
     assert (on_topic | in_dlq) == keys
 
 
-def test_ctrl_c_mid_replay_prints_the_summary_and_records_it(pubsub: str, tmp_path: Path) -> None:
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP])
+def test_ctrl_c_mid_replay_prints_the_summary_and_records_it(
+    pubsub: str, tmp_path: Path, stop: signal.Signals
+) -> None:
+    """Ctrl-C, and SIGTERM / SIGHUP (a stopped job, a closed terminal) alike."""
     stack = make_stack(tmp_path)
     keys = set(stack.seed(200, key_prefix="c"))
     capture = stack.capture()
@@ -81,7 +85,7 @@ def test_ctrl_c_mid_replay_prints_the_summary_and_records_it(pubsub: str, tmp_pa
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and len(copies) < 20:
         copies += stack.drain(capture, seconds=0.5)
-    replay.send_signal(signal.SIGINT)
+    replay.send_signal(stop)
     stdout, stderr = replay.communicate(timeout=60)
     assert replay.returncode == 130, stderr
     result = json.loads(stdout)

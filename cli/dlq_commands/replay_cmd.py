@@ -20,6 +20,7 @@ from cli.dlq_commands.common import (
     interaction,
     limit_flag,
     selection_flags,
+    stopped_like_ctrl_c,
 )
 from cli.errors import Exit, user_errors
 from cli.render import emit
@@ -85,7 +86,8 @@ def replay_command(
         if from_file is not None:
             result = replay_from_file(ctx, from_file, request, io)
         else:
-            result = replay_dead_letters(ctx, request, io)
+            with stopped_like_ctrl_c():
+                result = replay_dead_letters(ctx, request, io)
     if from_file is not None:
         emit(result, as_json, lambda d: _print_file_replay(d, ctx.target.stack))
         if result.get("failed"):
