@@ -7,6 +7,9 @@ provisioned from the topology model like `eventsctl local up` does) so tests nev
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import time
 import uuid
 from dataclasses import dataclass
@@ -213,3 +216,23 @@ def dead_letter_for_real(stack: DlqStack, count: int, source: str = "orders-sub"
         if len(stack.peek_ids()) >= count:
             break
     return keys
+
+
+def replay_process(
+    stack: DlqStack, pubsub: str, audit: Path, *flags: str, output: bool = False
+) -> subprocess.Popen:
+    """`eventsctl dlq replay --yes --no-snapshot` for `stack` in a process of its own (to be
+    killed or signalled); with `output` its stdout and stderr are pipes (text) to read with
+    `communicate`, else discarded (an unread pipe could fill and stall the replay)."""
+    command = [
+        sys.executable, "-m", "cli.app", "dlq", "replay", *stack.cli_args(),
+        "--yes", "--no-snapshot", "--audit-log", str(audit), *flags,
+    ]  # fmt: skip
+    return subprocess.Popen(
+        command,
+        env={**os.environ, "PUBSUB_EMULATOR_HOST": pubsub},
+        stdout=subprocess.PIPE if output else subprocess.DEVNULL,
+        stderr=subprocess.PIPE if output else subprocess.DEVNULL,
+        text=True,
+        cwd=Path(__file__).resolve().parent.parent,
+    )

@@ -6,10 +6,7 @@ nothing."""
 from __future__ import annotations
 
 import json
-import os
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -17,10 +14,9 @@ import pytest
 from typer.testing import CliRunner
 
 from cli.app import app
-from tests.dlq_support import DlqStack, make_stack
+from tests.dlq_support import DlqStack, make_stack, replay_process
 
 runner = CliRunner()
-ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture
@@ -97,17 +93,7 @@ def test_kill_9_with_acks_in_flight_loses_nothing(
     keys = set(stack.seed(6000, key_prefix="k"))  # more than the pipeline holds unacked
     capture = stack.capture()
     strict_proxy.delay("Acknowledge", 8.0)  # type: ignore[attr-defined]
-    command = [
-        sys.executable, "-m", "cli.app", "dlq", "replay", *stack.cli_args(),
-        "--yes", "--no-snapshot", "--audit-log", str(tmp_path / "audit.jsonl"),
-    ]  # fmt: skip
-    process = subprocess.Popen(
-        command,
-        env={**os.environ, "PUBSUB_EMULATOR_HOST": pubsub},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        cwd=ROOT,
-    )
+    process = replay_process(stack, pubsub, tmp_path / "audit.jsonl")
     seen: set[str] = set()  # copies pulled, not acknowledged (that would take the held ack)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and len(seen) < 1000:

@@ -4,10 +4,7 @@ events topic. Plus unreachable-emulator and permission errors."""
 from __future__ import annotations
 
 import json
-import os
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -21,7 +18,7 @@ from dlq.clients import pubsub_errors
 from dlq.errors import DlqError
 from dlq.messages import REPLAYED_FROM
 from dlq.target import DlqTarget
-from tests.dlq_support import make_stack
+from tests.dlq_support import make_stack, replay_process
 
 runner = CliRunner()
 
@@ -30,17 +27,7 @@ def test_kill_9_mid_replay_loses_nothing(pubsub: str, tmp_path: Path) -> None:
     stack = make_stack(tmp_path)
     keys = set(stack.seed(1500, key_prefix="k"))
     capture = stack.capture()
-    command = [
-        sys.executable, "-m", "cli.app", "dlq", "replay", *stack.cli_args(),
-        "--yes", "--rate", "400", "--no-snapshot", "--audit-log", str(tmp_path / "audit.jsonl"),
-    ]  # fmt: skip
-    replay = subprocess.Popen(
-        command,
-        env={**os.environ, "PUBSUB_EMULATOR_HOST": pubsub},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        cwd=Path(__file__).resolve().parent.parent,
-    )
+    replay = replay_process(stack, pubsub, tmp_path / "audit.jsonl", "--rate", "400")
     # wait until the replay is well under way, then kill it without warning
     copies: list = []
     deadline = time.monotonic() + 60
@@ -73,14 +60,7 @@ def test_ctrl_c_mid_replay_prints_the_summary_and_records_it(
     keys = set(stack.seed(200, key_prefix="c"))
     capture = stack.capture()
     audit = tmp_path / "audit.jsonl"
-    command = [
-        sys.executable, "-m", "cli.app", "dlq", "replay", *stack.cli_args(), "--json",
-        "--yes", "--rate", "40", "--no-snapshot", "--audit-log", str(audit),
-    ]  # fmt: skip
-    replay = subprocess.Popen(
-        command, env={**os.environ, "PUBSUB_EMULATOR_HOST": pubsub}, stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE, text=True, cwd=Path(__file__).resolve().parent.parent,
-    )  # fmt: skip
+    replay = replay_process(stack, pubsub, audit, "--json", "--rate", "40", output=True)
     copies: list = []
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and len(copies) < 20:
