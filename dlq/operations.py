@@ -230,12 +230,14 @@ def purge_dead_letters(ctx: DlqContext, request: PurgeRequest, io: Interaction) 
             filter=selection.describe(),
             exported_file=str(request.exported) if request.exported else None,
             counts={"purged": len(summary.purged)},
+            interrupted=summary.interrupted,
             snapshot=snapshot,
             journal=journal_file,
             message_ids=summary.purged,
         )
     return {
         "dry_run": request.dry_run,
+        "interrupted": summary.interrupted,
         "purged": len(summary.purged),
         "not_exported": summary.not_exported,
         "not_selected": summary.not_selected,

@@ -363,6 +363,8 @@ class PurgeSummary:
     not_exported: int = 0
     not_selected: int = 0
     possibly_remaining: int | None = None
+    interrupted: bool = False
+    """Stopped by Ctrl-C/SIGTERM: `purged` is what was removed until then."""
 
 
 def purge(
@@ -386,6 +388,24 @@ def purge(
         pull_timeout,
         expected=expected if limit is None else None,
     )
+    try:
+        _purge(scanner, selection, exported_ids, limit, dry_run, journal, summary)
+    except KeyboardInterrupt:  # Ctrl-C: held letters are released; report what was removed
+        summary.interrupted = True
+        return summary
+    summary.possibly_remaining = scanner.possibly_remaining
+    return summary
+
+
+def _purge(
+    scanner: Scanner,
+    selection: Selection,
+    exported_ids: set[str] | None,
+    limit: int | None,
+    dry_run: bool,
+    journal: Any,
+    summary: PurgeSummary,
+) -> None:
     for batch in scanner.batches(prefetch=PREFETCH_BATCHES):
         remove, keep = [], []
         for letter in batch:
@@ -407,5 +427,3 @@ def purge(
             _journal(journal, remove)  # the undo point, before any ack
             in_time = scanner.ack(remove)
             summary.purged += [m.message_id for m in remove if m.message_id in in_time]
-    summary.possibly_remaining = scanner.possibly_remaining
-    return summary

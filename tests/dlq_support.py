@@ -218,14 +218,14 @@ def dead_letter_for_real(stack: DlqStack, count: int, source: str = "orders-sub"
     return keys
 
 
-def replay_process(
-    stack: DlqStack, pubsub: str, audit: Path, *flags: str, output: bool = False
+def dlq_process(
+    stack: DlqStack, pubsub: str, operation: str, audit: Path, *flags: str, output: bool = False
 ) -> subprocess.Popen:
-    """`eventsctl dlq replay --yes --no-snapshot` for `stack` in a process of its own (to be
+    """`eventsctl dlq OPERATION --yes --no-snapshot` for `stack` in a process of its own (to be
     killed or signalled); with `output` its stdout and stderr are pipes (text) to read with
-    `communicate`, else discarded (an unread pipe could fill and stall the replay)."""
+    `communicate`, else discarded (an unread pipe could fill and stall it)."""
     command = [
-        sys.executable, "-m", "cli.app", "dlq", "replay", *stack.cli_args(),
+        sys.executable, "-m", "cli.app", "dlq", operation, *stack.cli_args(),
         "--yes", "--no-snapshot", "--audit-log", str(audit), *flags,
     ]  # fmt: skip
     return subprocess.Popen(

@@ -14,7 +14,7 @@ import pytest
 from typer.testing import CliRunner
 
 from cli.app import app
-from tests.dlq_support import DlqStack, make_stack, replay_process
+from tests.dlq_support import DlqStack, dlq_process, make_stack
 
 runner = CliRunner()
 
@@ -93,7 +93,7 @@ def test_kill_9_with_acks_in_flight_loses_nothing(
     keys = set(stack.seed(6000, key_prefix="k"))  # more than the pipeline holds unacked
     capture = stack.capture()
     strict_proxy.delay("Acknowledge", 8.0)  # type: ignore[attr-defined]
-    process = replay_process(stack, pubsub, tmp_path / "audit.jsonl")
+    process = dlq_process(stack, pubsub, "replay", tmp_path / "audit.jsonl")
     seen: set[str] = set()  # copies pulled, not acknowledged (that would take the held ack)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and len(seen) < 1000:

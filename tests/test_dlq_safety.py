@@ -18,7 +18,7 @@ from dlq.clients import pubsub_errors
 from dlq.errors import DlqError
 from dlq.messages import REPLAYED_FROM
 from dlq.target import DlqTarget
-from tests.dlq_support import make_stack, replay_process
+from tests.dlq_support import dlq_process, make_stack
 
 runner = CliRunner()
 
@@ -27,7 +27,7 @@ def test_kill_9_mid_replay_loses_nothing(pubsub: str, tmp_path: Path) -> None:
     stack = make_stack(tmp_path)
     keys = set(stack.seed(1500, key_prefix="k"))
     capture = stack.capture()
-    replay = replay_process(stack, pubsub, tmp_path / "audit.jsonl", "--rate", "400")
+    replay = dlq_process(stack, pubsub, "replay", tmp_path / "audit.jsonl", "--rate", "400")
     # wait until the replay is well under way, then kill it without warning
     copies: list = []
     deadline = time.monotonic() + 60
@@ -60,7 +60,7 @@ def test_ctrl_c_mid_replay_prints_the_summary_and_records_it(
     keys = set(stack.seed(200, key_prefix="c"))
     capture = stack.capture()
     audit = tmp_path / "audit.jsonl"
-    replay = replay_process(stack, pubsub, audit, "--json", "--rate", "40", output=True)
+    replay = dlq_process(stack, pubsub, "replay", audit, "--json", "--rate", "40", output=True)
     copies: list = []
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and len(copies) < 20:
@@ -81,6 +81,43 @@ def test_ctrl_c_mid_replay_prints_the_summary_and_records_it(
     in_dlq = {letter.attributes["key"] for letter in stack.peek()}
     assert on_topic | in_dlq == keys  # nothing lost
     assert result["counts"]["replayed"] <= len(on_topic) == len(keys) - len(in_dlq)
+
+
+def test_ctrl_c_mid_purge_prints_what_was_removed_and_loses_nothing(
+    pubsub: str, tmp_path: Path, strict_proxy: object
+) -> None:
+    """Ctrl-C while purge waits on an acknowledgement Pub/Sub holds up: exit 130, the count and
+    the audit record say what was removed, and every letter is in the DLQ or in the undo
+    journal (written before each ack)."""
+    stack = make_stack(tmp_path)
+    keys = set(stack.seed(1500, key_prefix="g"))
+    audit = tmp_path / "audit.jsonl"
+    strict_proxy.delay("Acknowledge", 4.0)  # type: ignore[attr-defined]
+    purge = dlq_process(stack, pubsub, "purge", audit, "--json", output=True)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:  # until the purge's first ack is being held
+        stats = strict_proxy.stats()["stats"]  # type: ignore[attr-defined]
+        if stats.get("delays_injected.Acknowledge"):
+            break
+        time.sleep(0.1)
+    purge.send_signal(signal.SIGINT)
+    stdout, stderr = purge.communicate(timeout=60)
+    assert purge.returncode == 130, stderr
+    assert "Traceback" not in stderr
+    assert "interrupted: the count above is what was removed" in stderr
+    result = json.loads(stdout)
+    assert result["interrupted"] is True and result["purged"] < 1500
+    [record] = [json.loads(line) for line in audit.read_text().splitlines()]
+    assert record["interrupted"] is True and record["counts"]["purged"] == result["purged"]
+    lines = Path(result["journal"]).read_text().splitlines()
+    journaled = {json.loads(line)["attributes"]["key"] for line in lines}
+    in_dlq: set[str] = set()
+    deadline = time.monotonic() + 30  # letters of the held ack, if it was not applied, are
+    while time.monotonic() < deadline and (in_dlq | journaled) != keys:  # back after 10 s
+        time.sleep(1)
+        in_dlq = {letter.attributes["key"] for letter in stack.peek()}
+    assert (in_dlq | journaled) == keys  # nothing lost
+    assert len(in_dlq) <= len(keys) - result["purged"]
 
 
 @pytest.mark.parametrize("command", [["replay", "--yes"], ["doctor"], ["status"], ["inspect"]])

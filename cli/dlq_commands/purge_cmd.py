@@ -19,6 +19,7 @@ from cli.dlq_commands.common import (
     interaction,
     limit_flag,
     selection_flags,
+    stopped_like_ctrl_c,
 )
 from cli.errors import user_errors
 from cli.render import emit
@@ -62,7 +63,8 @@ def purge_command(
             audit_log=audit_log,
         )
         ctx = context(stack, stacks_dir, project, None, dlq_subscription)
-        result = purge_dead_letters(ctx, request, interaction(yes, "purging"))
+        with stopped_like_ctrl_c():
+            result = purge_dead_letters(ctx, request, interaction(yes, "purging"))
     emit(
         result,
         as_json,
@@ -71,6 +73,11 @@ def purge_command(
             f"(kept: {d['not_exported']} not in the export, {d['not_selected']} not selected)"
         ),
     )
+    if result["interrupted"]:
+        typer.echo("interrupted: the count above is what was removed (recorded in the audit "
+                   "log and the undo journal); run the same command again to continue",
+                   err=True)  # fmt: skip
+        raise typer.Exit(130)
 
 
 @app.command("restore")
