@@ -64,13 +64,7 @@ class Access(pulumi.ComponentResource):
         )
         # its backlog / oldest-age / publish metrics (outbox/relay_metrics.py); Monitoring has no
         # finer scope than the project, and metricWriter can only write, not read
-        gcp.projects.IAMMember(
-            f"{name}-relay-metricwriter",
-            project=self._project,
-            role="roles/monitoring.metricWriter",
-            member=relay_member,
-            opts=pulumi.ResourceOptions(parent=self),
-        )
+        self._project_member("relay-metricwriter", "roles/monitoring.metricWriter", relay_member)
         self.relay_database_user: gcp.sql.User | None = None
         if database is not None:
             self.relay_database_user = self._database_login(
@@ -154,21 +148,11 @@ class Access(pulumi.ComponentResource):
                 self._subscription_member(
                     f"operator-{key}-{sub_name}-viewer", subscription, "roles/pubsub.viewer", member
                 )
-            gcp.projects.IAMMember(
-                f"{name}-operator-{key}-monitoring-viewer",
-                project=self._project,
-                role="roles/monitoring.viewer",
-                member=member,
-                opts=pulumi.ResourceOptions(parent=self),
+            self._project_member(
+                f"operator-{key}-monitoring-viewer", "roles/monitoring.viewer", member
             )
             assert self.dlq_operator_role is not None
-            gcp.projects.IAMMember(
-                f"{name}-operator-{key}-snapshots",
-                project=self._project,
-                role=self.dlq_operator_role.name,
-                member=member,
-                opts=pulumi.ResourceOptions(parent=self),
-            )
+            self._project_member(f"operator-{key}-snapshots", self.dlq_operator_role.name, member)
 
         self.register_outputs({"relay": relay_email})
 
@@ -205,6 +189,18 @@ class Access(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self),
         )
         return resource, resource.email
+
+    def _project_member(
+        self, suffix: str, role: pulumi.Input[str], member: pulumi.Input[str]
+    ) -> gcp.projects.IAMMember:
+        """A project-level grant (Monitoring and custom roles have no finer scope)."""
+        return gcp.projects.IAMMember(
+            f"{self._name}-{suffix}",
+            project=self._project,
+            role=role,
+            member=member,
+            opts=pulumi.ResourceOptions(parent=self),
+        )
 
     def _topic_member(
         self, suffix: str, topic: gcp.pubsub.Topic, role: str, member: pulumi.Input[str]

@@ -173,24 +173,24 @@ def _replay(
                     behind.submit(
                         partial(_acknowledge, scanner, options, summary, [], already_done)
                     )
-                dropped: list[DeadLetter] = []
+                dropped: set[str] = set()  # twins handed to the ack thread with their primary
 
                 def settle(
                     confirmed: list[DeadLetter],
                     seconds: dict[str, list[DeadLetter]] = seconds,
-                    dropped: list[DeadLetter] = dropped,
+                    dropped: set[str] = dropped,
                 ) -> None:
                     """Hand a group to the ack thread as soon as Pub/Sub confirmed its copies
                     (never before); its second dead letters go with it."""
                     twins = [d for c in confirmed for d in seconds.get(c.message_id, [])]
-                    dropped.extend(twins)
+                    dropped.update(d.message_id for d in twins)
                     done_fingerprints.update(letter.fingerprint for letter in confirmed)
                     behind.submit(
                         partial(_acknowledge, scanner, options, summary, confirmed, twins)
                     )
 
                 _publish_all(sender, publish, options, limiter, summary, settle)
-                scanner.release([d for d in all_seconds if d not in dropped])
+                scanner.release([d for d in all_seconds if d.message_id not in dropped])
             if progress:
                 progress(len(publish))
             if options.limit is not None and taken >= options.limit:

@@ -236,3 +236,14 @@ def dlq_process(
         text=True,
         cwd=Path(__file__).resolve().parent.parent,
     )
+
+
+def dlq(stack: DlqStack, *args: str, audit: Path | None = None) -> Any:
+    """`eventsctl dlq ARGS[0]` for `stack`, in process (CliRunner); the rest of `args` follow
+    the stack flags."""
+    from typer.testing import CliRunner
+
+    from cli.app import app
+
+    extra = ["--audit-log", str(audit)] if audit else []
+    return CliRunner().invoke(app, ["dlq", args[0], *stack.cli_args(), *args[1:], *extra])

@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 from cli.app import app
 from dlq import messages
 from stack_config.topology import REPLAY_TARGET_ATTRIBUTE
-from tests.dlq_support import DlqStack, dead_letter_for_real, make_stack
+from tests.dlq_support import DlqStack, dead_letter_for_real, dlq, make_stack
 
 runner = CliRunner()
 
@@ -20,11 +20,6 @@ runner = CliRunner()
 @pytest.fixture
 def stack(pubsub: str, tmp_path: Path) -> DlqStack:
     return make_stack(tmp_path)
-
-
-def dlq(stack: DlqStack, *args: str, audit: Path | None = None) -> object:
-    extra = ["--audit-log", str(audit)] if audit else []
-    return runner.invoke(app, ["dlq", args[0], *stack.cli_args(), *args[1:], *extra])
 
 
 def test_real_dead_letters_status_inspect_replay(stack: DlqStack, tmp_path: Path) -> None:

@@ -11,12 +11,8 @@ import time
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
-from cli.app import app
-from tests.dlq_support import DlqStack, dlq_process, make_stack
-
-runner = CliRunner()
+from tests.dlq_support import DlqStack, dlq, dlq_process, make_stack
 
 
 @pytest.fixture
@@ -25,9 +21,7 @@ def stack(pubsub: str, tmp_path: Path) -> DlqStack:
 
 
 def replay(stack: DlqStack, *args: str) -> object:
-    return runner.invoke(
-        app, ["dlq", "replay", *stack.cli_args(), "--yes", "--json", "--no-snapshot", *args]
-    )
+    return dlq(stack, "replay", "--yes", "--json", "--no-snapshot", *args)
 
 
 def test_acks_still_queued_when_the_scan_ends_are_sent_before_anything_is_released(
