@@ -1,19 +1,15 @@
 # The events-infra image: `eventsctl` as entrypoint, running `outbox relay` by default (the
 # OutboxRelay component's Cloud Run service) and `outbox migrate` (the schema job).
-# Runtime dependencies only (pyproject's `dependencies`: no Pulumi, no embedded PostgreSQL).
+# The base install plus the `[ops]` extra (eventsctl, the relay): no Pulumi, no embedded PostgreSQL.
 
 # --- build: wheels for the project and its runtime dependencies ------------------------------
 FROM python:3.11.11-slim-bookworm AS build
 WORKDIR /src
 COPY pyproject.toml README.md ./
+COPY src ./src
 COPY cli ./cli
 COPY components ./components
-COPY consumer ./consumer
-COPY dlq ./dlq
-COPY outbox ./outbox
-COPY pubsub_proxy ./pubsub_proxy
-COPY stack_config ./stack_config
-RUN pip wheel --no-cache-dir --wheel-dir /wheels .
+RUN pip wheel --no-cache-dir --wheel-dir /wheels '.[ops]'
 
 # --- run: a slim Python, the wheels, an unprivileged user ------------------------------------
 FROM python:3.11.11-slim-bookworm
@@ -21,7 +17,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PIP_NO_CACHE_DIR=1
 COPY --from=build /wheels /wheels
-RUN pip install --no-index --find-links=/wheels /wheels/events_infra-*.whl \
+RUN pip install --no-index --find-links=/wheels 'events-infra[ops]' \
     && rm -rf /wheels \
     && useradd --uid 10001 --no-create-home --shell /usr/sbin/nologin relay
 USER 10001

@@ -34,8 +34,8 @@ sys.path.insert(0, str(ROOT))
 from google.cloud import pubsub_v1  # noqa: E402
 
 from bench.databases import fresh_database, postgres_server  # noqa: E402
-from cli.local.strict_proxy import strict_pubsub  # noqa: E402
-from consumer import Consumer, ConsumerOptions, migrate_processed_events  # noqa: E402
+from events_infra.consumer import Consumer, ConsumerOptions, migrate_processed_events  # noqa: E402
+from events_infra.local.strict_proxy import strict_pubsub  # noqa: E402
 
 
 def prepare(conn: Any) -> None:

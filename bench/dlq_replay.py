@@ -44,7 +44,7 @@ def seed(project: str, count: int) -> tuple[str, str]:
     letters shaped as Pub/Sub dead-letters them; a capture subscription on the events topic."""
     from google.cloud import pubsub_v1
 
-    from dlq import messages
+    from events_infra.dlq import messages
 
     publisher = pubsub_v1.PublisherClient(
         batch_settings=pubsub_v1.types.BatchSettings(max_messages=1000, max_latency=0.05)
@@ -85,10 +85,10 @@ def run_replay(project: str, backlog: int | None) -> tuple[int, dict]:
     so the scan ends by its quiet rule)."""
     import tempfile
 
-    from dlq.clients import publisher_client, subscriber_client
-    from dlq.journal import Journal
-    from dlq.replay import ReplayOptions, replay
-    from dlq.target import DlqTarget
+    from events_infra.dlq.clients import publisher_client, subscriber_client
+    from events_infra.dlq.journal import Journal
+    from events_infra.dlq.replay import ReplayOptions, replay
+    from events_infra.dlq.target import DlqTarget
 
     target = DlqTarget("bench", project, "events", "events-dlq-sub", ("orders-sub",), 100)
     with tempfile.TemporaryDirectory() as scratch:
@@ -139,8 +139,8 @@ def pull_batch(subscriber: object, sub: str) -> list:
 
 def run_raw(project: str, count: int) -> int:
     """Pull, publish, ack, one after the other; stops once it has moved the seeded count."""
-    from dlq.clients import subscriber_client
-    from outbox.key_publisher import make_publisher
+    from events_infra.dlq.clients import subscriber_client
+    from events_infra.pubsub.key_publisher import make_publisher
 
     api, subscriber = make_publisher(), subscriber_client()
     topic = f"projects/{project}/topics/events"
@@ -162,8 +162,8 @@ def run_pipelined(project: str, count: int) -> int:
     import queue
     import threading
 
-    from dlq.clients import subscriber_client
-    from outbox.key_publisher import make_publisher
+    from events_infra.dlq.clients import subscriber_client
+    from events_infra.pubsub.key_publisher import make_publisher
 
     api, subscriber = make_publisher(), subscriber_client()
     topic = f"projects/{project}/topics/events"
@@ -301,7 +301,7 @@ def main() -> None:
         child(args.child, args.project, args.count)
         return
 
-    from cli.local.strict_proxy import strict_pubsub
+    from events_infra.local.strict_proxy import strict_pubsub
 
     kinds = ("raw", "pipelined", "replay", "replay-uncounted")
     rounds: dict[str, list[dict]] = {kind: [] for kind in kinds}

@@ -45,11 +45,11 @@ from google.cloud import pubsub_v1  # noqa: E402
 
 from bench.databases import fresh_database as new_database  # noqa: E402
 from bench.databases import postgres_server  # noqa: E402
-from cli.local.strict_proxy import strict_pubsub  # noqa: E402
-from outbox import Event, enqueue_many  # noqa: E402
-from outbox.migrate import migrate  # noqa: E402
-from outbox.relay import Relay, RelayConfig, make_publisher  # noqa: E402
-from pubsub_proxy.control import ProxyControl  # noqa: E402
+from events_infra.local.proxy.control import ProxyControl  # noqa: E402
+from events_infra.local.strict_proxy import strict_pubsub  # noqa: E402
+from events_infra.outbox import Event, enqueue_many  # noqa: E402
+from events_infra.outbox.relay import Relay, RelayConfig, make_publisher  # noqa: E402
+from events_infra.outbox.schema import migrate  # noqa: E402
 
 CONCURRENCY = 32
 

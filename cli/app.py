@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import typer
 
-from cli import (
-    __version__,
+from events_infra import __version__
+from events_infra.cli import (
     consumer_cmd,
     dlq_commands,
     local_cmd,
@@ -68,9 +68,5 @@ def root(
     """Operate the events-infra event backbone: topology, dead letters and the outbox."""
 
 
-def main() -> None:
-    app()
-
-
 if __name__ == "__main__":
-    main()
+    app()

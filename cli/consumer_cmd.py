@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import typer
 
-from cli import options
-from cli.database import DATABASE_URL, connect
-from cli.outbox_cmd import apply_migrations, run_cleanup
+from events_infra.cli import options
+from events_infra.cli.database import DATABASE_URL, connect
+from events_infra.cli.outbox_cmd import apply_migrations, run_cleanup
 
 app = typer.Typer(
     help="The consumer library's dedupe table (processed_events) in a service's database."
@@ -20,7 +20,7 @@ def migrate_command(
 ) -> None:
     """Create or update processed_events in the service's database (run it where the service's
     own tables live: the dedupe record must commit with the handler's changes)."""
-    from consumer.processed import migrate_processed_events
+    from events_infra.consumer.processed import migrate_processed_events
 
     apply_migrations(lambda: connect(database_url), as_json, migrate_processed_events)
 
@@ -38,6 +38,6 @@ def cleanup_command(
     as_json: bool = options.JSON,
 ) -> None:
     """Delete processed-event records older than --older-than, in bounded batches."""
-    from consumer.processed import cleanup_processed
+    from events_infra.consumer.processed import cleanup_processed
 
     run_cleanup(database_url, older_than, batch_size, as_json, cleanup_processed, "records")

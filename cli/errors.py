@@ -14,6 +14,8 @@ from enum import IntEnum
 
 import typer
 
+from events_infra.errors import EventsInfraError
+
 
 class Exit(IntEnum):
     """Named exit codes: 1 is reserved for "the check ran and found a problem" (cron, CI)."""
@@ -23,7 +25,7 @@ class Exit(IntEnum):
     ERROR = 2
 
 
-class UserError(Exception):
+class UserError(EventsInfraError):
     """A problem the user can fix; its message is printed as-is, without a traceback."""
 
 
@@ -36,12 +38,9 @@ def fail(message: str, code: Exit = Exit.ERROR) -> typer.Exit:
 
 @contextlib.contextmanager
 def user_errors() -> Iterator[None]:
-    """Turn the errors a user can fix into clean one-line failures with exit code 2."""
-    from dlq.errors import DlqError
-    from stack_config.stack_files import StackNotFoundError
-    from stack_config.topology import TopologyError
-
+    """Turn every error a user can fix (the `EventsInfraError` family, raised by any library of
+    the project) into clean one-line failures with exit code 2."""
     try:
         yield
-    except (UserError, DlqError, StackNotFoundError, TopologyError) as err:
+    except EventsInfraError as err:
         raise fail(str(err)) from None

@@ -11,9 +11,9 @@ from typing import Any
 
 import typer
 
-from cli import options
-from cli.errors import Exit, UserError, user_errors
-from cli.render import emit
+from events_infra.cli import options
+from events_infra.cli.errors import Exit, UserError, user_errors
+from events_infra.cli.render import emit
 
 app = typer.Typer(
     help="Run the stack locally: the Pub/Sub emulator and an embedded PostgreSQL.",
@@ -22,8 +22,8 @@ app = typer.Typer(
 
 
 def _load(stack: str, stacks_dir: str | None) -> Any:
-    from stack_config.stack_files import load_stack
-    from stack_config.stack_files import stacks_dir as find_dir
+    from events_infra.stack_config.stack_files import load_stack
+    from events_infra.stack_config.stack_files import stacks_dir as find_dir
 
     return load_stack(stack, find_dir(stacks_dir))
 
@@ -35,7 +35,7 @@ def _up(
     keep_backoff: bool,
     strict: bool = True,
 ) -> Any:
-    from cli.local.stack import LocalError, up
+    from events_infra.local.stack import LocalError, up
 
     topology = _load(stack, stacks_dir)
     try:
@@ -73,7 +73,7 @@ def up_command(
 ) -> None:
     """Start (or reuse) the emulator and PostgreSQL, create the stack's topics and
     subscriptions, apply the outbox schema. Running it twice changes nothing."""
-    from cli.local.stack import env_path
+    from events_infra.local.stack import env_path
 
     with user_errors():
         _, state, steps = _up(stack, stacks_dir, pubsub_port, keep_backoff, strict)
@@ -92,7 +92,7 @@ def up_command(
 @app.command("down")
 def down_command() -> None:
     """Stop what `local up` started here (and nothing else)."""
-    from cli.local.stack import down
+    from events_infra.local.stack import down
 
     for step in down():
         typer.echo(step)
@@ -101,7 +101,7 @@ def down_command() -> None:
 @app.command("status")
 def status_command(as_json: bool = options.JSON) -> None:
     """What local mode runs here, and whether it answers. Exit 1 when not running."""
-    from cli.local.stack import status
+    from events_infra.local.stack import status
 
     data = status()
 
@@ -124,7 +124,7 @@ def status_command(as_json: bool = options.JSON) -> None:
 @app.command("env")
 def env_command() -> None:
     """Print the shell exports for the running local stack: eval "$(eventsctl local env)"."""
-    from cli.local.stack import env_lines, read_state
+    from events_infra.local.stack import env_lines, read_state
 
     state = read_state()
     if state is None:
@@ -144,8 +144,8 @@ def demo_command(
     letters → alert → targeted replay → every event processed. Exit 0 only if all were."""
     from rich.console import Console
 
-    from cli.local.demo import DemoError, run_demo
-    from cli.local.stack import LOCAL_DIR_ENV, down
+    from events_infra.local.demo import DemoError, run_demo
+    from events_infra.local.stack import LOCAL_DIR_ENV, down
 
     console = Console(stderr=as_json)
     # The demo runs on a stack of its own (own emulator, proxy and PostgreSQL in a temp dir),

@@ -9,11 +9,11 @@ from typing import Any
 
 import typer
 
-from cli import options
-from cli.database import DATABASE_URL, connect
-from cli.errors import Exit, UserError, user_errors
-from cli.render import emit, table
-from outbox.error_text import first_line
+from events_infra.cli import options
+from events_infra.cli.database import DATABASE_URL, connect
+from events_infra.cli.errors import Exit, UserError, user_errors
+from events_infra.cli.render import emit, table
+from events_infra.errors import first_line
 
 app = typer.Typer(help="The transactional outbox: schema migrations and backlog status.")
 
@@ -39,7 +39,7 @@ def migrate_command(
 ) -> None:
     """Apply the outbox schema migrations that are not applied yet (safe to run repeatedly
     and concurrently; refuses if an applied migration file was edited)."""
-    from outbox.migrate import migrate
+    from events_infra.outbox.schema import migrate
 
     if cloud_sql_instance:
         apply_migrations(
@@ -57,7 +57,7 @@ def _connect_iam(instance: str, iam_user: str | None, database: str, private_ip:
         raise UserError(f"--cloud-sql-instance {instance!r}: use PROJECT:REGION:INSTANCE")
     if not iam_user:
         raise UserError("--cloud-sql-instance needs --iam-user (the IAM database user)")
-    from outbox.cloud_sql import connect_iam
+    from events_infra.db.cloud_sql import connect_iam
 
     try:
         return connect_iam(instance, iam_user, database, private_ip)
@@ -70,7 +70,7 @@ def apply_migrations(
 ) -> None:
     """Connect, run one migration set (`run(conn)` returns a MigrationReport), report it.
     Shared by `outbox migrate` (a URL or the Cloud SQL connector) and `consumer migrate`."""
-    from outbox.migrate import MigrationError
+    from events_infra.outbox.schema import MigrationError
 
     with user_errors():
         conn = open_connection()
@@ -115,8 +115,8 @@ def status_command(
 
     Exit 0 when the oldest unpublished event is younger than --max-age, 1 when older, 2 on error.
     """
-    from outbox.status import read_status
-    from stack_config.durations import human_duration, parse_duration
+    from events_infra.outbox.status import read_status
+    from events_infra.stack_config.durations import human_duration, parse_duration
 
     with user_errors():
         try:
@@ -229,9 +229,9 @@ def relay_command(
     """
     import logging
 
-    from outbox.relay import Relay, RelayConfig
-    from stack_config.stack_files import load_stack
-    from stack_config.stack_files import stacks_dir as find_dir
+    from events_infra.outbox.relay import Relay, RelayConfig
+    from events_infra.stack_config.stack_files import load_stack
+    from events_infra.stack_config.stack_files import stacks_dir as find_dir
 
     with user_errors():
         if not database_url:
@@ -274,12 +274,12 @@ def relay_command(
     )
     relay.install_signals()
     if health_port is not None:
-        from outbox.relay_health import serve_health
+        from events_infra.outbox.relay_health import serve_health
 
         serve_health(relay, health_port)
     reporter = None
     if metrics_project:
-        from outbox.relay_metrics import MetricsReporter
+        from events_infra.outbox.relay_metrics import MetricsReporter
 
         reporter = MetricsReporter(relay, metrics_project, metrics_location).start()
     try:
@@ -294,7 +294,7 @@ def _publisher(endpoint: str | None) -> Any:
     """The publisher client, or a one-line UserError when Google credentials are missing."""
     from google.auth.exceptions import DefaultCredentialsError
 
-    from outbox.relay import make_publisher
+    from events_infra.outbox.relay import make_publisher
 
     try:
         return make_publisher(endpoint)
@@ -315,7 +315,7 @@ def cleanup_command(
     as_json: bool = options.JSON,
 ) -> None:
     """Delete published outbox rows older than --older-than, in bounded batches."""
-    from outbox.cleanup import cleanup
+    from events_infra.outbox.cleanup import cleanup
 
     run_cleanup(database_url, older_than, batch_size, as_json, cleanup, "rows")
 
@@ -331,7 +331,7 @@ def run_cleanup(
     """Check the flags, then `delete(conn, seconds, batch_size)` and report how many went.
     Shared by `outbox cleanup` and `consumer cleanup`; a ValueError from `delete` (a retention
     it refuses) is the user's error, one line."""
-    from stack_config.durations import parse_duration
+    from events_infra.stack_config.durations import parse_duration
 
     with user_errors():
         try:

@@ -7,9 +7,9 @@ from typing import Any
 
 import typer
 
-from cli import options
-from cli.errors import Exit, UserError, user_errors
-from cli.render import emit
+from events_infra.cli import options
+from events_infra.cli.errors import Exit, UserError, user_errors
+from events_infra.cli.render import emit
 
 app = typer.Typer(help="Check `pulumi preview --json` output in CI.", no_args_is_help=True)
 
@@ -28,7 +28,7 @@ def guard_command(
 ) -> None:
     """Fail (exit 1) when a topic, subscription, dead-letter resource or Cloud SQL instance or
     database would be deleted or replaced, naming each and the property forcing it."""
-    from cli.preview.guard import PreviewError, find_dangerous, load_preview, summarize
+    from events_infra.preview.guard import PreviewError, find_dangerous, load_preview, summarize
 
     with user_errors():
         try:

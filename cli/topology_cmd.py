@@ -6,17 +6,17 @@ from typing import Any
 
 import typer
 
-from cli import options
-from cli.errors import user_errors
-from cli.render import emit, table
+from events_infra.cli import options
+from events_infra.cli.errors import user_errors
+from events_infra.cli.render import emit, table
 
 app = typer.Typer(help="Validate a stack file and show the topics and subscriptions it declares.")
 
 
 def describe(stack: str, stacks_dir: str | None) -> dict[str, Any]:
     """The resolved topology of `stack` as plain data (defaults applied, GCP durations)."""
-    from stack_config.stack_files import load_stack
-    from stack_config.stack_files import stacks_dir as find_dir
+    from events_infra.stack_config.stack_files import load_stack
+    from events_infra.stack_config.stack_files import stacks_dir as find_dir
 
     config = load_stack(stack, find_dir(stacks_dir))
     return {

@@ -13,11 +13,11 @@ from __future__ import annotations
 import pulumi
 import pulumi_gcp as gcp
 
-from components.args import AccessArgs
-from components.event_bus import EventBus
-from components.outbox_database import WRITER_ROLE as WRITER_DATABASE_ROLE
-from components.outbox_database import OutboxDatabase, iam_database_user
-from stack_config.access_config import is_account_id
+from events_infra.components.args import AccessArgs
+from events_infra.components.event_bus import EventBus
+from events_infra.components.outbox_database import WRITER_ROLE as WRITER_DATABASE_ROLE
+from events_infra.components.outbox_database import OutboxDatabase, iam_database_user
+from events_infra.stack_config.access_config import is_account_id
 
 RELAY_DATABASE_ROLE = "events_outbox_relay"
 """PostgreSQL role created by migration 0002: read and settle the outbox, nothing else."""

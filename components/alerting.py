@@ -13,25 +13,25 @@ from typing import Any
 import pulumi
 import pulumi_gcp as gcp
 
-from components.args import DlqAlertingArgs
-from stack_config.alerting_config import (
-    AlertingConfig,
-    EmailChannel,
-    PagerDutyChannel,
-    StuckOutboxAlert,
-    WebhookChannel,
-)
-from stack_config.durations import gcp_duration, human_duration
-from stack_config.outbox_metrics import BACKLOG as OUTBOX_BACKLOG
-from stack_config.outbox_metrics import OLDEST_UNPUBLISHED_AGE as OUTBOX_OLDEST_AGE
-from stack_config.outbox_metrics import relay_filter
-from stack_config.pubsub_metrics import (
+from events_infra.components.args import DlqAlertingArgs
+from events_infra.outbox.metric_names import BACKLOG as OUTBOX_BACKLOG
+from events_infra.outbox.metric_names import OLDEST_UNPUBLISHED_AGE as OUTBOX_OLDEST_AGE
+from events_infra.outbox.metric_names import relay_filter
+from events_infra.pubsub.metrics import (
     DEAD_LETTERED,
     OLDEST_UNACKED,
     PUBLISHED,
     UNDELIVERED,
     subscription_filter,
 )
+from events_infra.stack_config.alerting_config import (
+    AlertingConfig,
+    EmailChannel,
+    PagerDutyChannel,
+    StuckOutboxAlert,
+    WebhookChannel,
+)
+from events_infra.stack_config.durations import gcp_duration, human_duration
 
 NO_OP = "EVALUATION_MISSING_DATA_NO_OP"
 """A gap keeps the incident as it is: it neither pages nor closes (hides) a backlog."""

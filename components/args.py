@@ -10,11 +10,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from stack_config.access_config import AccessConfig
-from stack_config.alerting_config import AlertingConfig
-from stack_config.database_config import DatabaseConfig
-from stack_config.relay_config import RelayDeployConfig
-from stack_config.topology import (
+from events_infra.stack_config.access_config import AccessConfig
+from events_infra.stack_config.alerting_config import AlertingConfig
+from events_infra.stack_config.database_config import DatabaseConfig
+from events_infra.stack_config.relay_config import RelayDeployConfig
+from events_infra.stack_config.topology import (
     DeadLetterConfig,
     StackConfig,
     SubscriptionConfig,

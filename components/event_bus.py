@@ -11,8 +11,8 @@ from __future__ import annotations
 import pulumi
 import pulumi_gcp as gcp
 
-from components.args import EventBusArgs
-from stack_config.topology import SubscriptionConfig
+from events_infra.components.args import EventBusArgs
+from events_infra.stack_config.topology import SubscriptionConfig
 
 NEVER_EXPIRE = ""
 """`expiration_policy.ttl = ""` is GCP's "never expire"; the default deletes a subscription

@@ -14,13 +14,14 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
-from components.outbox_schema import SchemaStep
-from outbox.migrate import load_migrations
+from events_infra.components.outbox_schema import SchemaStep
+from events_infra.errors import EventsInfraError
+from events_infra.outbox.schema import load_migrations
 
 JOB_TIMEOUT_S = 900.0
 
 
-class MigrationJobFailed(RuntimeError):
+class MigrationJobFailed(EventsInfraError, RuntimeError):
     """The job's execution failed; the message says how and where its logs are."""
 
 

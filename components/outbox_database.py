@@ -8,9 +8,9 @@ import pulumi
 import pulumi_gcp as gcp
 import pulumi_random as random
 
-from components.args import OutboxDatabaseArgs
-from components.outbox_schema import OutboxSchema
-from stack_config.topology import DatabaseConfig
+from events_infra.components.args import OutboxDatabaseArgs
+from events_infra.components.outbox_schema import OutboxSchema
+from events_infra.stack_config.topology import DatabaseConfig
 
 SERVICE_ACCOUNT_SUFFIX = ".gserviceaccount.com"
 WRITER_ROLE = "events_outbox_writer"

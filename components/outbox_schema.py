@@ -13,7 +13,7 @@ from typing import Any
 import pulumi
 from pulumi.dynamic import CreateResult, DiffResult, ResourceProvider, UpdateResult
 
-from outbox.migrate import MigrationReport, migrate, migrations_digest
+from events_infra.outbox.schema import MigrationReport, migrate, migrations_digest
 
 
 class SchemaStep(ResourceProvider):
@@ -62,7 +62,7 @@ class MigrationProvider(SchemaStep):
 
     def _connect(self, props: dict[str, Any]) -> Any:
         """A pg8000 connection through the Cloud SQL connector, as the IAM principal."""
-        from outbox.cloud_sql import connect_iam
+        from events_infra.db.cloud_sql import connect_iam
 
         return connect_iam(
             props["instance_connection_name"],
@@ -98,7 +98,7 @@ class OutboxSchema(pulumi.dynamic.Resource):
         job (components/migration_job.py); without, from the machine running `pulumi up`."""
         if provider is None:
             if job is not None:
-                from components.migration_job import JobMigrationProvider
+                from events_infra.components.migration_job import JobMigrationProvider
 
                 provider = JobMigrationProvider()
             else:

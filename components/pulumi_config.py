@@ -10,8 +10,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from stack_config.stack_files import topology_from_config
-from stack_config.topology import StackConfig
+from events_infra.stack_config.stack_files import topology_from_config
+from events_infra.stack_config.topology import StackConfig
 
 
 def from_pulumi_config() -> StackConfig:

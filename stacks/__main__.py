@@ -8,14 +8,19 @@ import gc
 
 import pulumi
 
-from components.access import Access
-from components.alerting import DlqAlerting
-from components.args import AccessArgs, DlqAlertingArgs, EventBusArgs, OutboxDatabaseArgs
-from components.event_bus import EventBus
-from components.outbox_database import OutboxDatabase, iam_database_user
-from components.outbox_relay import OutboxRelay, OutboxRelayArgs
-from components.pulumi_config import from_pulumi_config
-from stack_config.topology import TopologyError
+from events_infra.components.access import Access
+from events_infra.components.alerting import DlqAlerting
+from events_infra.components.args import (
+    AccessArgs,
+    DlqAlertingArgs,
+    EventBusArgs,
+    OutboxDatabaseArgs,
+)
+from events_infra.components.event_bus import EventBus
+from events_infra.components.outbox_database import OutboxDatabase, iam_database_user
+from events_infra.components.outbox_relay import OutboxRelay, OutboxRelayArgs
+from events_infra.components.pulumi_config import from_pulumi_config
+from events_infra.stack_config.topology import TopologyError
 
 # Declaring thousands of resources creates millions of short-lived objects; with CPython's
 # default thresholds the cyclic GC rescans the growing heap so often that evaluation time grows

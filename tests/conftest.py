@@ -28,7 +28,7 @@ def private_state(
 @pytest.fixture(scope="session")
 def prod() -> object:
     """What the real program declares for the committed prod stack, under Pulumi mocks."""
-    from tests.pulumi_mocks import run_program, stack_config
+    from tests.support.pulumi_mocks import run_program, stack_config
 
     return run_program(stack_config(STACKS / "Pulumi.prod.yaml"), stack="prod")
 
@@ -36,7 +36,7 @@ def prod() -> object:
 @pytest.fixture(scope="session")
 def dev() -> object:
     """What the real program declares for the committed dev stack, under Pulumi mocks."""
-    from tests.pulumi_mocks import run_program, stack_config
+    from tests.support.pulumi_mocks import run_program, stack_config
 
     return run_program(stack_config(STACKS / "Pulumi.dev.yaml"), stack="dev")
 
@@ -45,8 +45,8 @@ def dev() -> object:
 def prod_config() -> dict:
     """The prod stack file's config block, namespaced, as plain data to mutate in tests, with
     the relay image digest the infra workflow sets before preview/up."""
-    from stack_config.stack_files import read_stack_config
-    from tests.pulumi_mocks import IMAGE_DIGEST
+    from events_infra.stack_config.stack_files import read_stack_config
+    from tests.support.pulumi_mocks import IMAGE_DIGEST
 
     config = read_stack_config(STACKS / "Pulumi.prod.yaml")
     config["events-infra:relay"] = {**config["events-infra:relay"], "image_digest": IMAGE_DIGEST}
@@ -89,7 +89,7 @@ def outbox_db(database_url: str) -> str:
     """A fresh database with the outbox schema applied."""
     import psycopg
 
-    from outbox.migrate import migrate
+    from events_infra.outbox.schema import migrate
 
     with psycopg.connect(database_url) as conn:
         migrate(conn)
@@ -101,7 +101,7 @@ def bare_emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """The real Pub/Sub emulator, with no proxy: `$PUBSUB_EMULATOR_HOST` if that is a bare
     emulator, else one started on a free loopback port. Only tests that show what the bare
     emulator accepts use it directly; everything else goes through `pubsub`."""
-    from cli.local import emulator, strict_proxy
+    from events_infra.local import emulator, strict_proxy
 
     given = os.environ.get("PUBSUB_EMULATOR_HOST")
     if given and not strict_proxy.is_running(given):
@@ -123,7 +123,7 @@ def pubsub(
     """Where every test's Pub/Sub clients go: the strict proxy in front of the real emulator
     (`$PUBSUB_EMULATOR_HOST` when that already is a strict proxy). Sets the variable, as the
     clients read it."""
-    from cli.local import strict_proxy
+    from events_infra.local import strict_proxy
 
     previous = os.environ.get("PUBSUB_EMULATOR_HOST")
     if previous and strict_proxy.is_running(previous):
@@ -145,7 +145,7 @@ def pubsub(
 @pytest.fixture
 def strict_proxy(pubsub: str) -> Iterator[object]:
     """Control of the session's strict proxy (faults, partial pulls, counters); reset after."""
-    from pubsub_proxy.control import ProxyControl
+    from events_infra.local.proxy.control import ProxyControl
 
     control = ProxyControl(pubsub)
     control.reset()

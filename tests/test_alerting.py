@@ -11,15 +11,15 @@ import pulumi
 import pytest
 from pulumi.runtime import rpc
 
-from components.alerting import INACTIVE, NO_OP
-from stack_config.pubsub_metrics import (
+from events_infra.components.alerting import INACTIVE, NO_OP
+from events_infra.pubsub.metrics import (
     DEAD_LETTERED,
     OLDEST_UNACKED,
     UNDELIVERED,
     subscription_filter,
 )
-from stack_config.topology import TopologyError, parse_topology
-from tests.pulumi_mocks import Declared, Run, run_program
+from events_infra.stack_config.topology import TopologyError, parse_topology
+from tests.support.pulumi_mocks import Declared, Run, run_program
 
 STACKS = Path(__file__).resolve().parent.parent / "stacks"
 POLICY = "gcp:monitoring/alertPolicy:AlertPolicy"
@@ -244,7 +244,7 @@ def test_alerting_validation(alerting: dict[str, Any], message: str) -> None:
 
 def test_stuck_outbox_and_silent_relay_page_the_same_channels(prod: Run) -> None:
     """Reads the metrics the relay writes (stack_config/outbox_metrics.py), max over relays."""
-    from stack_config.outbox_metrics import BACKLOG, OLDEST_UNPUBLISHED_AGE
+    from events_infra.outbox.metric_names import BACKLOG, OLDEST_UNPUBLISHED_AGE
 
     backlog = prod.named("alerting-dlq-backlog")
     stuck = prod.named("alerting-stuck-outbox")
@@ -274,7 +274,7 @@ def test_stuck_outbox_and_silent_relay_page_the_same_channels(prod: Run) -> None
 
 def test_no_outbox_alerts_without_a_relay() -> None:
     """dev (a public-IP outbox, which needs no relay image to migrate) without its relay."""
-    from stack_config.stack_files import read_stack_config
+    from events_infra.stack_config.stack_files import read_stack_config
 
     config = read_stack_config(Path(__file__).parent.parent / "stacks" / "Pulumi.dev.yaml")
     del config["events-infra:relay"]

@@ -15,10 +15,10 @@ from typing import Any
 import psycopg
 import pytest
 
-from consumer import PoisonEvent, ReceivedEvent, cleanup_processed
-from consumer.dead_letter import POISON_REASON
-from dlq import messages
-from tests.consumer_support import (
+from events_infra.consumer import PoisonEvent, ReceivedEvent, cleanup_processed
+from events_infra.consumer.dead_letter import POISON_REASON
+from events_infra.dlq import messages
+from tests.support.consumer_support import (
     ConsumerThread,
     consumer_process,
     effect_counts,
@@ -27,8 +27,8 @@ from tests.consumer_support import (
     publish_events,
     record_effect,
 )
-from tests.dlq_support import DlqStack, make_stack
-from tests.relay_support import wait_until
+from tests.support.dlq_support import DlqStack, make_stack
+from tests.support.relay_support import wait_until
 
 SUB = "orders-sub"
 
@@ -224,9 +224,9 @@ def test_kill_9_of_relay_and_consumer_and_a_dlq_replay_leave_one_effect_per_even
     but had not acked; a replay resends a dead letter whose event was processed since."""
     from typer.testing import CliRunner
 
-    from cli.app import app
-    from outbox import Event, enqueue_many
-    from tests.relay_support import RelayThread, backlog, relay_process
+    from events_infra.cli.app import app
+    from events_infra.outbox import Event, enqueue_many
+    from tests.support.relay_support import RelayThread, backlog, relay_process
 
     with psycopg.connect(outbox_db) as conn:
         ids = enqueue_many(
@@ -286,7 +286,7 @@ def test_cleanup_removes_only_old_records_and_refuses_a_short_retention(service_
 def test_consumer_migrate_and_cleanup_commands(database_url: str) -> None:
     from typer.testing import CliRunner
 
-    from cli.app import app
+    from events_infra.cli.app import app
 
     runner = CliRunner()
     first = runner.invoke(app, ["consumer", "migrate", "--database-url", database_url])
@@ -311,7 +311,7 @@ def test_consumer_migrate_and_cleanup_commands(database_url: str) -> None:
 def test_what_cannot_work_is_one_clear_error_within_seconds(
     stack: DlqStack, service_db: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from consumer import Consumer, ConsumerError
+    from events_infra.consumer import Consumer, ConsumerError
 
     def run(subscription: str, url: str) -> str:
         started = time.monotonic()

@@ -23,8 +23,8 @@ from typing import Any
 import psycopg
 import pytest
 
-from outbox import Event, enqueue
-from tests.relay_support import Bus, wait_until
+from events_infra.outbox import Event, enqueue
+from tests.support.relay_support import Bus, wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCKERFILE = (ROOT / "Dockerfile").read_text()
@@ -46,12 +46,14 @@ def test_dockerfile_follows_the_image_rules() -> None:
     assert re.search(r"^USER 10001$", DOCKERFILE, re.M)  # numeric: runAsNonRoot can verify it
     assert '\nENTRYPOINT ["eventsctl"]\n' in DOCKERFILE
     assert '\nCMD ["outbox", "relay"]\n' in DOCKERFILE
-    # every package the wheel includes is copied into the build stage
-    find = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]
-    packages = {p.rstrip("*") for p in find["find"]["include"]}
+    # every source root the wheel is built from (pyproject's package-dir) is copied
+    package_dir = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"][
+        "package-dir"
+    ]
     copied = set(re.findall(r"^COPY (\w+) \./\1$", DOCKERFILE, re.M))
-    assert copied == packages
-    # runtime dependencies only: the image installs the wheel without extras
+    assert copied == set(package_dir.values())
+    # the base install and the operators' extra only: no Pulumi, no local mode, no test tools
+    assert "'.[ops]'" in DOCKERFILE and "'events-infra[ops]'" in DOCKERFILE
     assert "[deploy" not in DOCKERFILE and "[dev" not in DOCKERFILE
 
 
@@ -66,7 +68,7 @@ class LeftOutOfTheImage:
         return None
 
 sys.meta_path.insert(0, LeftOutOfTheImage())
-from cli.app import main
+from events_infra.cli import main
 sys.argv = ["eventsctl", *sys.argv[1:]]
 main()
 """
@@ -79,7 +81,7 @@ def bus(pubsub: str) -> Bus:
 
 def component_env() -> dict[str, str]:
     """The relay container's environment as the component declares it (dev stack)."""
-    from tests.pulumi_mocks import run_program, stack_config
+    from tests.support.pulumi_mocks import run_program, stack_config
 
     run = run_program(stack_config(ROOT / "stacks" / "Pulumi.dev.yaml"), stack="dev")
     [service] = run.of_type("gcp:cloudrunv2/service:Service")
@@ -149,7 +151,7 @@ def _get(url: str) -> tuple[int, Any]:
 def test_health_turns_503_when_the_loop_stops_going_round(stale: bool) -> None:
     import threading
 
-    from outbox.relay_health import serve_health
+    from events_infra.outbox.relay_health import serve_health
 
     class FakeLoop:  # only the two fields the endpoint reads
         heartbeat = time.monotonic() - (500 if stale else 0)

@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from cli.app import app
-from tests.dlq_support import DlqStack, make_stack
+from events_infra.cli.app import app
+from tests.support.dlq_support import DlqStack, make_stack
 
 runner = CliRunner()
 
@@ -142,9 +142,9 @@ def test_unreadable_iam_policies_are_not_checked_rather_than_failed(
     """The DLQ operator grants let doctor read topics and subscriptions but not IAM policies:
     Pub/Sub answers PERMISSION_DENIED (injected here, as the emulator has no IAM). The IAM checks
     say so; they do not blame the grants with a failure."""
-    from dlq.clients import publisher_client, subscriber_client
-    from dlq.doctor import diagnose
-    from dlq.target import resolve
+    from events_infra.dlq.clients import publisher_client, subscriber_client
+    from events_infra.dlq.doctor import diagnose
+    from events_infra.dlq.target import resolve
 
     stack = make_stack(tmp_path, shorten_backoff=False)
     target = resolve(stack.name, stack.topology, None, None, None)

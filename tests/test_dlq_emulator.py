@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from cli.app import app
-from dlq import messages
-from stack_config.topology import REPLAY_TARGET_ATTRIBUTE
-from tests.dlq_support import DlqStack, dead_letter_for_real, dlq, make_stack
+from events_infra.cli.app import app
+from events_infra.dlq import messages
+from events_infra.stack_config.topology import REPLAY_TARGET_ATTRIBUTE
+from tests.support.dlq_support import DlqStack, dead_letter_for_real, dlq, make_stack
 
 runner = CliRunner()
 
@@ -384,7 +384,7 @@ def test_publish_failures_leave_letters_in_the_dlq_and_exit_2(
     stack.seed(3, ordering_key="trade:1", key_prefix="k")
     stack.seed(2, key_prefix="u")
     strict_proxy.fail("Publish", "UNAVAILABLE", count=100_000)  # type: ignore[attr-defined]
-    import dlq.replay as replay_module
+    import events_infra.dlq.replay as replay_module
 
     original = replay_module.PUBLISH_TIMEOUT_S
     replay_module.PUBLISH_TIMEOUT_S = 1.0
@@ -527,7 +527,7 @@ def test_tool_snapshots_are_pruned_to_the_newest_three(stack: DlqStack) -> None:
 def test_a_scan_keeps_looking_for_the_expected_backlog_and_says_what_it_missed(
     stack: DlqStack,
 ) -> None:
-    from dlq.scan import Scanner
+    from events_infra.dlq.scan import Scanner
 
     stack.seed(4, key_prefix="e")
     exact = Scanner(stack.subscriber, stack.dlq_subscription, pull_timeout=0.5, expected=4)

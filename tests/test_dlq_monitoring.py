@@ -11,11 +11,11 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from cli.app import app
-from dlq.clients import MONITORING_ENDPOINT_ENV
-from stack_config.pubsub_metrics import OLDEST_UNACKED, UNDELIVERED, subscription_filter
-from tests.dlq_support import make_stack
-from tests.monitoring_server import MetricServiceServer
+from events_infra.cli.app import app
+from events_infra.dlq.clients import MONITORING_ENDPOINT_ENV
+from events_infra.pubsub.metrics import OLDEST_UNACKED, UNDELIVERED, subscription_filter
+from tests.support.dlq_support import make_stack
+from tests.support.monitoring_server import MetricServiceServer
 
 runner = CliRunner()
 
@@ -86,9 +86,9 @@ def test_export_reads_the_whole_counted_backlog_or_says_what_may_be_missing(
     """Pulls come back short (a third of them empty, from the strict proxy): an export keeps
     pulling until it has seen Monitoring's count, and when the count is higher than what exists
     (Monitoring lags a drain) it stops after its budget and says how many may be missing."""
-    import dlq.scan
+    from events_infra.dlq import scan
 
-    monkeypatch.setattr(dlq.scan, "SCAN_BUDGET_S", 3.0)
+    monkeypatch.setattr(scan, "SCAN_BUDGET_S", 3.0)
     stack = make_stack(tmp_path)
     stack.seed(12, source="billing-sub")
     strict_proxy.partial_pulls(0.5, seed=7)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.dlq_support import DlqStack, dlq, dlq_process, make_stack
+from tests.support.dlq_support import DlqStack, dlq, dlq_process, make_stack
 
 
 @pytest.fixture
@@ -109,7 +109,7 @@ def test_a_counted_backlog_ends_the_scan_at_the_first_pull_with_nothing_new(
 ) -> None:
     """With the backlog count known, the scan needs one pull that brings nothing new once it
     has seen that many; without it, the quiet rule's several pulls over 1.5 s."""
-    from dlq.scan import Scanner
+    from events_infra.dlq.scan import Scanner
 
     stack.seed(4, key_prefix="c")
     counted = Scanner(stack.subscriber, stack.dlq_subscription, pull_timeout=0.5, expected=4)
@@ -125,7 +125,7 @@ def test_stopping_a_prefetching_scan_early_hands_back_what_was_pulled_ahead(
 ) -> None:
     """The caller takes one batch and stops: the puller thread is stopped and every letter it
     pulled ahead is released at once (visible again), not held until its deadline."""
-    from dlq.scan import Scanner
+    from events_infra.dlq.scan import Scanner
 
     stack.seed(300, key_prefix="s")
     scanner = Scanner(stack.subscriber, stack.dlq_subscription, batch_size=100, pull_timeout=0.5)
@@ -147,8 +147,8 @@ def test_a_watched_replay_with_yes_counts_the_backlog_for_its_eta(
     letter; in a pipe nothing is counted and the bar shows count and rate only."""
     import contextlib
 
-    from dlq.context import DlqContext
-    from dlq.operations import Interaction, ReplayRequest, replay_dead_letters
+    from events_infra.dlq.context import DlqContext
+    from events_infra.dlq.operations import Interaction, ReplayRequest, replay_dead_letters
 
     stack.seed(250, key_prefix="w")
     totals: list[int | None] = []

@@ -12,13 +12,13 @@ import pytest
 from google.api_core import exceptions as gexc
 from typer.testing import CliRunner
 
-from cli.app import app
-from cli.local.emulator import free_port
-from dlq.clients import pubsub_errors
-from dlq.errors import DlqError
-from dlq.messages import REPLAYED_FROM
-from dlq.target import DlqTarget
-from tests.dlq_support import dlq_process, make_stack
+from events_infra.cli.app import app
+from events_infra.dlq.clients import pubsub_errors
+from events_infra.dlq.errors import DlqError
+from events_infra.dlq.messages import REPLAYED_FROM
+from events_infra.dlq.target import DlqTarget
+from events_infra.local.emulator import free_port
+from tests.support.dlq_support import dlq_process, make_stack
 
 runner = CliRunner()
 

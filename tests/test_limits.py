@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from stack_config import limits
+from events_infra.stack_config import limits
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -32,8 +32,8 @@ def test_policy_pack_fallbacks_are_the_limits() -> None:
 
 
 def test_model_defaults_and_local_mode_use_the_limits() -> None:
-    from cli.local.stack import LOCAL_BACKOFF
-    from stack_config.topology import SubscriptionSettings
+    from events_infra.local.stack import LOCAL_BACKOFF
+    from events_infra.stack_config.topology import SubscriptionSettings
 
     defaults = SubscriptionSettings()
     assert defaults.max_delivery_attempts == limits.DEFAULT_MAX_DELIVERY_ATTEMPTS
@@ -46,8 +46,8 @@ def test_model_defaults_and_local_mode_use_the_limits() -> None:
 @pytest.mark.parametrize("min_backoff", [limits.MIN_BACKOFF_S - 0.5, limits.MIN_BACKOFF_S])
 def test_what_the_model_accepts_the_pack_accepts(min_backoff: float) -> None:
     """The edge of the range: the model refuses exactly what the retry rule refuses."""
+    from events_infra.stack_config.topology import parse_topology
     from policy.rules import SUBSCRIPTION, subscription_retry_policy
-    from stack_config.topology import parse_topology
 
     values = {"subscriptions": [{"name": "orders-sub", "min_backoff": min_backoff}]}
     try:

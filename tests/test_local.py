@@ -12,8 +12,8 @@ import psutil
 import pytest
 from typer.testing import CliRunner
 
-from cli.app import app
-from cli.local.stack import read_state
+from events_infra.cli.app import app
+from events_infra.local.stack import read_state
 
 runner = CliRunner()
 
@@ -171,7 +171,7 @@ def test_taken_port_is_a_clear_error(local_dir: Path) -> None:
 def test_unreachable_database_url_is_one_line_and_starts_nothing(
     local_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from cli.local.emulator import free_port
+    from events_infra.local.emulator import free_port
 
     def pubsub_processes() -> set[int]:
         return {p.pid for p in psutil.process_iter(["cmdline"])

@@ -14,10 +14,10 @@ import psycopg
 import pytest
 from typer.testing import CliRunner
 
-from cli.app import app
-from components.migration_job import JobMigrationProvider, MigrationJobFailed
-from outbox.migrate import load_migrations, migrations_digest
-from tests.pulumi_mocks import IMAGE_DIGEST, run_program
+from events_infra.cli.app import app
+from events_infra.components.migration_job import JobMigrationProvider, MigrationJobFailed
+from events_infra.outbox.schema import load_migrations, migrations_digest
+from tests.support.pulumi_mocks import IMAGE_DIGEST, run_program
 
 ROOT = Path(__file__).resolve().parent.parent
 JOB = "projects/cotton-erp/locations/asia-south1/jobs/outbox-migrate"
@@ -94,7 +94,7 @@ class RunsTheJobCommandHere:
     def run(self, job: str) -> str:
         self.runs += 1
         result = subprocess.run(
-            [sys.executable, "-m", "cli.app", "outbox", "migrate", "--database-url",
+            [sys.executable, "-m", "events_infra.cli.app", "outbox", "migrate", "--database-url",
              self.database_url],
             cwd=ROOT, capture_output=True, text=True, timeout=120,
         )  # fmt: skip

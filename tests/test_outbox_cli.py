@@ -8,9 +8,9 @@ import uuid
 import psycopg
 from typer.testing import CliRunner
 
-from cli.app import app
-from outbox import Event, enqueue
-from outbox.migrate import load_migrations
+from events_infra.cli.app import app
+from events_infra.outbox import Event, enqueue
+from events_infra.outbox.schema import load_migrations
 
 runner = CliRunner()
 SHIPPED = [m.filename for m in load_migrations()]

@@ -8,10 +8,10 @@ import uuid
 import psycopg
 import pytest
 
-from outbox import Event, InvalidEventError, enqueue
-from outbox.enqueue import NOTIFY_CHANNEL
-from outbox.queries import CLAIM_SQL
-from outbox.status import read_status
+from events_infra.outbox import Event, InvalidEventError, enqueue
+from events_infra.outbox.enqueue import NOTIFY_CHANNEL
+from events_infra.outbox.queries import CLAIM_SQL
+from events_infra.outbox.status import read_status
 
 CLAIM_10 = {"batch": 10, "per_key": 10}
 

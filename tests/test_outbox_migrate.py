@@ -10,7 +10,7 @@ import psycopg
 import pytest
 from psycopg.conninfo import conninfo_to_dict
 
-from outbox.migrate import (
+from events_infra.outbox.schema import (
     MIGRATIONS_TABLE,
     Migration,
     MigrationError,

@@ -14,11 +14,12 @@ import psycopg
 import pytest
 from typer.testing import CliRunner
 
-from cli.app import app
-from outbox import Event, enqueue, enqueue_many
-from outbox.relay import Relay, RelayConfig, backoff_seconds, make_publisher
-from pubsub_proxy.control import ProxyControl
-from tests.relay_support import (
+from events_infra.cli.app import app
+from events_infra.local.proxy.control import ProxyControl
+from events_infra.outbox import Event, enqueue, enqueue_many
+from events_infra.outbox.relay import Relay, RelayConfig, backoff_seconds, make_publisher
+from events_infra.outbox.relay import log as relay_log
+from tests.support.relay_support import (
     Bus,
     RelayThread,
     backlog,
@@ -178,7 +179,7 @@ def test_pubsub_outage_opens_the_breaker_and_nothing_is_lost(
     relay = RelayThread(
         outbox_db, bus.topic, publish_timeout=1.0, breaker_failures=2, breaker_cooldown=1.0
     )
-    caplog.set_level("INFO", logger="outbox.relay")
+    caplog.set_level("INFO", logger=relay_log.name)
     with relay:
         with psycopg.connect(outbox_db) as conn:
             for i in range(20):
@@ -195,7 +196,7 @@ def test_pubsub_outage_opens_the_breaker_and_nothing_is_lost(
         status = runner.invoke(app, ["outbox", "status", "--database-url", outbox_db, "--json"])
         assert "UNAVAILABLE" in json.loads(status.stdout)["last_error"]
         batch_lines = [json.loads(r.getMessage()) for r in caplog.records
-                       if r.name == "outbox.relay" and '"batch"' in r.getMessage()]  # fmt: skip
+                       if r.name == relay_log.name and '"batch"' in r.getMessage()]  # fmt: skip
         assert any("UNAVAILABLE" in line.get("error", "") for line in batch_lines)
         strict_proxy.reset()
         assert wait_until(lambda: backlog(outbox_db) == 0, seconds=90)
@@ -233,7 +234,7 @@ def test_failed_publish_is_retried_with_backoff_then_failed_for_good(
     relay = Relay(RelayConfig(outbox_db, bus.topic, max_attempts=2), make_publisher())
     relay._connect()
     try:
-        from outbox.relay import BatchResult
+        from events_infra.outbox.relay import BatchResult
 
         rows = relay._claim()
         relay._settle(rows, {event_id: RuntimeError("boom")}, True, BatchResult())
@@ -374,8 +375,8 @@ def test_a_refused_request_is_narrowed_to_the_bad_row_and_order_is_kept(
 def test_a_failed_request_stops_its_key_and_later_requests_are_not_sent(
     bus: Bus, strict_proxy: ProxyControl
 ) -> None:
-    from outbox.key_publisher import KeyPublisher, NotAttempted
-    from outbox.publish_requests import Outgoing
+    from events_infra.pubsub.key_publisher import KeyPublisher, NotAttempted
+    from events_infra.pubsub.publish_requests import Outgoing
 
     messages = [Outgoing(i, "k", b"{}", {"n": str(i)}) for i in range(1500)]  # two requests
     publisher = KeyPublisher(make_publisher(), bus.topic, timeout=0.5)

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from policy import rules
-from tests.pulumi_mocks import run_program, stack_config
+from tests.support.pulumi_mocks import run_program, stack_config
 
 STACKS = Path(__file__).resolve().parent.parent / "stacks"
 DLQ_TOPIC = "projects/p/topics/events-dlq"

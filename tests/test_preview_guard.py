@@ -7,8 +7,8 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
-from cli.app import app
-from cli.preview.guard import find_dangerous, load_preview, urn_component, urn_type
+from events_infra.cli.app import app
+from events_infra.preview.guard import find_dangerous, load_preview, urn_component, urn_type
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "preview"
 runner = CliRunner()

@@ -6,8 +6,8 @@ import re
 
 import pytest
 
-from pubsub_proxy.filters import FilterError, parse
-from stack_config.topology import SubscriptionConfig
+from events_infra.pubsub.filters import FilterError, parse
+from events_infra.stack_config.topology import SubscriptionConfig
 
 ATTRS = {"domain": "com", "region": "eu-west", "iana.org/lang": "en", "empty": ""}
 

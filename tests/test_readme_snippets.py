@@ -15,10 +15,10 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from consumer import migrate_processed_events
-from tests.db_drivers import sqlalchemy_url
-from tests.dlq_support import make_stack
-from tests.relay_support import RelayThread, wait_until
+from events_infra.consumer import migrate_processed_events
+from tests.support.db_drivers import sqlalchemy_url
+from tests.support.dlq_support import make_stack
+from tests.support.relay_support import RelayThread, wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -13,11 +13,12 @@ from typing import Any
 import psycopg
 import pytest
 
-from outbox import Event, enqueue
-from outbox.relay import Relay, RelayConfig
-from outbox.relay_metrics import MetricsReporter
-from stack_config import outbox_metrics as names
-from tests.monitoring_server import MetricServiceServer
+from events_infra.outbox import Event, enqueue
+from events_infra.outbox import metric_names as names
+from events_infra.outbox.relay import Relay, RelayConfig
+from events_infra.outbox.relay import log as relay_log
+from events_infra.outbox.relay_metrics import MetricsReporter
+from tests.support.monitoring_server import MetricServiceServer
 
 
 @pytest.fixture
@@ -93,7 +94,7 @@ def test_monitoring_down_is_one_warning_and_the_next_interval_tries_again(
     reporter = MetricsReporter(relay, "cotton-erp", "asia-south1", interval_s=0.2,
                                client=loopback_client(monitoring))  # fmt: skip
     monitoring.refuse_writes = True
-    caplog.set_level(logging.WARNING, logger="outbox.relay")
+    caplog.set_level(logging.WARNING, logger=relay_log.name)
     started = time.monotonic()
     assert reporter.report_once() is False
     assert time.monotonic() - started < 15  # bounded by the write deadline

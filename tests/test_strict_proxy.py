@@ -18,8 +18,8 @@ from google.pubsub_v1.services.publisher.transports import PublisherGrpcTranspor
 from google.pubsub_v1.services.subscriber.transports import SubscriberGrpcTransport
 from google.pubsub_v1.types import PubsubMessage
 
-from pubsub_proxy.control import ProxyControl
-from pubsub_proxy.server import StrictProxy
+from events_infra.local.proxy.control import ProxyControl
+from events_infra.local.proxy.server import StrictProxy
 
 NO_RETRY: Any = None
 

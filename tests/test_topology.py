@@ -8,8 +8,16 @@ from typing import Any
 
 import pytest
 
-from stack_config.stack_files import load_stack, read_stack_config, topology_from_config
-from stack_config.topology import REPLAY_TARGET_ATTRIBUTE, TopologyError, parse_topology
+from events_infra.stack_config.stack_files import (
+    load_stack,
+    read_stack_config,
+    topology_from_config,
+)
+from events_infra.stack_config.topology import (
+    REPLAY_TARGET_ATTRIBUTE,
+    TopologyError,
+    parse_topology,
+)
 
 NS = "events-infra"
 

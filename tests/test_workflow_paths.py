@@ -3,49 +3,43 @@ package the stack program imports, directly or not, is in its path filter."""
 
 from __future__ import annotations
 
-import ast
 from pathlib import Path
 
 import yaml
 
-ROOT = Path(__file__).resolve().parent.parent
-PACKAGES = {p.name for p in ROOT.iterdir() if (p / "__init__.py").exists()}
+from tests.support.source_tree import ROOT, imports, module_file
 
 
-def imported_packages(path: Path, seen: set[Path]) -> set[str]:
-    """Project packages `path` imports, followed through the project's own modules."""
-    if path in seen or not path.exists():
+def imported_files(path: Path, module: str | None, seen: set[Path]) -> set[Path]:
+    """Project files `path` imports, followed through the project's own modules (a module's
+    packages' `__init__` files run too)."""
+    if path in seen:
         return set()
     seen.add(path)
-    found: set[str] = set()
-    for node in ast.walk(ast.parse(path.read_text())):
-        names = []
-        if isinstance(node, ast.Import):
-            names = [a.name for a in node.names]
-        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            names = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
-        for name in names:
-            top = name.split(".")[0]
-            if top not in PACKAGES:
-                continue
-            found.add(top)
-            parts = name.split(".")
-            module = ROOT / Path(*parts)
-            packages = [ROOT / Path(*parts[:i]) / "__init__.py" for i in range(1, len(parts))]
-            for candidate in (module.with_suffix(".py"), module / "__init__.py", *packages):
-                found |= imported_packages(candidate, seen)
+    found = {path}
+    for name in imports(path, module):
+        parts = name.split(".")
+        for i in range(1, len(parts) + 1):
+            candidate = ".".join(parts[:i])
+            file = module_file(candidate)
+            if file is not None:
+                found |= imported_files(file, candidate, seen)
     return found
 
 
 def test_path_filter_covers_everything_the_stack_program_runs() -> None:
-    program = imported_packages(ROOT / "stacks" / "__main__.py", set())
-    assert {"components", "outbox"} <= program  # the schema step runs the outbox migrations
+    files = imported_files(ROOT / "stacks" / "__main__.py", None, set())
+    folders = {str(f.relative_to(ROOT).parts[0]) for f in files}
+    assert {"stacks", "components", "src"} <= folders  # the schema step runs the outbox migrations
+    assert module_file("events_infra.outbox.schema") in files
     workflow = yaml.safe_load((ROOT / ".github" / "workflows" / "infra.yml").read_text())
     triggers = workflow[True] if True in workflow else workflow["on"]  # YAML 1.1 reads on: as True
     for event in ("pull_request", "push"):
         paths = set(triggers[event]["paths"])
-        missing = sorted(f"{p}/**" for p in program if f"{p}/**" not in paths)
+        missing = sorted(f"{p}/**" for p in folders if f"{p}/**" not in paths)
         assert missing == [], f"{event}: the infra workflow would skip changes to {missing}"
+        # the relay image is built from every source root the wheel maps (see the Dockerfile)
+        assert {"src/**", "cli/**", "components/**", "Dockerfile", "pyproject.toml"} <= paths
 
 
 def test_every_preview_and_up_deploys_the_image_built_from_the_commit() -> None:

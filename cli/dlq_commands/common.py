@@ -12,8 +12,8 @@ from typing import Any
 
 import typer
 
-from cli.errors import UserError
-from cli.progress import Progress
+from events_infra.cli.errors import UserError
+from events_infra.cli.progress import Progress
 
 app = typer.Typer(
     help="Dead letters: status, inspect, replay to the subscription that failed them, "
@@ -51,7 +51,7 @@ def context(
     topic: str | None,
     dlq_subscription: str | None,
 ) -> Any:
-    from dlq.context import DlqContext
+    from events_infra.dlq.context import DlqContext
 
     return DlqContext(stack, stacks_dir, project, topic, dlq_subscription)
 
@@ -75,7 +75,7 @@ def warn(message: str) -> None:
 def interaction(yes: bool, label: str) -> Any:
     """The library's Interaction for a command: prompts on stderr (or --yes), messages on
     stderr, a progress bar labelled `label`."""
-    from dlq.operations import Interaction
+    from events_infra.dlq.operations import Interaction
 
     def ask(question: str) -> None:
         confirm(yes, question)

@@ -6,10 +6,10 @@ from typing import Any
 
 import typer
 
-from cli import options
-from cli.dlq_commands.common import app, context
-from cli.errors import Exit, user_errors
-from cli.render import emit, table
+from events_infra.cli import options
+from events_infra.cli.dlq_commands.common import app, context
+from events_infra.cli.errors import Exit, user_errors
+from events_infra.cli.render import emit, table
 
 
 @app.command("doctor")
@@ -25,8 +25,8 @@ def doctor_command(
     dead-letter topic without subscription, subscriptions that will expire, short retention,
     wrong replay filters and (on real GCP) missing service-agent grants. Exit 1 if any.
     """
-    from cli.local.stack import as_provisioned_locally
-    from dlq.doctor import diagnose
+    from events_infra.dlq.doctor import diagnose
+    from events_infra.local.stack import as_provisioned_locally
 
     with user_errors():
         ctx = context(stack, stacks_dir, project, None, None)

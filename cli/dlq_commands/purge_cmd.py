@@ -6,8 +6,8 @@ from pathlib import Path
 
 import typer
 
-from cli import options
-from cli.dlq_commands.common import (
+from events_infra.cli import options
+from events_infra.cli.dlq_commands.common import (
     ATTR,
     AUDIT_LOG,
     NEWER,
@@ -21,8 +21,8 @@ from cli.dlq_commands.common import (
     selection_flags,
     stopped_like_ctrl_c,
 )
-from cli.errors import user_errors
-from cli.render import emit
+from events_infra.cli.errors import user_errors
+from events_infra.cli.render import emit
 
 
 @app.command("purge")
@@ -50,7 +50,7 @@ def purge_command(
     Only those saved by `export` (--exported FILE), or any matching ones with --yes. Takes a
     snapshot first and prints the undo command.
     """
-    from dlq.operations import PurgeRequest, purge_dead_letters
+    from events_infra.dlq.operations import PurgeRequest, purge_dead_letters
 
     with user_errors():
         request = PurgeRequest(
@@ -99,7 +99,7 @@ def restore_command(
     With --snapshot every message that was in the DLQ when the snapshot was taken is delivered
     again; with --journal exactly the letters the operation acknowledged come back.
     """
-    from dlq.operations import restore_dead_letters
+    from events_infra.dlq.operations import restore_dead_letters
 
     with user_errors():
         ctx = context(stack, stacks_dir, project, None, dlq_subscription)

@@ -8,10 +8,19 @@ from typing import Any
 
 import typer
 
-from cli import options
-from cli.dlq_commands.common import ATTR, NEWER, OLDER, SOURCE, app, context, limit_flag
-from cli.errors import UserError, user_errors
-from cli.render import emit
+from events_infra.cli import options
+from events_infra.cli.dlq_commands.common import (
+    ATTR,
+    NEWER,
+    OLDER,
+    SOURCE,
+    app,
+    context,
+    limit_flag,
+)
+from events_infra.cli.errors import UserError, user_errors
+from events_infra.cli.render import emit
+from events_infra.pubsub.attributes import DEAD_LETTER_PREFIX
 
 
 @app.command("inspect")
@@ -33,8 +42,8 @@ def inspect_command(
     delivery count, original publish time, attributes and payload (pretty JSON, or base64
     when binary).
     """
-    from dlq.peek import inspect_letters
-    from dlq.selection import parse_selection
+    from events_infra.dlq.peek import inspect_letters
+    from events_infra.dlq.selection import parse_selection
 
     with user_errors():
         ctx = context(stack, stacks_dir, project, None, dlq_subscription)
@@ -62,9 +71,7 @@ def _print_letters(records: list[dict[str, Any]]) -> None:
             f"  dead-lettered {record['dead_lettered_at']}  replays {record['replay_count']}"
         )
         shown = {
-            k: v
-            for k, v in record["attributes"].items()
-            if not k.startswith("CloudPubSubDeadLetter")
+            k: v for k, v in record["attributes"].items() if not k.startswith(DEAD_LETTER_PREFIX)
         }
         if shown:
             typer.echo(f"   attributes: {json.dumps(shown, sort_keys=True)}")
@@ -96,9 +103,9 @@ def export_command(
     Keep or edit them before `replay --from-file`; `purge --exported FILE` then removes exactly
     what was saved.
     """
-    from dlq.operations import backlog_of
-    from dlq.peek import Coverage, export_letters
-    from dlq.selection import parse_selection
+    from events_infra.dlq.operations import backlog_of
+    from events_infra.dlq.peek import Coverage, export_letters
+    from events_infra.dlq.selection import parse_selection
 
     with user_errors():
         ctx = context(stack, stacks_dir, project, None, dlq_subscription)

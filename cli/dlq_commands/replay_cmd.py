@@ -7,8 +7,8 @@ from typing import Any
 
 import typer
 
-from cli import options
-from cli.dlq_commands.common import (
+from events_infra.cli import options
+from events_infra.cli.dlq_commands.common import (
     ATTR,
     AUDIT_LOG,
     NEWER,
@@ -22,8 +22,8 @@ from cli.dlq_commands.common import (
     selection_flags,
     stopped_like_ctrl_c,
 )
-from cli.errors import Exit, user_errors
-from cli.render import emit
+from events_infra.cli.errors import Exit, user_errors
+from events_infra.cli.render import emit
 
 
 @app.command("replay")
@@ -67,7 +67,7 @@ def replay_command(
     after Pub/Sub confirmed its copy, writing it to an undo journal first. Takes a snapshot
     where Pub/Sub allows and prints the commands that undo the replay. Start with --dry-run.
     """
-    from dlq.operations import ReplayRequest, replay_dead_letters, replay_from_file
+    from events_infra.dlq.operations import ReplayRequest, replay_dead_letters, replay_from_file
 
     request = ReplayRequest(
         selection_flags=selection_flags(source, attr, older_than, newer_than),

@@ -7,10 +7,10 @@ from typing import Any
 
 import typer
 
-from cli import options
-from cli.dlq_commands.common import app, context
-from cli.errors import Exit, user_errors
-from cli.render import emit, table
+from events_infra.cli import options
+from events_infra.cli.dlq_commands.common import app, context
+from events_infra.cli.errors import Exit, user_errors
+from events_infra.cli.render import emit, table
 
 
 @app.command("status")
@@ -30,8 +30,8 @@ def status_command(
     watches; counted from Pub/Sub on the emulator), the alert threshold, and a breakdown by
     source subscription. Exit 0 below the threshold, 1 above it, 2 on error.
     """
-    from dlq.clients import metrics_client
-    from dlq.status import dlq_status
+    from events_infra.dlq.clients import metrics_client
+    from events_infra.dlq.status import dlq_status
 
     shown = 0
     while True:
@@ -55,7 +55,7 @@ def status_command(
 
 
 def _print_status(row: dict[str, Any]) -> None:
-    from stack_config.durations import human_duration
+    from events_infra.stack_config.durations import human_duration
 
     oldest = row["oldest_age_s"]
     table(

@@ -1,0 +1,130 @@
+"""The `database` section of a stack: the Cloud SQL instance that holds the outbox."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, Field, ValidationInfo, field_validator
+
+from events_infra.stack_config import limits
+from events_infra.stack_config.config_types import Labels, Strict, between, email, fail, matches
+
+_PG_IDENT = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+_SQL_INSTANCE = re.compile(r"^[a-z][a-z0-9-]{0,96}[a-z0-9]$")
+REGION = re.compile(r"^[a-z]+-[a-z]+[0-9]+$")
+"""A GCP region id such as asia-south1."""
+_NETWORK = re.compile(r"^projects/[^/]+/global/networks/[^/]+$")
+_HHMM = re.compile(r"^([01][0-9]|2[0-3]):[0-5][0-9]$")
+_TIER = re.compile(r"^db-[A-Za-z0-9-]+$")
+_PG_VERSION = re.compile(r"^POSTGRES_(\d+)$")
+_SHARED_CORE = ("db-f1-micro", "db-g1-small")
+_CUSTOM = re.compile(r"^db-custom-(\d+)-(\d+)$")
+_PERF_OPTIMIZED = re.compile(r"^db-perf-optimized-N-(\d+)$")
+_PERF_OPTIMIZED_CPUS = (2, 4, 8, 16, 32, 48, 64, 80, 96, 128)
+
+
+def tier_problem(tier: str, edition: str) -> str | None:
+    """Why Cloud SQL for PostgreSQL would refuse `tier` on `edition` at create time, or None.
+
+    From the provider's `settings.tier` / `settings.edition` docs and Cloud SQL's machine types:
+    PostgreSQL takes shared-core (db-f1-micro, db-g1-small) and custom (db-custom-CPUS-MB) tiers
+    on ENTERPRISE only; ENTERPRISE_PLUS takes only db-perf-optimized-N-CPUS. A custom machine
+    has 1 or an even number of vCPUs up to 96 and 0.9–6.5 GB per vCPU (at least 3,840 MB) in
+    multiples of 256 MB.
+    """
+    custom, perf = _CUSTOM.match(tier), _PERF_OPTIMIZED.match(tier)
+    if tier in _SHARED_CORE or custom:
+        if edition != "ENTERPRISE":
+            return (
+                f"{tier} runs only on the ENTERPRISE edition, not {edition} (which takes "
+                "db-perf-optimized-N-* tiers): set edition: ENTERPRISE or change the tier"
+            )
+        if custom:
+            return _custom_problem(tier, int(custom.group(1)), int(custom.group(2)))
+        return None
+    if perf:
+        if edition != "ENTERPRISE_PLUS":
+            return (
+                f"{tier} runs only on the ENTERPRISE_PLUS edition, not {edition}: set "
+                "edition: ENTERPRISE_PLUS or use a db-custom-CPUS-MB tier"
+            )
+        if int(perf.group(1)) not in _PERF_OPTIMIZED_CPUS:
+            sizes = ", ".join(map(str, _PERF_OPTIMIZED_CPUS))
+            return f"{tier}: db-perf-optimized-N comes with {sizes} vCPUs"
+        return None
+    return (
+        f"{tier} is not a Cloud SQL for PostgreSQL machine type: use db-f1-micro, "
+        "db-g1-small or db-custom-CPUS-MB (ENTERPRISE), or db-perf-optimized-N-CPUS "
+        "(ENTERPRISE_PLUS)"
+    )
+
+
+def _custom_problem(tier: str, cpus: int, memory_mb: int) -> str | None:
+    if not (cpus == 1 or (cpus % 2 == 0 and 2 <= cpus <= 96)):
+        return f"{tier}: a custom machine has 1 or an even number of vCPUs up to 96"
+    per_cpu_gb = memory_mb / 1024 / cpus
+    if memory_mb % 256 or memory_mb < 3840 or not 0.9 <= per_cpu_gb <= 6.5:
+        return (
+            f"{tier}: memory must be a multiple of 256 MB, at least 3840 MB and 0.9–6.5 GB "
+            f"per vCPU (this is {per_cpu_gb:.2f} GB per vCPU)"
+        )
+    return None
+
+
+def _postgres_version(value: str) -> str:
+    match = _PG_VERSION.match(value)
+    if not match or not 13 <= int(match.group(1)) <= 17:
+        raise fail(
+            "pg_version",
+            "{value} is not supported: use POSTGRES_13 to POSTGRES_17 (the outbox needs "
+            "pg_current_xact_id, new in 13)",
+            value=repr(value),
+        )
+    return value
+
+
+class DatabaseConfig(Strict):
+    """The Cloud SQL for PostgreSQL instance holding the transactional outbox."""
+
+    region: Annotated[str, matches(REGION, "a GCP region such as asia-south1")]
+    instance: Annotated[
+        str,
+        matches(_SQL_INSTANCE, "a Cloud SQL instance id (lowercase letters, digits, hyphens)"),
+    ] = "events-outbox"
+    database: Annotated[
+        str, matches(_PG_IDENT, "a PostgreSQL database name ([a-z_][a-z0-9_]*, ≤ 63)")
+    ] = "events"
+    database_version: Annotated[str, AfterValidator(_postgres_version)] = "POSTGRES_16"
+    edition: Literal["ENTERPRISE", "ENTERPRISE_PLUS"] = limits.DEFAULT_SQL_EDITION  # type: ignore[assignment]
+    """Always sent to Cloud SQL: left unset, PostgreSQL 16+ would default to ENTERPRISE_PLUS."""
+    tier: Annotated[str, matches(_TIER, "a Cloud SQL tier such as db-custom-2-7680")] = (
+        "db-custom-1-3840"
+    )
+    availability_type: Literal["ZONAL", "REGIONAL"] = "ZONAL"
+    backup_start_time: Annotated[str, matches(_HHMM, "a UTC time HH:MM")] = "02:00"
+    retained_backups: Annotated[int, between(1, 365, why="Cloud SQL's limit")] = 7
+    transaction_log_retention_days: Annotated[
+        int, between(1, 7, why="Cloud SQL's limit for point-in-time recovery")
+    ] = 7
+    private_network: (
+        Annotated[str, matches(_NETWORK, "a VPC network (projects/P/global/networks/N)")] | None
+    ) = None
+    logical_decoding: bool = False
+    password_user: Annotated[str, matches(_PG_IDENT, "a PostgreSQL user name")] | None = None
+    migration_principal: Annotated[str, AfterValidator(email)] | None = None
+    labels: Labels = Field(default_factory=dict)
+
+    @field_validator("tier")
+    @classmethod
+    def _tier_fits_edition(cls, tier: str, info: ValidationInfo) -> str:
+        """Reported on `tier` (the key to change, usually); `edition` is validated first."""
+        edition = info.data.get("edition")
+        problem = tier_problem(tier, edition) if edition else None
+        if problem:
+            raise fail("tier_edition", "{problem}", problem=problem)
+        return tier
+
+    @property
+    def private_ip_only(self) -> bool:
+        return self.private_network is not None
