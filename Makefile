@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint format bench
+.PHONY: demo test test-fast lint format bench docs
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -13,12 +13,18 @@ $(BIN)/.installed: pyproject.toml
 demo: $(BIN)/.installed ## the whole backbone on this machine: emulator + embedded PostgreSQL
 	$(BIN)/eventsctl demo --stack dev
 
-test: $(BIN)/.installed ## run the whole test suite (unit + integration)
-	$(BIN)/pytest
+test: $(BIN)/.installed ## run the whole test suite (unit + integration), two workers
+	$(BIN)/pytest -n 2
+
+test-fast: $(BIN)/.installed ## the tests that need neither the emulator nor PostgreSQL (< 1 min)
+	$(BIN)/pytest -m "not emulator and not postgres"
 
 lint: $(BIN)/.installed ## ruff lint and format check
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+
+docs: $(BIN)/.installed ## regenerate the stack-config and CLI references in docs/
+	$(BIN)/python -m events_infra.cli.reference --write
 
 format: $(BIN)/.installed
 	$(BIN)/ruff check --fix .

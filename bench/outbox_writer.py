@@ -32,9 +32,9 @@ sys.path.insert(0, str(ROOT))
 
 
 from bench.databases import fresh_database, postgres_server  # noqa: E402
+from events_infra.db.drivers import connect_kwargs, sqlalchemy_url  # noqa: E402
 from events_infra.outbox import Event, enqueue_async  # noqa: E402
 from events_infra.outbox.schema import migrate  # noqa: E402
-from tests.support.db_drivers import connect_kwargs, sqlalchemy_url  # noqa: E402
 
 PLAIN = (
     "INSERT INTO {table} (id, event_type, event_version, aggregate_type, aggregate_id,"

@@ -18,7 +18,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.support.pulumi_mocks import run_program  # noqa: E402
+from events_infra.components.offline import run_program  # noqa: E402
 
 
 def config_with(subscriptions: int) -> dict[str, str]:

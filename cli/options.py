@@ -15,7 +15,8 @@ STACKS_DIR = typer.Option(
     None,
     "--stacks-dir",
     envvar="EVENTS_INFRA_STACKS_DIR",
-    help="Folder holding the Pulumi.<stack>.yaml files (default: ./stacks, then the install's).",
+    help="Folder holding the Pulumi.<stack>.yaml files (default: the stackConfigDir of the "
+    "Pulumi project holding the working directory, as pulumi finds it).",
 )
 JSON = typer.Option(False, "--json", help="Print machine-readable JSON on stdout.")
 PROJECT = typer.Option(

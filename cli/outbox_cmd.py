@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Callable
 from typing import Any
@@ -14,6 +13,7 @@ from events_infra.cli.database import DATABASE_URL, connect
 from events_infra.cli.errors import Exit, UserError, user_errors
 from events_infra.cli.render import emit, table
 from events_infra.errors import first_line
+from events_infra.outbox.relay_process import RelayEnvironment
 
 app = typer.Typer(help="The transactional outbox: schema migrations and backlog status.")
 
@@ -181,14 +181,14 @@ def relay_command(
     endpoint: str = typer.Option(
         None,
         "--pubsub-endpoint",
-        envvar="EVENTSCTL_PUBSUB_ENDPOINT",
+        envvar=RelayEnvironment.PUBSUB_ENDPOINT,
         help="Pub/Sub endpoint (default: the stack's pubsub.endpoint, or "
         "<gcp:region>-pubsub.googleapis.com:443; ignored with PUBSUB_EMULATOR_HOST).",
     ),
     topic_path: str = typer.Option(
         None,
         "--topic-path",
-        envvar="EVENTSCTL_TOPIC_PATH",
+        envvar=RelayEnvironment.TOPIC_PATH,
         help="projects/P/topics/T to publish to without reading a stack file (the container "
         "image's way; needs --pubsub-endpoint unless PUBSUB_EMULATOR_HOST is set).",
         show_default=False,
@@ -196,14 +196,14 @@ def relay_command(
     health_port: int = typer.Option(
         None,
         "--health-port",
-        envvar="EVENTSCTL_HEALTH_PORT",
+        envvar=RelayEnvironment.HEALTH_PORT,
         help="Serve GET /healthz on this port (for Cloud Run's probes).",
         show_default=False,
     ),
     metrics_project: str = typer.Option(
         None,
         "--metrics-project",
-        envvar="EVENTSCTL_METRICS_PROJECT",
+        envvar=RelayEnvironment.METRICS_PROJECT,
         help="Write backlog, oldest age, published and failures to Cloud Monitoring in this "
         "project every minute.",
         show_default=False,
@@ -211,7 +211,7 @@ def relay_command(
     metrics_location: str = typer.Option(
         "global",
         "--metrics-location",
-        envvar="EVENTSCTL_METRICS_LOCATION",
+        envvar=RelayEnvironment.METRICS_LOCATION,
         help="The location label of the relay's metrics (its region).",
     ),
     poll_interval: float = typer.Option(
@@ -227,82 +227,29 @@ def relay_command(
     Run one or several (e.g. Cloud Run instances): per-key order holds across relays. Logs one
     JSON line per batch on stderr. Exits 0 after finishing the batch in flight.
     """
-    import logging
+    from events_infra.outbox.relay_process import RelaySettings, run_relay_process
 
-    from events_infra.outbox.relay import Relay, RelayConfig
-    from events_infra.stack_config.stack_files import load_stack
-    from events_infra.stack_config.stack_files import stacks_dir as find_dir
-
-    with user_errors():
-        if not database_url:
-            raise UserError("no database given: pass --database-url or set DATABASE_URL")
-        if min(batch_size, max_attempts, per_key, concurrency) < 1:
-            raise UserError(
-                "--batch-size, --per-key, --publish-concurrency and --max-attempts must be 1 "
-                "or more"
-            )
-        if poll_interval <= 0 or lease <= 0:
-            raise UserError("--poll-interval and --lease must be more than 0")
-        if topic_path:
-            if not re.fullmatch(r"projects/[^/]+/topics/[^/]+", topic_path):
-                raise UserError(f"--topic-path {topic_path!r}: use projects/PROJECT/topics/TOPIC")
-            if not endpoint and not os.environ.get("PUBSUB_EMULATOR_HOST"):
-                raise UserError(
-                    "--topic-path needs --pubsub-endpoint (e.g. asia-south1-pubsub.googleapis."
-                    "com:443): per-key order holds only among messages published in one region"
-                )
-        else:
-            topology = load_stack(stack, find_dir(stacks_dir))
-            project, topic = project or topology.project, topic or topology.topic.name
-            topic_path = f"projects/{project}/topics/{topic}"
-            endpoint = endpoint or topology.pubsub.api_endpoint
-        connect(database_url).close()  # fail fast, in one line, if the database is unreachable
-        publisher = _publisher(endpoint)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    relay = Relay(
-        RelayConfig(
-            database_url=database_url,
-            topic_path=topic_path,
-            batch_size=batch_size,
-            per_key=per_key,
-            publish_concurrency=concurrency,
-            poll_interval=poll_interval,
-            lease_seconds=lease,
-            max_attempts=max_attempts,
-        ),
-        publisher,
+    settings = RelaySettings(
+        database_url=database_url,
+        stack=stack,
+        stacks_dir=stacks_dir,
+        project=project,
+        topic=topic,
+        topic_path=topic_path,
+        endpoint=endpoint,
+        batch_size=batch_size,
+        per_key=per_key,
+        publish_concurrency=concurrency,
+        poll_interval=poll_interval,
+        lease=lease,
+        max_attempts=max_attempts,
+        health_port=health_port,
+        metrics_project=metrics_project,
+        metrics_location=metrics_location,
     )
-    relay.install_signals()
-    if health_port is not None:
-        from events_infra.outbox.relay_health import serve_health
-
-        serve_health(relay, health_port)
-    reporter = None
-    if metrics_project:
-        from events_infra.outbox.relay_metrics import MetricsReporter
-
-        reporter = MetricsReporter(relay, metrics_project, metrics_location).start()
-    try:
-        published = relay.run()
-    finally:
-        if reporter is not None:
-            reporter.stop()
+    with user_errors():
+        published = run_relay_process(settings)
     typer.echo(f"relay stopped after publishing {published} events", err=True)
-
-
-def _publisher(endpoint: str | None) -> Any:
-    """The publisher client, or a one-line UserError when Google credentials are missing."""
-    from google.auth.exceptions import DefaultCredentialsError
-
-    from events_infra.outbox.relay import make_publisher
-
-    try:
-        return make_publisher(endpoint)
-    except DefaultCredentialsError:
-        raise UserError(
-            "no Google credentials: run `gcloud auth application-default login`, set "
-            "GOOGLE_APPLICATION_CREDENTIALS, or point PUBSUB_EMULATOR_HOST at an emulator"
-        ) from None
 
 
 @app.command("cleanup")

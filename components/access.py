@@ -62,7 +62,7 @@ class Access(pulumi.ComponentResource):
         self.relay_publisher = self._topic_member(
             "relay-publisher", bus.topic, "roles/pubsub.publisher", relay_member
         )
-        # its backlog / oldest-age / publish metrics (outbox/relay_metrics.py); Monitoring has no
+        # its backlog / oldest-age / publish metrics (outbox.relay_metrics); Monitoring has no
         # finer scope than the project, and metricWriter can only write, not read
         self._project_member("relay-metricwriter", "roles/monitoring.metricWriter", relay_member)
         self.relay_database_user: gcp.sql.User | None = None
@@ -95,7 +95,7 @@ class Access(pulumi.ComponentResource):
             self._subscription_member(
                 f"consumer-{sub_name}-subscriber", subscription, "roles/pubsub.subscriber", member
             )
-            # The consumer library (consumer/runner.py) reads its subscription's dead-letter
+            # The consumer library (consumer.runner) reads its subscription's dead-letter
             # topic and ordering at start: subscriptions.get is in viewer, not in subscriber
             # (which holds only consume and attachSubscription).
             self._subscription_member(

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
-from events_infra.components.outbox_schema import SchemaStep
+from events_infra.components.schema_step import SchemaStep
 from events_infra.errors import EventsInfraError
 from events_infra.outbox.schema import load_migrations
 

@@ -9,7 +9,8 @@ import pulumi_gcp as gcp
 import pulumi_random as random
 
 from events_infra.components.args import OutboxDatabaseArgs
-from events_infra.components.outbox_schema import OutboxSchema
+from events_infra.components.migration_job import JobMigrationProvider
+from events_infra.components.outbox_schema import MigrationProvider, OutboxSchema
 from events_infra.stack_config.topology import DatabaseConfig
 
 SERVICE_ACCOUNT_SUFFIX = ".gserviceaccount.com"
@@ -103,6 +104,7 @@ class OutboxDatabase(pulumi.ComponentResource):
                 database=self.database.name,
                 user=self.migration_user.name,
                 private_ip=config.private_ip_only,
+                provider=JobMigrationProvider() if job_path is not None else MigrationProvider(),
                 job=job_path,
                 opts=pulumi.ResourceOptions(parent=self, depends_on=depends),
             )

@@ -23,6 +23,8 @@ from dataclasses import dataclass, field
 import pulumi
 import pulumi_gcp as gcp
 
+from events_infra.outbox.relay_process import RelayEnvironment
+
 HEALTH_PORT = 8080
 PROXY_PORT = 5432
 PROXY_HEALTH_PORT = 9801
@@ -67,12 +69,12 @@ class OutboxRelay(pulumi.ComponentResource):
         env = [
             gcp.cloudrunv2.ServiceTemplateContainerEnvArgs(name=k, value=v)
             for k, v in (
-                ("DATABASE_URL", database_url),
-                ("EVENTSCTL_TOPIC_PATH", args.topic_id),
-                ("EVENTSCTL_PUBSUB_ENDPOINT", args.pubsub_endpoint),
-                ("EVENTSCTL_HEALTH_PORT", str(HEALTH_PORT)),
-                ("EVENTSCTL_METRICS_PROJECT", args.project),
-                ("EVENTSCTL_METRICS_LOCATION", args.region),
+                (RelayEnvironment.DATABASE_URL, database_url),
+                (RelayEnvironment.TOPIC_PATH, args.topic_id),
+                (RelayEnvironment.PUBSUB_ENDPOINT, args.pubsub_endpoint),
+                (RelayEnvironment.HEALTH_PORT, str(HEALTH_PORT)),
+                (RelayEnvironment.METRICS_PROJECT, args.project),
+                (RelayEnvironment.METRICS_LOCATION, args.region),
             )
         ]
         relay = gcp.cloudrunv2.ServiceTemplateContainerArgs(

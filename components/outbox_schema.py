@@ -1,8 +1,8 @@
 """`OutboxSchema`: a Pulumi dynamic resource that applies the outbox migrations during `pulumi up`.
 
-It runs the same runner as `eventsctl outbox migrate` (outbox/migrate.py), connecting through the
-Cloud SQL Python Connector with IAM database authentication, so no password and no public
-authorised network is involved. It re-runs whenever the set of migration files changes (their
+It runs the same runner as `eventsctl outbox migrate` (events_infra.outbox.schema), connecting
+through the Cloud SQL Python Connector with IAM database authentication, so no password and no
+public authorised network is involved. It re-runs whenever the set of migration files changes (their
 digest is an input) and never drops anything on delete: outbox rows outlive any stack refactor.
 """
 
@@ -11,35 +11,10 @@ from __future__ import annotations
 from typing import Any
 
 import pulumi
-from pulumi.dynamic import CreateResult, DiffResult, ResourceProvider, UpdateResult
+from pulumi.dynamic import ResourceProvider
 
+from events_infra.components.schema_step import SchemaStep
 from events_infra.outbox.schema import MigrationReport, migrate, migrations_digest
-
-
-class SchemaStep(ResourceProvider):
-    """What every way of applying the schema shares: re-run when one of `rerun_on` changes,
-    never drop anything on delete. Subclasses say how to run (`_run`) and name the result."""
-
-    rerun_on: tuple[str, ...] = ()
-
-    def create(self, props: dict[str, Any]) -> CreateResult:
-        return CreateResult(id_=self._id(props), outs=self._run(props))
-
-    def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
-        changed = [key for key in self.rerun_on if olds.get(key) != news.get(key)]
-        return DiffResult(changes=bool(changed), replaces=[], delete_before_replace=False)
-
-    def update(self, _id: str, _olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
-        return UpdateResult(outs=self._run(news))
-
-    def delete(self, _id: str, _props: dict[str, Any]) -> None:
-        """Deliberately nothing: removing the resource from a stack must not drop the outbox."""
-
-    def _id(self, props: dict[str, Any]) -> str:
-        raise NotImplementedError
-
-    def _run(self, props: dict[str, Any]) -> dict[str, Any]:
-        raise NotImplementedError
 
 
 class MigrationProvider(SchemaStep):
@@ -90,19 +65,14 @@ class OutboxSchema(pulumi.dynamic.Resource):
         database: pulumi.Input[str],
         user: pulumi.Input[str],
         private_ip: bool,
+        provider: ResourceProvider,
         job: pulumi.Input[str] | None = None,
         opts: pulumi.ResourceOptions | None = None,
-        provider: ResourceProvider | None = None,
     ) -> None:
-        """With `job` (a Cloud Run job's full name) the migrations run inside the VPC by that
-        job (components/migration_job.py); without, from the machine running `pulumi up`."""
-        if provider is None:
-            if job is not None:
-                from events_infra.components.migration_job import JobMigrationProvider
-
-                provider = JobMigrationProvider()
-            else:
-                provider = MigrationProvider()
+        """`provider` applies the schema: `MigrationProvider()` from the machine running
+        `pulumi up`, or with `job` (a Cloud Run job's full name) `JobMigrationProvider()`
+        (components/migration_job.py), which runs that job inside the VPC. The caller chooses,
+        so this module and the job's do not import each other."""
         props: dict[str, Any] = {
             "instance_connection_name": instance_connection_name,
             "database": database,

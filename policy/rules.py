@@ -25,8 +25,8 @@ ROLE_LABEL = "events-infra-role"
 DEAD_LETTER_ROLE = "dead-letter"
 ATTEMPTS_OVERRIDE_LABEL = "max-delivery-attempts-override"
 BROAD_ROLES = frozenset({"roles/owner", "roles/editor", "roles/pubsub.admin"})
-# Fallbacks when a stack's policy config omits a value; stack_config/limits.py is the source
-# (policy/config.<stack>.json is written from it) and tests/test_limits.py keeps these equal.
+# Fallbacks when a stack's policy config omits a value; events_infra.stack_config.limits is the
+# source (policy/config.<stack>.json is written from it) and tests/test_limits.py keeps these equal.
 DEFAULT_ATTEMPTS = 5
 MIN_ATTEMPTS, MAX_ATTEMPTS = 5, 100
 MIN_BACKOFF_S, MAX_BACKOFF_S = 10.0, 600.0

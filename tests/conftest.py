@@ -1,4 +1,4 @@
-"""Shared fixtures. Pulumi programs run under Pulumi's own mocks (tests/pulumi_mocks.py)."""
+"""Shared fixtures. Pulumi programs run under Pulumi's mocks (events_infra.components.offline)."""
 
 from __future__ import annotations
 
@@ -11,6 +11,21 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 STACKS = ROOT / "stacks"
+
+NEEDS = {
+    "emulator": {"bare_emulator", "pubsub", "strict_proxy", "local_services"},
+    "postgres": {"postgres_server_url", "database_url", "outbox_db", "local_services"},
+}
+"""The markers a test gets from the fixtures it uses (directly or through other fixtures):
+`make test-fast` runs `-m "not emulator and not postgres"`."""
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        used = set(getattr(item, "fixturenames", ()))
+        for marker, fixtures in NEEDS.items():
+            if used & fixtures:
+                item.add_marker(marker)
 
 
 @pytest.fixture(autouse=True)
@@ -28,7 +43,7 @@ def private_state(
 @pytest.fixture(scope="session")
 def prod() -> object:
     """What the real program declares for the committed prod stack, under Pulumi mocks."""
-    from tests.support.pulumi_mocks import run_program, stack_config
+    from events_infra.components.offline import run_program, stack_config
 
     return run_program(stack_config(STACKS / "Pulumi.prod.yaml"), stack="prod")
 
@@ -36,7 +51,7 @@ def prod() -> object:
 @pytest.fixture(scope="session")
 def dev() -> object:
     """What the real program declares for the committed dev stack, under Pulumi mocks."""
-    from tests.support.pulumi_mocks import run_program, stack_config
+    from events_infra.components.offline import run_program, stack_config
 
     return run_program(stack_config(STACKS / "Pulumi.dev.yaml"), stack="dev")
 
@@ -45,8 +60,8 @@ def dev() -> object:
 def prod_config() -> dict:
     """The prod stack file's config block, namespaced, as plain data to mutate in tests, with
     the relay image digest the infra workflow sets before preview/up."""
+    from events_infra.components.offline import IMAGE_DIGEST
     from events_infra.stack_config.stack_files import read_stack_config
-    from tests.support.pulumi_mocks import IMAGE_DIGEST
 
     config = read_stack_config(STACKS / "Pulumi.prod.yaml")
     config["events-infra:relay"] = {**config["events-infra:relay"], "image_digest": IMAGE_DIGEST}

@@ -14,8 +14,8 @@ from events_infra.components.access import (
     READ_ONLY_PROJECT_ROLES,
     WRITE_ONLY_METRICS_ROLES,
 )
+from events_infra.components.offline import Declared, Run, run_program, stack_config
 from events_infra.stack_config.topology import TopologyError, parse_topology
-from tests.support.pulumi_mocks import Declared, Run, run_program, stack_config
 
 STACKS = Path(__file__).resolve().parent.parent / "stacks"
 ACCOUNT = "gcp:serviceaccount/account:Account"

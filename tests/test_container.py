@@ -81,7 +81,7 @@ def bus(pubsub: str) -> Bus:
 
 def component_env() -> dict[str, str]:
     """The relay container's environment as the component declares it (dev stack)."""
-    from tests.support.pulumi_mocks import run_program, stack_config
+    from events_infra.components.offline import run_program, stack_config
 
     run = run_program(stack_config(ROOT / "stacks" / "Pulumi.dev.yaml"), stack="dev")
     [service] = run.of_type("gcp:cloudrunv2/service:Service")

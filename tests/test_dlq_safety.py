@@ -60,11 +60,13 @@ def test_ctrl_c_mid_replay_prints_the_summary_and_records_it(
     keys = set(stack.seed(200, key_prefix="c"))
     capture = stack.capture()
     audit = tmp_path / "audit.jsonl"
-    replay = dlq_process(stack, pubsub, "replay", audit, "--json", "--rate", "40", output=True)
+    # 200 letters at 10/s take 20 s: the signal lands mid-way however slow the machine is
+    replay = dlq_process(stack, pubsub, "replay", audit, "--json", "--rate", "10", output=True)
     copies: list = []
     deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and len(copies) < 20:
+    while time.monotonic() < deadline and len(copies) < 5:
         copies += stack.drain(capture, seconds=0.5)
+    assert replay.poll() is None, "the replay finished before it could be stopped"
     replay.send_signal(stop)
     stdout, stderr = replay.communicate(timeout=60)
     assert replay.returncode == 130, stderr
@@ -92,7 +94,8 @@ def test_ctrl_c_mid_purge_prints_what_was_removed_and_loses_nothing(
     stack = make_stack(tmp_path)
     keys = set(stack.seed(1500, key_prefix="g"))
     audit = tmp_path / "audit.jsonl"
-    strict_proxy.delay("Acknowledge", 4.0)  # type: ignore[attr-defined]
+    # every acknowledgement is held, so the signal lands while the purge still has work to do
+    strict_proxy.delay("Acknowledge", 4.0, count=100)  # type: ignore[attr-defined]
     purge = dlq_process(stack, pubsub, "purge", audit, "--json", output=True)
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:  # until the purge's first ack is being held
@@ -100,6 +103,7 @@ def test_ctrl_c_mid_purge_prints_what_was_removed_and_loses_nothing(
         if stats.get("delays_injected.Acknowledge"):
             break
         time.sleep(0.1)
+    assert purge.poll() is None, "the purge finished before it could be stopped"
     purge.send_signal(signal.SIGINT)
     stdout, stderr = purge.communicate(timeout=60)
     assert purge.returncode == 130, stderr
@@ -170,3 +174,27 @@ def test_export_file_is_complete_or_absent(pubsub: str, tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     assert not (tmp_path / "export.jsonl.partial").exists()
     assert len([json.loads(x) for x in out_file.read_text().splitlines()]) == 3
+
+
+def test_a_stop_signal_waits_for_the_publish_on_the_wire_and_a_second_one_does_not() -> None:
+    """`deferred_stop` (around each replay publish-and-settle step): one signal lets the step
+    finish and then stops; a second one stops at once."""
+    import os
+
+    from events_infra.dlq.interrupts import deferred_stop
+
+    before = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    finished = []
+    with pytest.raises(KeyboardInterrupt), deferred_stop():
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(0.05)
+        finished.append("step")
+    assert finished == ["step"]
+    with pytest.raises(KeyboardInterrupt), deferred_stop():
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(0.05)
+        os.kill(os.getpid(), signal.SIGHUP)
+        time.sleep(0.05)
+        finished.append("cut short")
+    assert finished == ["step"]
+    assert {sig: signal.getsignal(sig) for sig in before} == before  # handlers are restored

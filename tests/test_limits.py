@@ -1,5 +1,6 @@
 """One fact, one place: the config model, local mode and the policy pack agree on every limit
-and default in stack_config/limits.py (a stack that passes `topology show` passes the pack)."""
+and default in events_infra.stack_config.limits (a stack that passes `topology show` passes the
+pack)."""
 
 from __future__ import annotations
 

@@ -32,6 +32,13 @@ def local_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]
     runner.invoke(app, ["local", "down"])  # never leave processes behind, even on failure
 
 
+@pytest.fixture
+def local_services(local_dir: Path) -> Path:
+    """`local_dir` for a test whose `local up` starts a real emulator and PostgreSQL of its own
+    (marked emulator + postgres by tests/conftest.py, so `make test-fast` leaves it out)."""
+    return local_dir
+
+
 def processes_using(path: Path) -> list[psutil.Process]:
     found = []
     for proc in psutil.process_iter(["cmdline"]):
@@ -41,7 +48,8 @@ def processes_using(path: Path) -> list[psutil.Process]:
     return found
 
 
-def test_up_twice_changes_nothing_and_down_leaves_nothing(local_dir: Path) -> None:
+def test_up_twice_changes_nothing_and_down_leaves_nothing(local_services: Path) -> None:
+    local_dir = local_services
     first = runner.invoke(app, ["local", "up", "--stack", "dev"])
     assert first.exit_code == 0, first.output
     assert "Pub/Sub emulator: started" in first.stdout
@@ -83,11 +91,12 @@ def test_up_twice_changes_nothing_and_down_leaves_nothing(local_dir: Path) -> No
 
 
 def test_demo_processes_every_event_and_leaves_your_local_stack_alone(
-    local_dir: Path, monkeypatch: pytest.MonkeyPatch
+    local_services: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """With your own local stack running (and sourced, as the README says) holding dead letters,
     the demo runs on a stack of its own, leaves yours and its dead letters as they were, and
     leaves no process or temp dir behind. A second `local up` then still owns its PostgreSQL."""
+    local_dir = local_services
     import tempfile
 
     from google.cloud import pubsub_v1

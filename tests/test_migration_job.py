@@ -16,8 +16,8 @@ from typer.testing import CliRunner
 
 from events_infra.cli.app import app
 from events_infra.components.migration_job import JobMigrationProvider, MigrationJobFailed
+from events_infra.components.offline import IMAGE_DIGEST, run_program
 from events_infra.outbox.schema import load_migrations, migrations_digest
-from tests.support.pulumi_mocks import IMAGE_DIGEST, run_program
 
 ROOT = Path(__file__).resolve().parent.parent
 JOB = "projects/cotton-erp/locations/asia-south1/jobs/outbox-migrate"
@@ -158,3 +158,24 @@ def test_migrate_through_the_connector_checks_its_flags_in_one_line() -> None:
         app, ["outbox", "migrate", "--cloud-sql-instance", "cotton-erp:asia-south1:events-outbox"]
     )
     assert missing.exit_code == 2 and "needs --iam-user" in missing.output
+
+
+def test_schema_providers_recorded_in_deployed_state_still_load() -> None:
+    """Pulumi stores a dynamic resource's provider pickled by reference to its class and
+    unpickles the recorded one to refresh or delete it. Stacks deployed before the
+    events_infra namespace recorded `components.outbox_schema.MigrationProvider` and
+    `components.migration_job.JobMigrationProvider`; the dynamic provider host runs in the
+    project directory (on sys.path), so those files keep their names and classes."""
+    code = (
+        "import pickle\n"
+        "for module, name in (('components.outbox_schema', 'MigrationProvider'),\n"
+        "                     ('components.migration_job', 'JobMigrationProvider')):\n"
+        "    cls = pickle.loads(f'c{module}\\n{name}\\n.'.encode())  # GLOBAL: a class reference\n"
+        "    print(cls.__module__, cls.__name__, cls().delete('id', {}))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines() == [
+        "components.outbox_schema MigrationProvider None",
+        "components.migration_job JobMigrationProvider None",
+    ]

@@ -13,10 +13,10 @@ import pytest
 from pulumi.runtime import rpc
 from pulumi.runtime.sync_await import _sync_await
 
+from events_infra.components.offline import Run, resolve, run_program
 from events_infra.components.outbox_database import iam_database_user
 from events_infra.components.outbox_schema import MigrationProvider
 from events_infra.outbox.schema import load_migrations, migrations_digest
-from tests.support.pulumi_mocks import Run, resolve, run_program
 
 STACKS = Path(__file__).resolve().parent.parent / "stacks"
 INSTANCE = "gcp:sql/databaseInstance:DatabaseInstance"

@@ -9,7 +9,7 @@ from typing import Any
 import pulumi
 import pytest
 
-from tests.support.pulumi_mocks import IMAGE_DIGEST, run_program, stack_config
+from events_infra.components.offline import IMAGE_DIGEST, run_program, stack_config
 
 from .conftest import STACKS
 

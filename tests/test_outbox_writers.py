@@ -13,10 +13,10 @@ from typing import Any
 import psycopg
 import pytest
 
+from events_infra.db.drivers import connect_kwargs, sqlalchemy_url
 from events_infra.outbox import Event, InvalidEventError, enqueue, enqueue_async, enqueue_many
 from events_infra.outbox.enqueue import NOTIFY_CHANNEL
 from events_infra.outbox.event_validation import lock_bucket
-from tests.support.db_drivers import connect_kwargs, sqlalchemy_url
 
 
 def trade_event(n: int = 1, **overrides: Any) -> Event:

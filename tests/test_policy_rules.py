@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
+from events_infra.components.offline import run_program, stack_config
 from policy import rules
-from tests.support.pulumi_mocks import run_program, stack_config
 
 STACKS = Path(__file__).resolve().parent.parent / "stacks"
 DLQ_TOPIC = "projects/p/topics/events-dlq"

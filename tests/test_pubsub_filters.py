@@ -1,4 +1,4 @@
-"""The Pub/Sub filter language as production parses and applies it (pubsub_proxy.filters)."""
+"""The Pub/Sub filter language as production parses and applies it (events_infra.pubsub.filters)."""
 
 from __future__ import annotations
 

@@ -13,9 +13,9 @@ from typing import Any
 import pulumi
 import pytest
 
+from events_infra.components.offline import PROJECT_NUMBER, Run, resolve, run_program, stack_config
 from events_infra.stack_config.stack_files import read_stack_config, topology_from_config
 from events_infra.stack_config.topology import REPLAY_TARGET_ATTRIBUTE, StackConfig
-from tests.support.pulumi_mocks import PROJECT_NUMBER, Run, resolve, run_program, stack_config
 
 STACKS = Path(__file__).resolve().parent.parent / "stacks"
 STACK_FILES = sorted(STACKS.glob("Pulumi.*.yaml"))

@@ -8,7 +8,7 @@
     Consumer("projects/P/subscriptions/matching-engine", handle, DATABASE_URL).run()
 
 The event id is recorded in `processed_events` in the handler's transaction; the message is
-acknowledged only after that transaction commits. See consumer/runner.py for the flow.
+acknowledged only after that transaction commits. See events_infra/consumer/runner.py for the flow.
 """
 
 from events_infra.consumer.event import ReceivedEvent, UndecodableEvent

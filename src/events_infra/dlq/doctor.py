@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from events_infra.dlq.target import DlqTarget
+from events_infra.pubsub.paths import subscription_path, topic_path
 from events_infra.stack_config.topology import StackConfig
 
 _AGENT = re.compile(r"^serviceAccount:service-\d+@gcp-sa-pubsub\.iam\.gserviceaccount\.com$")
@@ -66,7 +67,7 @@ def diagnose(
     unreadable = "not checked: reading IAM policies needs pubsub.*.getIamPolicy (a project owner)"
 
     project = target.project
-    dlq_topic = f"projects/{project}/topics/{topology.dead_letter.topic}"
+    dlq_topic = topic_path(project, topology.dead_letter.topic)
     try:
         publisher.get_topic(topic=dlq_topic, **limits)
         attached = list(publisher.list_topic_subscriptions(topic=dlq_topic, **limits))
@@ -101,7 +102,7 @@ def diagnose(
         add("dead-letter-subscription-exists", target.subscription_path, False, "missing")
 
     for model in topology.subscriptions:
-        path = f"projects/{project}/subscriptions/{model.name}"
+        path = subscription_path(project, model.name)
         try:
             live = subscriber.get_subscription(subscription=path, **limits)
         except NotFound:

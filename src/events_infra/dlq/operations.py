@@ -17,6 +17,7 @@ from typing import Any
 
 from events_infra.dlq.context import DlqContext
 from events_infra.dlq.errors import DlqError
+from events_infra.pubsub.paths import topic_path
 
 
 def _quiet_progress(_total: int | None) -> contextlib.AbstractContextManager[Callable[[int], None]]:
@@ -53,7 +54,7 @@ class ReplayRequest:
 
 
 def replay_dead_letters(ctx: DlqContext, request: ReplayRequest, io: Interaction) -> dict[str, Any]:
-    """Confirm → undo points → replay → audit; returns the result record (see README)."""
+    """Confirm → undo points → replay → audit; returns the result record (see docs/runbook.md)."""
     from events_infra.dlq.audit import append_audit, audit_log_path
     from events_infra.dlq.replay import ReplayOptions, replay
     from events_infra.dlq.selection import parse_selection
@@ -270,7 +271,7 @@ def restore_dead_letters(
             records = read_export(journal)
         except (OSError, ValueError) as err:
             raise DlqError(f"--journal {journal}: {err}") from None
-        dlq_topic = f"projects/{target.project}/topics/{ctx.topology.dead_letter.topic}"
+        dlq_topic = topic_path(target.project, ctx.topology.dead_letter.topic)
         io.confirm(
             f"Publish the {len(records)} dead letters of {journal.name} back to {dlq_topic}?"
         )

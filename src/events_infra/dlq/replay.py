@@ -23,6 +23,7 @@ from functools import partial
 from typing import Any
 
 from events_infra.dlq.behind import Behind
+from events_infra.dlq.interrupts import deferred_stop
 from events_infra.dlq.messages import DeadLetter, data_from_record, replay_attributes
 from events_infra.dlq.ratelimit import RateLimiter
 from events_infra.dlq.scan import PREFETCH_BATCHES, Scanner
@@ -306,10 +307,11 @@ def _publish_all(
             messages.append(
                 Outgoing(letter.message_id, letter.ordering_key, letter.data, attributes)
             )
-        confirmed_ids, failed_ids = sender.publish_messages(messages)
-        summary.failed += failed_ids
-        confirmed = set(confirmed_ids)
-        settle([letter for letter in group if letter.message_id in confirmed])
+        with deferred_stop():  # a request on the wire is confirmed and settled, then we stop
+            confirmed_ids, failed_ids = sender.publish_messages(messages)
+            summary.failed += failed_ids
+            confirmed = set(confirmed_ids)
+            settle([letter for letter in group if letter.message_id in confirmed])
 
 
 @dataclass

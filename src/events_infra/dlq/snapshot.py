@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from events_infra.dlq.target import DlqTarget
+from events_infra.pubsub.paths import project_path, snapshot_path
 
 KEEP_SNAPSHOTS = 3
 """Tool-made snapshots kept per dead-letter subscription (older ones are deleted after a new
@@ -26,7 +27,7 @@ def take_snapshot(subscriber: Any, target: DlqTarget, operation: str) -> str:
     snapshot_id = f"{_prefix(target)}{operation}-{stamp}"[-255:]
     if not snapshot_id[0].isalpha():
         snapshot_id = "s" + snapshot_id[1:]
-    name = f"projects/{target.project}/snapshots/{snapshot_id}"
+    name = snapshot_path(target.project, snapshot_id)
     subscriber.create_snapshot(
         request={"name": name, "subscription": target.subscription_path, "labels": LABELS}
     )
@@ -41,7 +42,7 @@ def prune_snapshots(subscriber: Any, target: DlqTarget, keep: int = KEEP_SNAPSHO
 
     pattern = re.compile(re.escape(_prefix(target)) + r"(replay|purge)-(\d{8}-\d{6}-\d{6})$")
     ours = []
-    for snapshot in subscriber.list_snapshots(project=f"projects/{target.project}", **bounded()):
+    for snapshot in subscriber.list_snapshots(project=project_path(target.project), **bounded()):
         found = pattern.search(snapshot.name.rsplit("/", 1)[-1])
         if found:
             ours.append((found.group(2), snapshot.name))
@@ -66,7 +67,7 @@ def restore(subscriber: Any, target: DlqTarget, snapshot_id: str) -> str:
     name = (
         snapshot_id
         if snapshot_id.startswith("projects/")
-        else f"projects/{target.project}/snapshots/{snapshot_id}"
+        else snapshot_path(target.project, snapshot_id)
     )
     subscriber.seek(request={"subscription": target.subscription_path, "snapshot": name})
     return name

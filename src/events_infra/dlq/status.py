@@ -15,6 +15,7 @@ from events_infra.dlq.peek import peek
 from events_infra.dlq.selection import Selection
 from events_infra.dlq.target import DlqTarget
 from events_infra.pubsub.metrics import OLDEST_UNACKED, UNDELIVERED, subscription_filter
+from events_infra.pubsub.paths import project_path
 
 SOURCE_MONITORING = "cloud-monitoring"
 SOURCE_PUBSUB = "pubsub"
@@ -28,7 +29,7 @@ def latest_metric(metrics: Any, project: str, subscription: str, metric: str) ->
     interval = monitoring_v3.TimeInterval(end_time=now, start_time=now - timedelta(minutes=10))
     series = metrics.list_time_series(
         request={
-            "name": f"projects/{project}",
+            "name": project_path(project),
             "filter": subscription_filter(project, subscription, metric),
             "interval": interval,
             "view": monitoring_v3.ListTimeSeriesRequest.TimeSeriesView.FULL,

@@ -10,6 +10,7 @@ import os
 from dataclasses import dataclass
 
 from events_infra.dlq.errors import DlqError
+from events_infra.pubsub.paths import subscription_path, topic_path
 from events_infra.stack_config.topology import StackConfig
 
 EMULATOR_HOST_ENV = "PUBSUB_EMULATOR_HOST"
@@ -26,11 +27,11 @@ class DlqTarget:
 
     @property
     def topic_path(self) -> str:
-        return f"projects/{self.project}/topics/{self.topic}"
+        return topic_path(self.project, self.topic)
 
     @property
     def subscription_path(self) -> str:
-        return f"projects/{self.project}/subscriptions/{self.dead_letter_subscription}"
+        return subscription_path(self.project, self.dead_letter_subscription)
 
     @property
     def emulator(self) -> str | None:

@@ -22,6 +22,7 @@ from typing import Any
 
 from events_infra.errors import EventsInfraError
 from events_infra.local.stack import LocalState
+from events_infra.pubsub.paths import subscription_path
 from events_infra.stack_config.topology import StackConfig
 
 MAX_STAGE_SECONDS = 120.0
@@ -80,7 +81,7 @@ def run_demo(
     sub = next((s for s in topology.subscriptions if not s.enable_message_ordering), None)
     if sub is None:
         raise DemoError("the demo needs a subscription without message ordering in the stack")
-    subscription = f"projects/{topology.project}/subscriptions/{sub.name}"
+    subscription = subscription_path(topology.project, sub.name)
     target = resolve(state.stack, topology)
     subscriber = pubsub_v1.SubscriberClient()
 

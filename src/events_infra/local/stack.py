@@ -265,7 +265,7 @@ def down(base: Path | None = None) -> list[str]:
     if (
         state.proxy_pid
         and _alive(state.proxy_pid)
-        and _cmdline_has(state.proxy_pid, b"pubsub_proxy")
+        and _cmdline_has(state.proxy_pid, proxy_mod.PROXY_MODULE.encode())
     ):
         emulator_mod.stop_process_group(state.proxy_pid)
         steps.append(f"strict Pub/Sub proxy stopped (pid {state.proxy_pid})")

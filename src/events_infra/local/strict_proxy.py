@@ -1,4 +1,5 @@
-"""Starting and stopping the strict Pub/Sub proxy (`python -m pubsub_proxy`) as a process.
+"""Starting and stopping the strict Pub/Sub proxy (`python -m events_infra.local.proxy`) as a
+process.
 
 Local mode and the test fixtures put it in front of the emulator so that clients see
 production's rules; it runs in its own process (its own core, not the caller's GIL) and in its
@@ -22,6 +23,9 @@ from events_infra.local.emulator import (
     spawn_and_wait,
     stop_process_group,
 )
+
+PROXY_MODULE = "events_infra.local.proxy"
+"""What the proxy process runs (`python -m`); `local down` checks a pid's command line for it."""
 
 
 @dataclass
@@ -63,7 +67,7 @@ def start(
     elif port_in_use(host, port):
         raise EmulatorError(f"port {port} on {host} is already in use: choose another port")
     args = [
-        sys.executable, "-m", "events_infra.local.proxy", "--backend", backend, "--host", host,
+        sys.executable, "-m", PROXY_MODULE, "--backend", backend, "--host", host,
         "--port", str(port), "--partial-fraction", str(partial_fraction), "--seed", str(seed),
     ]  # fmt: skip
     address = f"{host}:{port}"

@@ -12,12 +12,14 @@ from typing import Any
 
 from events_infra.errors import EventsInfraError
 from events_infra.pubsub.attributes import RESERVED
+from events_infra.pubsub.limits import (  # Pub/Sub's own limits, checked before the INSERT
+    MAX_ATTRIBUTE_KEY_BYTES,
+    MAX_ATTRIBUTE_VALUE_BYTES,
+    MAX_ATTRIBUTES,
+    MAX_MESSAGE_BYTES,
+    MAX_ORDERING_KEY_BYTES,
+)
 
-MAX_MESSAGE_BYTES = 10_000_000  # Pub/Sub's limit on a message: data plus attributes
-MAX_ATTRIBUTES = 100
-MAX_ATTRIBUTE_KEY_BYTES = 256
-MAX_ATTRIBUTE_VALUE_BYTES = 1024
-MAX_ORDERING_KEY_BYTES = 1024
 MAX_NAME_LENGTH = 100  # event_type / aggregate_type columns
 
 RESERVED_ATTRIBUTES = RESERVED

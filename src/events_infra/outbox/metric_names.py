@@ -1,6 +1,6 @@
 """The relay's Cloud Monitoring metrics: names, the monitored resource, and alert filters.
 
-Pulumi-free, shared by the relay that writes them (outbox/relay_metrics.py) and the alert
+Pulumi-free, shared by the relay that writes them (events_infra.outbox.relay_metrics) and the alert
 policies and dashboard that read them (components/alerting.py), so the two cannot drift.
 
 Custom metrics on the `generic_task` resource (one series per relay instance, `task_id` = the

@@ -3,7 +3,7 @@
 Why the Monitoring client rather than OpenTelemetry: the project already ships
 google-cloud-monitoring (dlq status reads Pub/Sub metrics with it), four series a minute need no
 SDK, exporter or collector, and the metric names stay plain constants the alert policies share
-(stack_config/outbox_metrics.py). A failed write is logged and retried next interval; it never
+(events_infra.outbox.metric_names). A failed write is logged and retried next interval; it never
 touches the relay loop. Every call has a deadline.
 """
 
@@ -17,6 +17,7 @@ from typing import Any
 from events_infra.errors import first_line
 from events_infra.outbox import metric_names as names
 from events_infra.outbox.relay import log  # one logger for the relay process's lines
+from events_infra.pubsub.paths import project_path
 
 WRITE_DEADLINE_S = 10.0
 
@@ -111,7 +112,7 @@ class MetricsReporter:
             )
 
         client.create_time_series(
-            name=f"projects/{self.project}",
+            name=project_path(self.project),
             time_series=[
                 series(names.BACKLOG, "GAUGE", {"int64_value": status.backlog}),
                 series(

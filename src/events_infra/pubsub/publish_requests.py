@@ -2,7 +2,7 @@
 
 One request carries one ordering key (the API reference: "All PubsubMessages published in a
 given PublishRequest must specify the same ordering_key value") and stays within the request
-limits in `pubsub_proxy.limits`. Rows Pub/Sub would refuse for good are set aside up front.
+limits in `events_infra.pubsub.limits`. Rows Pub/Sub would refuse for good are set aside up front.
 """
 
 from __future__ import annotations

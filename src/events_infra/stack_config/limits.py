@@ -1,9 +1,9 @@
 """Every limit and default that more than one part of the project must agree on, in one place.
 
 The config model (stack_config/*_config.py, topology.py), the components, local mode
-(cli/local/stack.py) and the policy pack's per-stack config (policy/config.<stack>.json, written
-by `policy_config`) all read these, and tests/test_limits.py proves the committed policy config
-and the pack's fallbacks say the same. Pulumi-free: the CLI imports it.
+(events_infra.local.stack) and the policy pack's per-stack config (policy/config.<stack>.json,
+written by `policy_config`) all read these, and tests/test_limits.py proves the committed policy
+config and the pack's fallbacks say the same. Pulumi-free: the CLI imports it.
 """
 
 from __future__ import annotations

@@ -39,22 +39,35 @@ def stacks_dir(override: str | os.PathLike[str] | None = None) -> Path:
         return Path(override)
     if os.environ.get(STACKS_DIR_ENV):
         return Path(os.environ[STACKS_DIR_ENV])
-    start = Path.cwd().resolve()
-    for directory in (start, *start.parents):
-        project = directory / "Pulumi.yaml"
-        if project.is_file():
-            return directory / _stack_config_dir(project)
-    return start / "stacks"
+    project = find_project()
+    if project is None:
+        return Path.cwd().resolve() / "stacks"
+    return project.parent / (_project_setting(project, "stackConfigDir") or ".")
 
 
-def _stack_config_dir(project: Path) -> str:
-    """`stackConfigDir` of a Pulumi.yaml (Pulumi's default, the project directory, if unset)."""
+def find_project(start: Path | None = None) -> Path | None:
+    """The nearest `Pulumi.yaml` in `start` (default: the working directory) or above it."""
+    here = (start or Path.cwd()).resolve()
+    for directory in (here, *here.parents):
+        if (directory / "Pulumi.yaml").is_file():
+            return directory / "Pulumi.yaml"
+    return None
+
+
+def project_program(project: Path) -> Path:
+    """The stack program a Pulumi project runs: its `main` (a folder means its __main__.py)."""
+    main = project.parent / (_project_setting(project, "main") or ".")
+    return main / "__main__.py" if main.is_dir() else main
+
+
+def _project_setting(project: Path, key: str) -> str | None:
+    """A string setting of a Pulumi.yaml (None when unset or unreadable)."""
     try:
         data = yaml.safe_load(project.read_text()) or {}
     except (OSError, yaml.YAMLError):
-        return "."
-    value = data.get("stackConfigDir") if isinstance(data, dict) else None
-    return value if isinstance(value, str) and value else "."
+        return None
+    value = data.get(key) if isinstance(data, dict) else None
+    return value if isinstance(value, str) and value else None
 
 
 def available_stacks(directory: Path) -> list[str]:

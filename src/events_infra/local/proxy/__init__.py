@@ -5,5 +5,5 @@ an unparsable filter), ignores subscription filters and always answers pulls in 
 `eventsctl local up` and the benches talk to the emulator through this proxy so that what passes
 here would pass on Google Cloud. `limits` holds the publish limits the relay also builds within.
 
-    python -m pubsub_proxy --backend 127.0.0.1:8085 --port 8086
+    python -m events_infra.local.proxy --backend 127.0.0.1:8085 --port 8086
 """

@@ -1,4 +1,5 @@
-"""`python -m pubsub_proxy --backend HOST:PORT [--port N]`: run the strict proxy until SIGTERM.
+"""`python -m events_infra.local.proxy --backend HOST:PORT [--port N]`: run the strict proxy
+until SIGTERM.
 
 Prints `listening on HOST:PORT` on stdout once it serves (the starter waits for that line).
 """
@@ -15,7 +16,7 @@ from events_infra.local.proxy.server import StrictProxy
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m pubsub_proxy", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m events_infra.local.proxy", description=__doc__)
     parser.add_argument("--backend", required=True, help="the emulator's host:port")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0, help="0: a free port")

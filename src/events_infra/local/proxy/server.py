@@ -4,9 +4,9 @@ Every Publisher, Subscriber, IAM and Schema call is forwarded to the emulator as
 top, the proxy applies the production rules the emulator skips:
 
 - Publish requests that break Pub/Sub's limits (one ordering key per request, 1,000 messages,
-  10 MB, attribute limits) are refused with INVALID_ARGUMENT (`pubsub_proxy.limits`);
+  10 MB, attribute limits) are refused with INVALID_ARGUMENT (`events_infra.pubsub.limits`);
 - a subscription filter that does not parse or is over 256 bytes is refused at create, and an
-  update may not change a filter (`pubsub_proxy.filters`);
+  update may not change a filter (`events_infra.pubsub.filters`);
 - on Pull and StreamingPull, messages that do not match the subscription's filter are
   acknowledged on the backend and never delivered, as Pub/Sub does, unless the backend already
   filters (probed once at start);
@@ -35,7 +35,7 @@ from events_infra.local.proxy.control import CONTROL_METHOD, ProxyState
 from events_infra.pubsub.filters import Filter, FilterError, parse
 from events_infra.pubsub.limits import publish_request_problem
 
-log = logging.getLogger("pubsub_proxy")
+log = logging.getLogger("events_infra.local.proxy")
 
 PUBLISHER = "/google.pubsub.v1.Publisher/"
 SUBSCRIBER = "/google.pubsub.v1.Subscriber/"

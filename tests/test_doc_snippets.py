@@ -1,5 +1,6 @@
-"""The README's service snippets, run as written: the FastAPI + SQLAlchemy async writer and the
-consumer, end to end through the relay on the emulator (strict proxy) and real PostgreSQL."""
+"""The service snippets of docs/services.md, run as written: the FastAPI + SQLAlchemy async
+writer and the consumer, end to end through the relay on the emulator (strict proxy) and real
+PostgreSQL."""
 
 from __future__ import annotations
 
@@ -16,17 +17,18 @@ import psycopg
 import pytest
 
 from events_infra.consumer import migrate_processed_events
-from tests.support.db_drivers import sqlalchemy_url
+from events_infra.db.drivers import sqlalchemy_url
 from tests.support.dlq_support import make_stack
 from tests.support.relay_support import RelayThread, wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
+DOC = ROOT / "docs" / "services.md"
 
 
 def snippet(name: str) -> str:
-    text = (ROOT / "README.md").read_text()
+    text = DOC.read_text()
     match = re.search(rf"<!-- snippet: {name} -->\n```python\n(.*?)```", text, re.S)
-    assert match, f"README.md has no snippet {name!r}"
+    assert match, f"docs/services.md has no snippet {name!r}"
     return match.group(1)
 
 
@@ -36,7 +38,7 @@ def test_snippets_are_under_15_lines(name: str) -> None:
     assert len(lines) < 15
 
 
-def test_readme_writer_and_consumer_work_end_to_end(
+def test_doc_writer_and_consumer_work_end_to_end(
     pubsub: str, outbox_db: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from fastapi.testclient import TestClient
@@ -64,7 +66,7 @@ def test_readme_writer_and_consumer_work_end_to_end(
     monkeypatch.setenv("SQLALCHEMY_URL", url)
 
     service: dict = {}
-    exec(compile(snippet("service-writer"), "README.md:service-writer", "exec"), service)
+    exec(compile(snippet("service-writer"), "docs/services.md:service-writer", "exec"), service)
     trade_id = uuid.uuid4()
     with TestClient(service["app"]) as client:
         response = client.post(f"/trades/{trade_id}", params={"quantity": 12})

@@ -1,9 +1,11 @@
-"""Run the real stack program under Pulumi's own mocks and record what it declares.
+"""Evaluate the real stack program offline, under Pulumi's own mocks, and record what it declares.
 
-The Pulumi engine cannot be installed here, so `pulumi.runtime.set_mocks` (Pulumi's documented
-way to unit-test programs) stands in for the engine: every resource registration reaches
+No engine, no credentials, no cloud: `pulumi.runtime.set_mocks` (Pulumi's documented way to
+unit-test programs) stands in for the engine, and every resource registration reaches
 `RecordingMonitor`, which keeps the inputs and the resource options (protect, parent,
-replace_with) that `pulumi up` would send to GCP.
+replace_with) that `pulumi up` would send to GCP. The test suite asserts on it, and the program
+bench (bench/program_scale.py) times it; ids and emails GCP would assign are computed by
+`GcpMocks`, so the values here are stand-ins, never what a live project holds.
 """
 
 from __future__ import annotations
@@ -22,8 +24,6 @@ from pulumi.runtime.settings import SETTINGS
 from pulumi.runtime.stack import run_in_stack
 from pulumi.runtime.sync_await import _sync_await
 
-ROOT = Path(__file__).resolve().parents[2]
-PROGRAM = ROOT / "stacks" / "__main__.py"
 PROJECT_NUMBER = "123456789012"
 
 
@@ -145,8 +145,9 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
 
 
 IMAGE_DIGEST = "sha256:" + "ab12" * 16
-"""The relay image digest the infra workflow sets after pushing the image (`pulumi config set
---path events-infra:relay.image_digest ...`); tests set this one the same way."""
+"""A stand-in for the relay image digest the infra workflow sets after pushing the image
+(`pulumi config set --path events-infra:relay.image_digest ...`): the program refuses to run
+without one, and an offline evaluation has no image."""
 
 
 def stack_config(stack_file: Path, image_digest: str | None = IMAGE_DIGEST) -> dict[str, str]:
@@ -180,12 +181,22 @@ def run_program(
     stack: str = "test",
     run: Run | None = None,
     secret_keys: list[str] | None = None,
+    program_file: Path | None = None,
 ) -> Run:
-    """Evaluate `stacks/__main__.py` with `config` under mocks; return what it declared.
+    """Evaluate the stack program with `config` under mocks; return what it declared.
 
-    `secret_keys` are the keys the engine would mark secret (decrypted `secure:` values). Pass
-    `run` to see what was declared even when the program raises.
+    The program is `program_file`, else the `main` of the Pulumi project holding the working
+    directory (`stacks/__main__.py` here). `secret_keys` are the keys the engine would mark
+    secret (decrypted `secure:` values). Pass `run` to see what was declared even when the
+    program raises.
     """
+    from events_infra.stack_config.stack_files import find_project, project_program
+
+    if program_file is None:
+        project = find_project()
+        if project is None:
+            raise FileNotFoundError("no Pulumi.yaml here or above: run inside the project")
+        program_file = project_program(project)
     run = run if run is not None else Run()
     _ensure_event_loop()
     mocks = GcpMocks()
@@ -201,7 +212,7 @@ def run_program(
     SETTINGS.outputs.clear()
 
     def program() -> None:
-        namespace = runpy.run_path(str(PROGRAM), run_name="__main__")
+        namespace = runpy.run_path(str(program_file), run_name="__main__")
         run.outputs.update(
             {k: namespace[k] for k in ("bus", "outbox_db", "alerting", "access") if k in namespace}
         )

@@ -1,5 +1,7 @@
-"""Connecting the drivers services use (SQLAlchemy sync/async, asyncpg, psycopg async) to the
-test server, whose address the fixtures give as a libpq conninfo string."""
+"""One DATABASE_URL for every driver a service uses: psycopg reads libpq URLs and conninfo
+strings, but asyncpg takes keyword arguments and SQLAlchemy its own URL (a Unix socket directory
+goes in as the `host` query parameter). The tests and benches run each writer on each driver
+through these."""
 
 from __future__ import annotations
 

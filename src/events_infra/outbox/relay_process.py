@@ -1,0 +1,144 @@
+"""The relay as a process: check its settings, build its publisher, serve /healthz, report
+metrics, stop cleanly on SIGTERM/SIGINT. `eventsctl outbox relay` parses flags and calls
+`run_relay_process`; the OutboxRelay component sets the container's environment from
+`RelayEnvironment`, so the names the image reads and the names the stack writes are one list.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from events_infra.errors import EventsInfraError
+from events_infra.pubsub.paths import TOPIC_PATH, topic_path
+
+
+class RelayEnvironment:
+    """The environment variables the relay process reads (its container's configuration)."""
+
+    DATABASE_URL = "DATABASE_URL"
+    TOPIC_PATH = "EVENTSCTL_TOPIC_PATH"
+    PUBSUB_ENDPOINT = "EVENTSCTL_PUBSUB_ENDPOINT"
+    HEALTH_PORT = "EVENTSCTL_HEALTH_PORT"
+    METRICS_PROJECT = "EVENTSCTL_METRICS_PROJECT"
+    METRICS_LOCATION = "EVENTSCTL_METRICS_LOCATION"
+
+
+class RelaySettingsError(EventsInfraError):
+    """A relay setting is missing or out of range; the message names the flag and the fix."""
+
+
+@dataclass(frozen=True)
+class RelaySettings:
+    """Everything `eventsctl outbox relay` may be told. Either `topic_path` (the container's
+    way, with `endpoint`), or a stack (`stack`, `stacks_dir`, optional `project`/`topic`)."""
+
+    database_url: str | None
+    stack: str = "dev"
+    stacks_dir: str | None = None
+    project: str | None = None
+    topic: str | None = None
+    topic_path: str | None = None
+    endpoint: str | None = None
+    batch_size: int = 500
+    per_key: int = 100
+    publish_concurrency: int = 32
+    poll_interval: float = 1.0
+    lease: float = 60.0
+    max_attempts: int = 20
+    health_port: int | None = None
+    metrics_project: str | None = None
+    metrics_location: str = "global"
+
+
+def resolve(settings: RelaySettings) -> tuple[str, str | None]:
+    """(topic path, endpoint) to publish to, or RelaySettingsError saying what to change."""
+    from events_infra.stack_config.stack_files import load_stack, stacks_dir
+
+    if not settings.database_url:
+        raise RelaySettingsError("no database given: pass --database-url or set DATABASE_URL")
+    counts = (settings.batch_size, settings.max_attempts, settings.per_key)
+    if min(*counts, settings.publish_concurrency) < 1:
+        raise RelaySettingsError(
+            "--batch-size, --per-key, --publish-concurrency and --max-attempts must be 1 or more"
+        )
+    if settings.poll_interval <= 0 or settings.lease <= 0:
+        raise RelaySettingsError("--poll-interval and --lease must be more than 0")
+    if settings.topic_path:
+        if not re.fullmatch(TOPIC_PATH, settings.topic_path):
+            raise RelaySettingsError(
+                f"--topic-path {settings.topic_path!r}: use projects/PROJECT/topics/TOPIC"
+            )
+        if not settings.endpoint and not os.environ.get("PUBSUB_EMULATOR_HOST"):
+            raise RelaySettingsError(
+                "--topic-path needs --pubsub-endpoint (e.g. asia-south1-pubsub.googleapis."
+                "com:443): per-key order holds only among messages published in one region"
+            )
+        return settings.topic_path, settings.endpoint
+    topology = load_stack(settings.stack, stacks_dir(settings.stacks_dir))
+    path = topic_path(settings.project or topology.project, settings.topic or topology.topic.name)
+    return path, settings.endpoint or topology.pubsub.api_endpoint
+
+
+def make_relay_publisher(endpoint: str | None) -> Any:
+    """The publisher client, or a one-line error when Google credentials are missing."""
+    from google.auth.exceptions import DefaultCredentialsError
+
+    from events_infra.pubsub.key_publisher import make_publisher
+
+    try:
+        return make_publisher(endpoint)
+    except DefaultCredentialsError:
+        raise RelaySettingsError(
+            "no Google credentials: run `gcloud auth application-default login`, set "
+            "GOOGLE_APPLICATION_CREDENTIALS, or point PUBSUB_EMULATOR_HOST at an emulator"
+        ) from None
+
+
+def run_relay_process(
+    settings: RelaySettings, publisher_factory: Callable[[str | None], Any] = make_relay_publisher
+) -> int:
+    """Run the relay until SIGTERM/SIGINT; the number of events it published.
+
+    Every setting, the database and the credentials are checked before anything starts, so a
+    bad start fails in one line within seconds (the database connect has a 10 s timeout)."""
+    from events_infra.db.connect import connect
+    from events_infra.outbox.relay import Relay, RelayConfig
+
+    path, endpoint = resolve(settings)
+    connect(settings.database_url).close()  # fail fast, in one line, if it is unreachable
+    publisher = publisher_factory(endpoint)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    relay = Relay(
+        RelayConfig(
+            database_url=settings.database_url or "",
+            topic_path=path,
+            batch_size=settings.batch_size,
+            per_key=settings.per_key,
+            publish_concurrency=settings.publish_concurrency,
+            poll_interval=settings.poll_interval,
+            lease_seconds=settings.lease,
+            max_attempts=settings.max_attempts,
+        ),
+        publisher,
+    )
+    relay.install_signals()
+    if settings.health_port is not None:
+        from events_infra.outbox.relay_health import serve_health
+
+        serve_health(relay, settings.health_port)
+    reporter = None
+    if settings.metrics_project:
+        from events_infra.outbox.relay_metrics import MetricsReporter
+
+        reporter = MetricsReporter(relay, settings.metrics_project, settings.metrics_location)
+        reporter.start()
+    try:
+        return relay.run()
+    finally:
+        if reporter is not None:
+            reporter.stop()
