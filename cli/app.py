@@ -6,6 +6,7 @@ import typer
 
 from events_infra import __version__
 from events_infra.cli import (
+    adopt_cmd,
     consumer_cmd,
     dlq_commands,
     local_cmd,
@@ -21,6 +22,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(topology_cmd.app, name="topology")
+app.add_typer(adopt_cmd.app, name="adopt")
 app.add_typer(outbox_cmd.app, name="outbox")
 app.add_typer(consumer_cmd.app, name="consumer")
 app.add_typer(dlq_commands.app, name="dlq")

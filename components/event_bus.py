@@ -12,6 +12,7 @@ import pulumi
 import pulumi_gcp as gcp
 
 from events_infra.components.args import EventBusArgs
+from events_infra.stack_config import pulumi_names as names
 from events_infra.stack_config.topology import SubscriptionConfig
 
 NEVER_EXPIRE = ""
@@ -42,7 +43,7 @@ class EventBus(pulumi.ComponentResource):
         spec: EventBusArgs,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
-        super().__init__("events-infra:event_bus:EventBus", name, None, opts)
+        super().__init__(names.EVENT_BUS_TYPE, name, None, opts)
         self._name = name
         self._spec = spec
         project = spec.project
@@ -76,7 +77,7 @@ class EventBus(pulumi.ComponentResource):
             topic_deps.append(self.kms_grant)
 
         self.topic = gcp.pubsub.Topic(
-            f"{name}-topic",
+            names.topic(name),
             name=spec.topic.name,
             project=project,
             labels=spec.resource_labels(spec.topic.labels),
@@ -87,7 +88,7 @@ class EventBus(pulumi.ComponentResource):
 
         dead_letter = spec.dead_letter
         self.dead_letter_topic = gcp.pubsub.Topic(
-            f"{name}-dead-letter-topic",
+            names.dead_letter_topic(name),
             name=dead_letter.topic,
             project=project,
             labels=spec.resource_labels(dead_letter.labels, DEAD_LETTER_LABELS),
@@ -97,7 +98,7 @@ class EventBus(pulumi.ComponentResource):
         # A topic with no subscription drops what is published to it: this pull subscription is
         # what keeps dead letters, what the alert watches and what `eventsctl dlq` reads.
         self.dead_letter_subscription = gcp.pubsub.Subscription(
-            f"{name}-dead-letter-subscription",
+            names.dead_letter_subscription(name),
             name=dead_letter.subscription,
             project=project,
             topic=self.dead_letter_topic.id,
@@ -163,11 +164,11 @@ class EventBus(pulumi.ComponentResource):
                 ),
             )
         return gcp.pubsub.Subscription(
-            f"{self._name}-sub-{sub.name}",
+            names.subscription(sub.name, self._name),
             name=sub.name,
             project=self._spec.project,
             topic=self.topic.id,
-            filter=sub.delivery_filter,
+            filter=sub.delivery_filter or None,  # replay_filter: false declares none
             ack_deadline_seconds=sub.ack_deadline,
             message_retention_duration=sub.message_retention_gcp,
             expiration_policy=gcp.pubsub.SubscriptionExpirationPolicyArgs(ttl=NEVER_EXPIRE),

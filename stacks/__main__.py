@@ -20,6 +20,7 @@ from events_infra.components.event_bus import EventBus
 from events_infra.components.outbox_database import OutboxDatabase, iam_database_user
 from events_infra.components.outbox_relay import OutboxRelay, OutboxRelayArgs
 from events_infra.components.pulumi_config import from_pulumi_config
+from events_infra.stack_config import pulumi_names
 from events_infra.stack_config.topology import TopologyError
 
 # Declaring thousands of resources creates millions of short-lived objects; with CPython's
@@ -38,7 +39,7 @@ if topology.relay is not None and topology.relay.image is None:
         "events-infra:relay.image_digest sha256:<digest of the pushed image>"
     )
 
-bus = EventBus("events", EventBusArgs.from_stack(topology))
+bus = EventBus(pulumi_names.BUS, EventBusArgs.from_stack(topology))
 
 pulumi.export("project", topology.project)
 pulumi.export("topic", bus.topic.name)

@@ -5,7 +5,7 @@ higher one, and never a sibling package of its own layer (siblings stay independ
 
     cli, the stack program (stacks/__main__.py)
     components | local (local mode and the strict proxy)
-    dlq | consumer | preview
+    dlq | consumer | preview | adopt
     outbox
     db | stack_config
     pubsub (the kernel: limits, filters, attributes, paths, metric names, per-key publisher)
@@ -26,7 +26,7 @@ from tests.support.source_tree import ROOT, imports, modules
 LAYERS: list[set[str]] = [
     {"events_infra.cli", "<program>"},
     {"events_infra.components", "events_infra.local"},
-    {"events_infra.dlq", "events_infra.consumer", "events_infra.preview"},
+    {"events_infra.dlq", "events_infra.consumer", "events_infra.preview", "events_infra.adopt"},
     {"events_infra.outbox"},
     {"events_infra.db", "events_infra.stack_config"},
     {"events_infra.pubsub"},

@@ -3,31 +3,17 @@ failures into one-line errors an on-call engineer can act on."""
 
 from __future__ import annotations
 
-import contextlib
 import os
-from collections.abc import Iterator
 from typing import Any
 
 from events_infra.dlq.errors import DlqError
 from events_infra.dlq.target import DlqTarget
+from events_infra.pubsub.api_calls import google_errors
 
 MONITORING_ENDPOINT_ENV = "EVENTSCTL_MONITORING_ENDPOINT"
 """host:port of a Cloud Monitoring API to use instead of Google's (plaintext, loopback only)."""
 
 PREFLIGHT_TIMEOUT_S = 10.0
-CALL_BUDGET_S = 10.0
-"""Longest one read-only call (with its retries) may take before the command gives up."""
-
-
-def bounded() -> dict[str, Any]:
-    """`retry`/`timeout` arguments that make a GAPIC call give up within CALL_BUDGET_S (the
-    client's defaults retry an unreachable service for up to 600 s)."""
-    from google.api_core import exceptions as gexc
-    from google.api_core.retry import Retry, if_exception_type
-
-    transient = if_exception_type(gexc.ServiceUnavailable, gexc.InternalServerError)
-    retry = Retry(predicate=transient, initial=0.2, maximum=2.0, timeout=CALL_BUDGET_S)
-    return {"retry": retry, "timeout": CALL_BUDGET_S / 2}
 
 
 def subscriber_client() -> Any:
@@ -81,43 +67,13 @@ def preflight(subscriber: Any, target: DlqTarget) -> Any:
         )
 
 
-@contextlib.contextmanager
-def pubsub_errors(target: DlqTarget, what: str | None = None) -> Iterator[None]:
+def pubsub_errors(target: DlqTarget, what: str | None = None) -> Any:
     """Google API failures -> DlqError naming the resource and the fix."""
-    from google.api_core import exceptions as gexc
-    from google.auth.exceptions import DefaultCredentialsError
-
-    resource = what or f"subscription {target.dead_letter_subscription!r}"
-    where = f"Pub/Sub emulator at {target.emulator}" if target.emulator else "Pub/Sub"
-    try:
-        yield
-    except gexc.NotFound as err:
-        raise DlqError(
-            f"{resource} not found in project {target.project} ({error_detail(err)}); check "
-            "--stack and --project, or deploy the stack (pulumi up / eventsctl local up)"
-        ) from None
-    except gexc.PermissionDenied as err:
-        raise DlqError(
-            f"permission denied on {resource} in project {target.project} ({error_detail(err)}); "
-            "ask for the DLQ operator grants (access.dlq_operators in the stack config)"
-        ) from None
-    except (gexc.ServiceUnavailable, gexc.DeadlineExceeded, gexc.RetryError) as err:
-        hint = (
-            "start it with `eventsctl local up` or unset PUBSUB_EMULATOR_HOST"
-            if target.emulator
-            else "check the network and `gcloud auth application-default login`"
-        )
-        raise DlqError(f"cannot reach {where} ({error_detail(err)}); {hint}") from None
-    except (gexc.Unauthenticated, DefaultCredentialsError) as err:
-        raise DlqError(
-            f"no usable Google credentials ({error_detail(err)}); run "
-            "`gcloud auth application-default login`"
-        ) from None
-    except gexc.GoogleAPICallError as err:
-        raise DlqError(f"{where} refused the request on {resource}: {error_detail(err)}") from None
-
-
-def error_detail(err: BaseException) -> str:
-    """A Google API error's message, first line, at most 200 characters."""
-    message = getattr(err, "message", None) or str(err)
-    return str(message).strip().splitlines()[0][:200] if message else type(err).__name__
+    return google_errors(
+        DlqError,
+        what or f"subscription {target.dead_letter_subscription!r}",
+        target.project,
+        target.emulator,
+        "check --stack and --project, or deploy the stack (pulumi up / eventsctl local up)",
+        "ask for the DLQ operator grants (access.dlq_operators in the stack config)",
+    )

@@ -41,7 +41,7 @@ def diagnose(
 ) -> list[Finding]:
     from google.api_core.exceptions import NotFound
 
-    from events_infra.dlq.clients import bounded
+    from events_infra.pubsub.api_calls import bounded
 
     limits = bounded()  # every call gives up in seconds, not after the client's 10 minutes
     findings: list[Finding] = []
@@ -141,14 +141,17 @@ def diagnose(
             _never_expires(live),
             "never expires" if _never_expires(live) else "expires after 31 idle days",
         )
-        add(
-            "replay-filter",
-            path,
-            live.filter == model.delivery_filter,
-            "targeted replay works"
-            if live.filter == model.delivery_filter
-            else f"filter is {live.filter!r}: replays would reach the wrong subscriptions",
-        )
+        matches = live.filter == model.delivery_filter
+        if not model.replay_filter and matches:
+            detail = (
+                "accepted: no replay filter (replay_filter: false), so every replayed copy "
+                "reaches it, also those targeted at other subscriptions (consumers dedupe)"
+            )
+        elif matches:
+            detail = "targeted replay works"
+        else:
+            detail = f"filter is {live.filter!r}: replays would reach the wrong subscriptions"
+        add("replay-filter", path, matches, detail)
         if check_iam:
             agent_check(subscriber, path, "roles/pubsub.subscriber")
 

@@ -88,6 +88,14 @@ def replay_dead_letters(ctx: DlqContext, request: ReplayRequest, io: Interaction
             f"letters from {target.dead_letter_subscription} ({target.project}; it holds "
             f"{held}) to {scope}?"
         )
+    unfiltered = unfiltered_subscriptions(ctx)
+    if unfiltered and not request.broadcast:
+        io.warn(
+            f"{', '.join(unfiltered)} {'has' if len(unfiltered) == 1 else 'have'} no replay "
+            "filter (replay_filter: false): every replayed copy reaches "
+            f"{'it' if len(unfiltered) == 1 else 'them'}, also those targeted at other "
+            "subscriptions; consumers dedupe them by event_id"
+        )
     snapshot, journal = undo_points(ctx, "replay", request.dry_run, request.snapshot, io)
     options = ReplayOptions(
         selection=selection,
@@ -133,6 +141,7 @@ def replay_dead_letters(ctx: DlqContext, request: ReplayRequest, io: Interaction
         "left_in_dlq": summary.left,
         "possibly_remaining": summary.possibly_remaining,
         "by_target": summary.by_target,
+        "also_reaches": unfiltered,
         "snapshot": snapshot,
         "journal": journal_file,
         "message_ids": summary.would_replay if request.dry_run else summary.replayed,
@@ -159,6 +168,12 @@ def replay_dead_letters(ctx: DlqContext, request: ReplayRequest, io: Interaction
             interrupted=summary.interrupted,
         )
     return result
+
+
+def unfiltered_subscriptions(ctx: DlqContext) -> list[str]:
+    """Subscriptions the stack declares without the replay filter: a targeted copy still
+    reaches them (sorted, for messages)."""
+    return sorted(s.name for s in ctx.topology.subscriptions if not s.replay_filter)
 
 
 @dataclass
@@ -343,9 +358,9 @@ def undo_points(
         return None, None
     from google.api_core import exceptions as gexc
 
-    from events_infra.dlq.clients import error_detail
     from events_infra.dlq.journal import Journal, new_journal_path
     from events_infra.dlq.snapshot import prune_snapshots, take_snapshot, undo_command
+    from events_infra.pubsub.api_calls import error_detail
 
     target = ctx.target
     journal = Journal(new_journal_path(target.dead_letter_subscription, operation))

@@ -38,7 +38,7 @@ def prune_snapshots(subscriber: Any, target: DlqTarget, keep: int = KEEP_SNAPSHO
     """Delete this tool's snapshots of the dead-letter subscription but the newest `keep`;
     return the names deleted. Recognised by name (`<dlq-sub>-<replay|purge>-<timestamp>`),
     which the emulator keeps, where it drops labels; nobody else's snapshot is touched."""
-    from events_infra.dlq.clients import bounded
+    from events_infra.pubsub.api_calls import bounded
 
     pattern = re.compile(re.escape(_prefix(target)) + r"(replay|purge)-(\d{8}-\d{6}-\d{6})$")
     ours = []

@@ -103,6 +103,10 @@ class SubscriptionConfig(SubscriptionSettings):
 
     name: PubSubId
     filter: str | None = None
+    replay_filter: bool = True
+    """False for a subscription that exists already without the replay filter (a filter cannot
+    be added after creation): no filter is declared, so adopting it plans no replacement, and
+    it receives every replayed copy, including those targeted at other subscriptions."""
     push_endpoint: Annotated[str, AfterValidator(https_url)] | None = None
     push_service_account: Annotated[str, AfterValidator(email)] | None = None
 
@@ -135,8 +139,11 @@ class SubscriptionConfig(SubscriptionSettings):
         GCP cannot change a filter after creation, so every subscription carries it from the
         start; `eventsctl dlq replay` sets the attribute to reach only the subscription that failed
         a message. A user filter is combined with AND (parenthesised: Pub/Sub refuses mixed
-        AND/OR without parentheses).
+        AND/OR without parentheses). With `replay_filter: false` it is the user filter alone, or
+        "" (no filter, as GCP reports an unfiltered subscription).
         """
+        if not self.replay_filter:
+            return self.filter or ""
         attr = REPLAY_TARGET_ATTRIBUTE
         target = f'NOT attributes:{attr} OR attributes.{attr} = "{self.name}"'
         if self.filter:

@@ -1,0 +1,366 @@
+"""`eventsctl adopt plan`: what the stack declares against what already runs, before `pulumi up`.
+
+Pulumi plans a plain create for every resource not in its state; on a live estate GCP answers
+the create with 409 ALREADY_EXISTS and the first `up` stops half-done. The plan reads the live
+Pub/Sub resources the stack declares and sorts each into
+
+- absent: `pulumi up` will create it;
+- exists: it must be imported first (the import file, `pulumi import --file`), and each field
+  that differs from the model is classed as applied in place by the next `up`, or as needing a
+  migration: GCP cannot change a subscription's topic, filter or message ordering, so the
+  provider would replace it (delete first: the backlog is dropped). The way through is a new
+  subscription beside the old one, or `replay_filter: false` for a filter that is missing.
+
+It also lists subscriptions on the topic that the stack does not declare: they keep receiving
+every message and Pulumi never touches them.
+"""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from events_infra.errors import EventsInfraError
+from events_infra.pubsub.api_calls import bounded, google_errors
+from events_infra.pubsub.paths import subscription_path, topic_path
+from events_infra.stack_config import pulumi_names as names
+from events_infra.stack_config.durations import human_duration
+from events_infra.stack_config.topology import StackConfig, SubscriptionConfig
+
+IN_PLACE = "in place"
+MIGRATION = "migration"
+
+
+class AdoptError(EventsInfraError):
+    """The live estate could not be read; the message says what and how to fix it."""
+
+
+@dataclass(frozen=True)
+class Difference:
+    field: str
+    live: str
+    declared: str
+    change: str
+    """IN_PLACE (the next `up` applies it) or MIGRATION (GCP would replace the resource)."""
+    how: str = ""
+    """For a migration: the way through that keeps the backlog."""
+
+
+@dataclass
+class Resource:
+    """One resource the stack declares, as the program registers it and as GCP holds it."""
+
+    type: str
+    logical_name: str
+    path: str
+    exists: bool = False
+    differences: list[Difference] = field(default_factory=list)
+
+    @property
+    def needs_migration(self) -> bool:
+        return any(d.change == MIGRATION for d in self.differences)
+
+
+@dataclass
+class AdoptPlan:
+    stack: str
+    project: str
+    resources: list[Resource] = field(default_factory=list)
+    undeclared: list[str] = field(default_factory=list)
+    """Subscriptions on the events topic the stack does not declare (full paths)."""
+
+    @property
+    def blocked(self) -> bool:
+        """True when adopting as the stack stands would replace a resource holding data."""
+        return any(r.needs_migration for r in self.resources)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "stack": self.stack,
+            "project": self.project,
+            "resources": [
+                {
+                    "type": r.type,
+                    "name": r.logical_name,
+                    "id": r.path,
+                    "state": "exists" if r.exists else "absent",
+                    "differences": [vars(d) for d in r.differences],
+                }
+                for r in self.resources
+            ],
+            "undeclared_subscriptions": self.undeclared,
+            "needs_migration": self.blocked,
+        }
+
+
+def adopt_plan(
+    topology: StackConfig, stack: str, publisher: Any, subscriber: Any, emulator: str | None
+) -> AdoptPlan:
+    """Read the live topic, dead-letter topic and subscriptions the stack declares (Pub/Sub
+    admin API, read-only, each call bounded) and compare them with the model."""
+    project = topology.project
+    plan = AdoptPlan(stack=stack, project=project)
+
+    def errors(resource: str) -> Any:
+        return google_errors(
+            AdoptError,
+            resource,
+            project,
+            emulator,
+            "check --stack and the stack's gcp:project",
+            "adopt plan needs roles/pubsub.viewer on the project",
+        )
+
+    def get(call: Callable[..., Any], resource: str, **request: Any) -> Any | None:
+        from google.api_core.exceptions import NotFound
+
+        with errors(resource):
+            try:
+                return call(request=request, **bounded())
+            except NotFound:
+                return None
+
+    events = topic_path(project, topology.topic.name)
+    dlq_topic = topic_path(project, topology.dead_letter.topic)
+    live_topic = get(publisher.get_topic, f"topic {topology.topic.name!r}", topic=events)
+    plan.resources.append(_topic(names.topic(), events, live_topic, topology))
+    live_dlq = get(publisher.get_topic, f"topic {topology.dead_letter.topic!r}", topic=dlq_topic)
+    plan.resources.append(_topic(names.dead_letter_topic(), dlq_topic, live_dlq, None))
+
+    dead_letter = topology.dead_letter
+    path = subscription_path(project, dead_letter.subscription)
+    live = get(subscriber.get_subscription, f"subscription {path!r}", subscription=path)
+    resource = Resource(names.SUBSCRIPTION_TYPE, names.dead_letter_subscription(), path)
+    if live is not None:
+        resource.exists = True
+        resource.differences = _dead_letter_subscription_diff(live, dlq_topic, topology)
+    plan.resources.append(resource)
+
+    for sub in topology.subscriptions:
+        path = subscription_path(project, sub.name)
+        live = get(subscriber.get_subscription, f"subscription {sub.name!r}", subscription=path)
+        resource = Resource(names.SUBSCRIPTION_TYPE, names.subscription(sub.name), path)
+        if live is not None:
+            resource.exists = True
+            resource.differences = _subscription_diff(live, sub, events, dlq_topic, topology)
+        plan.resources.append(resource)
+
+    if live_topic is not None:
+        declared = {subscription_path(project, s.name) for s in topology.subscriptions}
+        with errors(f"the subscriptions of topic {topology.topic.name!r}"):
+            attached = publisher.list_topic_subscriptions(request={"topic": events}, **bounded())
+            plan.undeclared = sorted(set(attached) - declared)
+    return plan
+
+
+def _topic(logical: str, path: str, live: Any | None, topology: StackConfig | None) -> Resource:
+    resource = Resource(names.TOPIC_TYPE, logical, path, exists=live is not None)
+    if live is None or topology is None:
+        return resource
+    wanted = topology.topic.message_retention
+    have = _seconds(live.message_retention_duration) if "message_retention_duration" in live else 0
+    if (wanted or 0) != have:
+        resource.differences.append(
+            Difference("message_retention", _dur(have), _dur(wanted or 0), IN_PLACE)
+        )
+    if (topology.topic.kms_key_name or "") != live.kms_key_name:
+        resource.differences.append(
+            Difference(
+                "kms_key_name",
+                live.kms_key_name or "(none)",
+                topology.topic.kms_key_name or "(none)",
+                IN_PLACE,
+            )
+        )
+    return resource
+
+
+def _subscription_diff(
+    live: Any, sub: SubscriptionConfig, topic: str, dlq_topic: str, topology: StackConfig
+) -> list[Difference]:
+    found: list[Difference] = []
+    new_sub = (
+        "declare a new subscription beside it, move its backlog there, then retire it "
+        "(the consumers dedupe the overlap by event_id)"
+    )
+    if live.topic != topic:
+        found.append(Difference("topic", live.topic, topic, MIGRATION, new_sub))
+    if live.filter != sub.delivery_filter:
+        how = new_sub
+        if not live.filter and sub.replay_filter:
+            how = (
+                "set `replay_filter: false` on it (it then receives every replayed copy), or "
+                + new_sub
+            )
+        found.append(
+            Difference(
+                "filter", live.filter or "(none)", sub.delivery_filter or "(none)", MIGRATION, how
+            )
+        )
+    if live.enable_message_ordering != sub.enable_message_ordering:
+        found.append(
+            Difference(
+                "enable_message_ordering",
+                str(live.enable_message_ordering),
+                str(sub.enable_message_ordering),
+                MIGRATION,
+                new_sub,
+            )
+        )
+    found += _delivery_settings_diff(live, sub, dlq_topic)
+    if live.ack_deadline_seconds != sub.ack_deadline:
+        found.append(
+            Difference(
+                "ack_deadline", f"{live.ack_deadline_seconds}s", f"{sub.ack_deadline}s", IN_PLACE
+            )
+        )
+    if live.enable_exactly_once_delivery != sub.enable_exactly_once_delivery:
+        found.append(
+            Difference(
+                "enable_exactly_once_delivery",
+                str(live.enable_exactly_once_delivery),
+                str(sub.enable_exactly_once_delivery),
+                IN_PLACE,
+            )
+        )
+    push = live.push_config.push_endpoint if "push_config" in live else ""
+    if (push or "") != (sub.push_endpoint or ""):
+        found.append(
+            Difference("push_endpoint", push or "(pull)", sub.push_endpoint or "(pull)", IN_PLACE)
+        )
+    found += _retention_expiry_labels(
+        live, sub.message_retention, topology.resource_labels(sub.labels)
+    )
+    return found
+
+
+def _delivery_settings_diff(live: Any, sub: SubscriptionConfig, dlq_topic: str) -> list[Difference]:
+    """Dead-letter and retry policy: what the audit asks for, applied in place."""
+    found = []
+    policy = live.dead_letter_policy if "dead_letter_policy" in live else None
+    have = (
+        f"{policy.dead_letter_topic} after {policy.max_delivery_attempts}"
+        if policy is not None and policy.dead_letter_topic
+        else "(none: failures retry forever)"
+    )
+    want = f"{dlq_topic} after {sub.max_delivery_attempts}"
+    if have != want:
+        found.append(Difference("dead_letter_policy", have, want, IN_PLACE))
+    retry = live.retry_policy if "retry_policy" in live else None
+    have = (
+        f"{_dur(_seconds(retry.minimum_backoff))}-{_dur(_seconds(retry.maximum_backoff))}"
+        if retry is not None
+        else "(none: immediate redelivery)"
+    )
+    want = f"{_dur(sub.min_backoff)}-{_dur(sub.max_backoff)}"
+    if have != want:
+        found.append(Difference("retry_policy", have, want, IN_PLACE))
+    return found
+
+
+def _dead_letter_subscription_diff(
+    live: Any, dlq_topic: str, topology: StackConfig
+) -> list[Difference]:
+    dead_letter = topology.dead_letter
+    found = []
+    if live.topic != dlq_topic:
+        found.append(
+            Difference(
+                "topic",
+                live.topic,
+                dlq_topic,
+                MIGRATION,
+                "choose another dead_letter.subscription name, or empty and delete this one",
+            )
+        )
+    if live.ack_deadline_seconds != dead_letter.ack_deadline:
+        found.append(
+            Difference(
+                "ack_deadline",
+                f"{live.ack_deadline_seconds}s",
+                f"{dead_letter.ack_deadline}s",
+                IN_PLACE,
+            )
+        )
+    found += _retention_expiry_labels(
+        live, dead_letter.message_retention, topology.resource_labels(dead_letter.labels)
+    )
+    return found
+
+
+def _retention_expiry_labels(
+    live: Any, retention: float, labels: dict[str, str]
+) -> list[Difference]:
+    found = []
+    have = _seconds(live.message_retention_duration)
+    if have != retention:
+        found.append(Difference("message_retention", _dur(have), _dur(retention), IN_PLACE))
+    ttl = live.expiration_policy.ttl if "expiration_policy" in live else None
+    expires = _seconds(ttl) if ttl else 0
+    if "expiration_policy" not in live or expires:
+        found.append(
+            Difference("expiration", f"after {_dur(expires or 31 * 86400)} idle", "never", IN_PLACE)
+        )
+    missing = {k: v for k, v in labels.items() if live.labels.get(k) != v}
+    if missing:
+        shown = ", ".join(f"{k}={v}" for k, v in sorted(missing.items()))
+        found.append(Difference("labels", "(without them)", shown, IN_PLACE))
+    return found
+
+
+def _seconds(value: Any) -> float:
+    """A proto Duration as proto-plus hands it over (a timedelta), in seconds."""
+    if isinstance(value, datetime.timedelta):
+        return value.total_seconds()
+    return float(getattr(value, "seconds", 0) or 0) + float(getattr(value, "nanos", 0) or 0) / 1e9
+
+
+def _dur(seconds: float) -> str:
+    return human_duration(seconds) if seconds else "0s"
+
+
+def import_file(plan: AdoptPlan) -> dict[str, Any]:
+    """A `pulumi import --file` document for exactly the resources that exist, under the
+    program's own types, logical names and parent (the EventBus component, created empty by
+    the import), so the URNs are those the next `pulumi up` registers."""
+    existing = [r for r in plan.resources if r.exists]
+    resources: list[dict[str, Any]] = []
+    if existing:
+        resources.append({"type": names.EVENT_BUS_TYPE, "name": names.BUS, "component": True})
+    resources += [
+        {"type": r.type, "name": r.logical_name, "id": r.path, "parent": names.BUS}
+        for r in existing
+    ]
+    return {"resources": resources}
+
+
+def plan_stack(stack: str, stacks_dir: str | None = None, out: str | None = None) -> AdoptPlan:
+    """The plan for a named stack against the project it names (or the emulator that
+    PUBSUB_EMULATOR_HOST points at); with `out`, the import file is written there, whole or not
+    at all. What `eventsctl adopt plan` runs."""
+    import json
+    import os
+    from pathlib import Path
+
+    from google.cloud import pubsub_v1
+
+    from events_infra.pubsub.key_publisher import make_publisher
+    from events_infra.stack_config.stack_files import load_stack
+    from events_infra.stack_config.stack_files import stacks_dir as find_dir
+
+    topology = load_stack(stack, find_dir(stacks_dir))
+    emulator = os.environ.get("PUBSUB_EMULATOR_HOST")
+    with google_errors(AdoptError, "Pub/Sub", topology.project, emulator, "", ""):
+        publisher, subscriber = make_publisher(), pubsub_v1.SubscriberClient()
+    plan = adopt_plan(topology, stack, publisher, subscriber, emulator)
+    if out:
+        target = Path(out)
+        partial = target.with_name(target.name + ".partial")
+        try:
+            partial.write_text(json.dumps(import_file(plan), indent=2) + "\n")
+            partial.replace(target)
+        except OSError as err:
+            raise AdoptError(f"cannot write {out}: {err.strerror}; choose another --out") from None
+    return plan

@@ -1,0 +1,72 @@
+"""Bounded Google API calls and one-line errors for them, shared by every tool that reads or
+changes Pub/Sub resources (`eventsctl dlq`, `eventsctl adopt`).
+
+The GAPIC clients' defaults retry an unreachable service for up to 600 s; an operator's command
+must say within seconds that it cannot reach Pub/Sub, and say it in one line with the fix.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator
+from typing import Any
+
+CALL_BUDGET_S = 10.0
+"""Longest one read-only call (with its retries) may take before the command gives up."""
+
+
+def bounded() -> dict[str, Any]:
+    """`retry`/`timeout` arguments that make a GAPIC call give up within CALL_BUDGET_S."""
+    from google.api_core import exceptions as gexc
+    from google.api_core.retry import Retry, if_exception_type
+
+    transient = if_exception_type(gexc.ServiceUnavailable, gexc.InternalServerError)
+    retry = Retry(predicate=transient, initial=0.2, maximum=2.0, timeout=CALL_BUDGET_S)
+    return {"retry": retry, "timeout": CALL_BUDGET_S / 2}
+
+
+def error_detail(err: BaseException) -> str:
+    """A Google API error's message, first line, at most 200 characters."""
+    message = getattr(err, "message", None) or str(err)
+    return str(message).strip().splitlines()[0][:200] if message else type(err).__name__
+
+
+@contextlib.contextmanager
+def google_errors(
+    error: Callable[[str], Exception],
+    resource: str,
+    project: str,
+    emulator: str | None,
+    not_found_hint: str,
+    permission_hint: str,
+) -> Iterator[None]:
+    """Google API failures -> `error(message)`, one line naming the resource and the fix."""
+    from google.api_core import exceptions as gexc
+    from google.auth.exceptions import DefaultCredentialsError
+
+    where = f"Pub/Sub emulator at {emulator}" if emulator else "Pub/Sub"
+    try:
+        yield
+    except gexc.NotFound as err:
+        raise error(
+            f"{resource} not found in project {project} ({error_detail(err)}); {not_found_hint}"
+        ) from None
+    except gexc.PermissionDenied as err:
+        raise error(
+            f"permission denied on {resource} in project {project} ({error_detail(err)}); "
+            f"{permission_hint}"
+        ) from None
+    except (gexc.ServiceUnavailable, gexc.DeadlineExceeded, gexc.RetryError) as err:
+        hint = (
+            "start it with `eventsctl local up` or unset PUBSUB_EMULATOR_HOST"
+            if emulator
+            else "check the network and `gcloud auth application-default login`"
+        )
+        raise error(f"cannot reach {where} ({error_detail(err)}); {hint}") from None
+    except (gexc.Unauthenticated, DefaultCredentialsError) as err:
+        raise error(
+            f"no usable Google credentials ({error_detail(err)}); run "
+            "`gcloud auth application-default login`"
+        ) from None
+    except gexc.GoogleAPICallError as err:
+        raise error(f"{where} refused the request on {resource}: {error_detail(err)}") from None
