@@ -30,13 +30,20 @@ class StackBasics:
     project: str
     production: bool = False
     labels: Mapping[str, str] = field(default_factory=dict)
+    retain_data: bool = False
+    """Data resources (topics, subscriptions, the database) are retained on delete."""
 
     def resource_labels(self, *extra: Mapping[str, str]) -> dict[str, str]:
         return merge_labels(self.labels, *extra)
 
 
 def _basics(stack: StackConfig) -> dict[str, object]:
-    return {"project": stack.project, "production": stack.production, "labels": stack.labels}
+    return {
+        "project": stack.project,
+        "production": stack.production,
+        "labels": stack.labels,
+        "retain_data": stack.retains_data,
+    }
 
 
 @dataclass(frozen=True)

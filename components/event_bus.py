@@ -50,6 +50,9 @@ class EventBus(pulumi.ComponentResource):
         # Production stacks protect topics and subscriptions: a stray `pulumi destroy` or a
         # rename would otherwise drop the backlog with the resource.
         protect = spec.production
+        # Retained data resources are forgotten, not deleted, when removed or replaced: a
+        # forced replacement of a named one stops at 409 ALREADY_EXISTS with the data intact.
+        retain = spec.retain_data
 
         # The Pub/Sub service agent may not exist yet in a fresh project; creating the identity
         # (idempotent) returns its email, so no project number is ever hard-coded.
@@ -83,7 +86,9 @@ class EventBus(pulumi.ComponentResource):
             labels=spec.resource_labels(spec.topic.labels),
             message_retention_duration=spec.topic.message_retention_gcp,
             kms_key_name=spec.topic.kms_key_name,
-            opts=pulumi.ResourceOptions(parent=self, protect=protect, depends_on=topic_deps),
+            opts=pulumi.ResourceOptions(
+                parent=self, protect=protect, depends_on=topic_deps, retain_on_delete=retain
+            ),
         )
 
         dead_letter = spec.dead_letter
@@ -93,7 +98,9 @@ class EventBus(pulumi.ComponentResource):
             project=project,
             labels=spec.resource_labels(dead_letter.labels, DEAD_LETTER_LABELS),
             kms_key_name=spec.topic.kms_key_name,
-            opts=pulumi.ResourceOptions(parent=self, protect=protect, depends_on=topic_deps),
+            opts=pulumi.ResourceOptions(
+                parent=self, protect=protect, depends_on=topic_deps, retain_on_delete=retain
+            ),
         )
         # A topic with no subscription drops what is published to it: this pull subscription is
         # what keeps dead letters, what the alert watches and what `eventsctl dlq` reads.
@@ -106,7 +113,7 @@ class EventBus(pulumi.ComponentResource):
             message_retention_duration=dead_letter.message_retention_gcp,
             expiration_policy=gcp.pubsub.SubscriptionExpirationPolicyArgs(ttl=NEVER_EXPIRE),
             labels=spec.resource_labels(dead_letter.labels, DEAD_LETTER_LABELS),
-            opts=pulumi.ResourceOptions(parent=self, protect=protect),
+            opts=pulumi.ResourceOptions(parent=self, protect=protect, retain_on_delete=retain),
         )
         self.dead_letter_publisher = gcp.pubsub.TopicIAMMember(
             f"{name}-dead-letter-topic-agent-publisher",
@@ -189,5 +196,7 @@ class EventBus(pulumi.ComponentResource):
                 if sub.max_delivery_attempts != DEFAULT_MAX_DELIVERY_ATTEMPTS
                 else {},
             ),
-            opts=pulumi.ResourceOptions(parent=self, protect=protect),
+            opts=pulumi.ResourceOptions(
+                parent=self, protect=protect, retain_on_delete=sub.retained(self._spec.retain_data)
+            ),
         )

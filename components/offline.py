@@ -40,6 +40,7 @@ class Declared:
     parent: str
     replace_with: list[str]
     dependencies: list[str]
+    retain_on_delete: bool = False
 
 
 @dataclass
@@ -136,6 +137,7 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
                     id=response.id,
                     inputs=inputs,
                     protect=bool(request.protect),
+                    retain_on_delete=bool(request.retainOnDelete),
                     parent=request.parent,
                     replace_with=list(request.replace_with),
                     dependencies=list(request.dependencies),

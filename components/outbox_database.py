@@ -58,7 +58,9 @@ class OutboxDatabase(pulumi.ComponentResource):
             # Both guards: Pulumi refuses to delete, and the Cloud SQL API refuses too.
             deletion_protection=production,
             settings=self._settings(config, spec),
-            opts=pulumi.ResourceOptions(parent=self, protect=production),
+            opts=pulumi.ResourceOptions(
+                parent=self, protect=production, retain_on_delete=spec.retain_data
+            ),
         )
         self.connection_name = self.instance.connection_name
         self.database = gcp.sql.Database(
@@ -66,7 +68,11 @@ class OutboxDatabase(pulumi.ComponentResource):
             name=config.database,
             project=project,
             instance=self.instance.name,
-            opts=pulumi.ResourceOptions(parent=self, protect=production),
+            # ABANDON: removing it from the stack leaves the database (and its outbox) in place
+            deletion_policy="ABANDON" if spec.retain_data else None,
+            opts=pulumi.ResourceOptions(
+                parent=self, protect=production, retain_on_delete=spec.retain_data
+            ),
         )
 
         self.schema: OutboxSchema | None = None

@@ -339,3 +339,42 @@ def test_committed_stacks_set_the_sql_edition_their_tier_needs(stack: str) -> No
     settings = instance.inputs["settings"]
     assert settings["edition"] == "ENTERPRISE"
     assert settings["tier"] in ("db-custom-2-7680", "db-f1-micro")
+
+
+DATA_TYPES = (TOPIC, SUBSCRIPTION, "gcp:sql/databaseInstance:DatabaseInstance",
+              "gcp:sql/database:Database")  # fmt: skip
+
+
+def retained(run: Run) -> dict[str, bool]:
+    return {r.name: r.retain_on_delete for r in run.resources if r.type in DATA_TYPES}
+
+
+def test_production_data_resources_are_retained_on_delete(prod: Run, dev: Run) -> None:
+    """A forced replace of a retained, named resource stops at 409 instead of deleting it."""
+    assert retained(prod) and all(retained(prod).values())
+    [database] = prod.of_type("gcp:sql/database:Database")
+    assert database.inputs["deletionPolicy"] == "ABANDON"
+    assert retained(dev) and not any(retained(dev).values())
+    [dev_database] = dev.of_type("gcp:sql/database:Database")
+    assert "deletionPolicy" not in dev_database.inputs  # dev keeps the provider's default
+
+
+def test_retention_is_set_per_subscription_too(prod_config: dict) -> None:
+    """`retain_on_delete` on one subscription overrides the stack's, both ways; a dev stack can
+    keep one subscription it means to abandon when it leaves the config."""
+    config = dict(prod_config)
+    subs = [dict(s) for s in config["events-infra:subscriptions"]]
+    subs[0]["retain_on_delete"] = False
+    config["events-infra:subscriptions"] = subs
+    engine = {k: v if isinstance(v, str) else json.dumps(v) for k, v in config.items()}
+    run = run_program(engine, stack="prod")
+    by_name = {r.inputs["name"]: r.retain_on_delete for r in run.of_type(SUBSCRIPTION)}
+    assert by_name.pop(subs[0]["name"]) is False and all(by_name.values())
+
+    config["events-infra:production"] = False
+    config["events-infra:retain_on_delete"] = False
+    subs[0]["retain_on_delete"] = True
+    engine = {k: v if isinstance(v, str) else json.dumps(v) for k, v in config.items()}
+    run = run_program(engine, stack="prod")
+    by_name = {r.inputs["name"]: r.retain_on_delete for r in run.of_type(SUBSCRIPTION)}
+    assert by_name.pop(subs[0]["name"]) is True and not any(by_name.values())

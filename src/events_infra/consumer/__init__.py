@@ -11,7 +11,7 @@ The event id is recorded in `processed_events` in the handler's transaction; the
 acknowledged only after that transaction commits. See events_infra/consumer/runner.py for the flow.
 """
 
-from events_infra.consumer.event import ReceivedEvent, UndecodableEvent
+from events_infra.consumer.event import LegacyMessages, ReceivedEvent, UndecodableEvent
 from events_infra.consumer.processed import cleanup_processed, migrate_processed_events
 from events_infra.consumer.runner import Consumer, ConsumerError, ConsumerOptions, PoisonEvent
 
@@ -19,6 +19,7 @@ __all__ = [
     "Consumer",
     "ConsumerError",
     "ConsumerOptions",
+    "LegacyMessages",
     "PoisonEvent",
     "ReceivedEvent",
     "UndecodableEvent",

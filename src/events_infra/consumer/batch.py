@@ -14,7 +14,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from events_infra.consumer.event import ReceivedEvent, UndecodableEvent, decode
+from events_infra.consumer.event import LegacyMessages, ReceivedEvent, UndecodableEvent, decode
 
 
 class Outcome(enum.Enum):
@@ -40,7 +40,10 @@ class Transactions(Protocol):
 
 
 def process_batch(
-    tx: Transactions, messages: list[Any], poison: tuple[type[BaseException], ...]
+    tx: Transactions,
+    messages: list[Any],
+    poison: tuple[type[BaseException], ...],
+    legacy: LegacyMessages | None = None,
 ) -> list[Result]:
     """Outcomes for `messages` (in order); the successful ones are committed when it returns.
 
@@ -51,7 +54,7 @@ def process_batch(
     pending: list[tuple[Any, ReceivedEvent]] = []
     for message in messages:
         try:
-            pending.append((message, decode(message)))
+            pending.append((message, decode(message, legacy)))
         except UndecodableEvent as err:
             results.append(Result(message, Outcome.POISON, error=err))
     while pending:

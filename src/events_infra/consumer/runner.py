@@ -30,6 +30,7 @@ from typing import Any
 
 from events_infra.consumer.batch import Outcome, Result, process_batch
 from events_infra.consumer.dead_letter import publish_dead_letter
+from events_infra.consumer.event import LegacyMessages
 from events_infra.consumer.transactions import AsyncTransactions, SyncTransactions
 from events_infra.errors import EventsInfraError, first_line
 
@@ -65,6 +66,9 @@ class ConsumerOptions:
     delivery rate is bounded (about 2,000 messages/s on the emulator); more streams scale it.
     An ordered subscription always uses one, so one process sees each key's messages in order."""
     shutdown_timeout_s: float = 30.0
+    legacy: LegacyMessages | None = None
+    """Take in old-path messages (no event_id attribute) during a cutover instead of
+    dead-lettering them; see LegacyMessages and docs/services.md."""
 
 
 class Consumer:
@@ -223,7 +227,7 @@ class Consumer:
             if not batch:
                 continue
             try:
-                results = process_batch(tx, batch, self.options.poison)
+                results = process_batch(tx, batch, self.options.poison, self.options.legacy)
             except Exception as err:  # the database, not a handler: nothing was committed
                 _safe_rollback(tx)
                 results = [Result(m, Outcome.RETRY, error=err) for m in batch]

@@ -107,6 +107,9 @@ class SubscriptionConfig(SubscriptionSettings):
     """False for a subscription that exists already without the replay filter (a filter cannot
     be added after creation): no filter is declared, so adopting it plans no replacement, and
     it receives every replayed copy, including those targeted at other subscriptions."""
+    retain_on_delete: bool | None = None
+    """Keep it in GCP when removed from the stack (abandoned: Pulumi forgets it), or override
+    the stack's `retain_on_delete` for it alone. Default: the stack's."""
     push_endpoint: Annotated[str, AfterValidator(https_url)] | None = None
     push_service_account: Annotated[str, AfterValidator(email)] | None = None
 
@@ -131,6 +134,10 @@ class SubscriptionConfig(SubscriptionSettings):
                 limit=MAX_FILTER_BYTES,
             )
         return self
+
+    def retained(self, stack_default: bool) -> bool:
+        """Whether it is retained on delete: its own setting, else the stack's."""
+        return stack_default if self.retain_on_delete is None else self.retain_on_delete
 
     @property
     def delivery_filter(self) -> str:
@@ -206,6 +213,10 @@ class StackConfig(Strict):
 
     project: Annotated[str, AfterValidator(project_id)]
     production: bool = False
+    retain_on_delete: bool | None = None
+    """Keep topics, subscriptions and the outbox database in GCP when Pulumi deletes or
+    replaces them (Pulumi forgets them instead; a replacement of a named resource then stops at
+    409 ALREADY_EXISTS rather than dropping data). Default: `production`."""
     labels: Labels = Field(default_factory=dict)
     topic: TopicConfig = Field(default_factory=TopicConfig)
     dead_letter: DeadLetterConfig
@@ -215,6 +226,11 @@ class StackConfig(Strict):
     access: AccessConfig = Field(default_factory=AccessConfig)
     pubsub: PublishingConfig = Field(default_factory=PublishingConfig)
     relay: RelayDeployConfig | None = None
+
+    @property
+    def retains_data(self) -> bool:
+        """Whether data resources are retained on delete (the stack's default)."""
+        return self.production if self.retain_on_delete is None else self.retain_on_delete
 
     def consumer_account(self, subscription: str) -> str | None:
         """The identity that consumes `subscription` (None for push subscriptions)."""
