@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,12 +14,37 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 STACKS = ROOT / "stacks"
 
+OWN_BASETEMP = pytest.StashKey[str]()
+EXIT_STATUS = pytest.StashKey[int]()
+
 NEEDS = {
     "emulator": {"bare_emulator", "pubsub", "strict_proxy", "local_services"},
     "postgres": {"postgres_server_url", "database_url", "outbox_db", "local_services"},
 }
 """The markers a test gets from the fixtures it uses (directly or through other fixtures):
 `make test-fast` runs `-m "not emulator and not postgres"`."""
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_configure(config: pytest.Config) -> None:
+    """A base temp dir of this run's own. pytest's default (/tmp/pytest-of-USER/pytest-N) is
+    rotated: a second pytest session of the same user (a developer's fast lane beside a full
+    run) deletes older numbered dirs, the running session's PostgreSQL data dir among them,
+    and every later database test fails. xdist workers take theirs from the controller."""
+    if config.option.basetemp is None and not hasattr(config, "workerinput"):
+        config.option.basetemp = tempfile.mkdtemp(prefix="events-infra-tests-")
+        config.stash[OWN_BASETEMP] = config.option.basetemp
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """Remove this run's base temp dir when every test passed; keep it to look at otherwise."""
+    own = config.stash.get(OWN_BASETEMP, None)
+    if own and config.stash.get(EXIT_STATUS, 1) == 0:
+        shutil.rmtree(own, ignore_errors=True)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    session.config.stash[EXIT_STATUS] = int(exitstatus)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

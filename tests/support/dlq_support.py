@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -235,7 +236,15 @@ def dlq_process(
         stderr=subprocess.PIPE if output else subprocess.DEVNULL,
         text=True,
         cwd=Path(__file__).resolve().parents[2],
+        preexec_fn=_ctrl_c_as_in_a_terminal,
     )
+
+
+def _ctrl_c_as_in_a_terminal() -> None:
+    """The child gets SIGINT as a foreground command in a terminal does. A suite started in the
+    background (`make test &`, nohup, some CI runners) inherits SIGINT ignored, Python then
+    installs no KeyboardInterrupt handler, and a test's Ctrl-C would never arrive."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def dlq(stack: DlqStack, *args: str, audit: Path | None = None) -> Any:
