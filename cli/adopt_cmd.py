@@ -30,8 +30,9 @@ def plan_command(
 
     Lists each declared topic and subscription as absent (up creates it) or existing (import it
     first), each difference as applied in place or needing a migration (GCP would replace the
-    resource and drop its backlog), and the subscriptions on the topic the stack does not
-    declare. Exit 1 when something needs a migration, 0 when everything can be adopted.
+    resource and drop its backlog) or losing data in place (a lower retention), and the
+    subscriptions on the topic the stack does not declare. Exit 1, and no import file, when
+    something would lose data; 0 when everything can be adopted.
     """
     from events_infra.adopt.plan import plan_stack
 
@@ -63,7 +64,13 @@ def _print(plan: dict[str, Any], out: str | None) -> None:
             err=True,
         )
     existing = sum(1 for r in plan["resources"] if r["state"] == "exists")
-    if out and existing:
+    if out and plan["needs_migration"]:
+        typer.echo(
+            f"no import file written to {out}: resolve the changes marked migration or "
+            "'loses data' first (importing now would let the next pulumi up lose messages)",
+            err=True,
+        )
+    elif out and existing:
         typer.echo(
             f"import file: {out} ({existing} resources): pulumi import --file {out}", err=True
         )

@@ -13,7 +13,7 @@ from typing import Any
 import pulumi
 from pulumi.dynamic import ResourceProvider
 
-from events_infra.components.schema_step import SchemaStep
+from events_infra.components.schema_step import PROVIDER_KEY, SchemaStep, provider_class
 from events_infra.outbox.schema import MigrationReport, migrate, migrations_digest
 
 
@@ -79,6 +79,7 @@ class OutboxSchema(pulumi.dynamic.Resource):
             "user": user,
             "private_ip": private_ip,
             "migrations_digest": migrations_digest(),
+            PROVIDER_KEY: provider_class(provider),
             "schema_version": None,
             "applied": None,
         }

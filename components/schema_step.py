@@ -11,6 +11,13 @@ from typing import Any
 
 from pulumi.dynamic import CreateResult, DiffResult, ResourceProvider, UpdateResult
 
+PROVIDER_KEY = "provider_class"
+"""The input naming the provider's class (module.qualname), so a move of it re-runs once."""
+
+
+def provider_class(provider: ResourceProvider) -> str:
+    return f"{type(provider).__module__}.{type(provider).__qualname__}"
+
 
 class SchemaStep(ResourceProvider):
     """What every way of applying the schema shares: re-run when one of `rerun_on` changes,
@@ -22,7 +29,12 @@ class SchemaStep(ResourceProvider):
         return CreateResult(id_=self._id(props), outs=self._run(props))
 
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
-        changed = [key for key in self.rerun_on if olds.get(key) != news.get(key)]
+        """Re-run when an input in `rerun_on` or the provider's class changed. Pulumi keeps the
+        provider pickled by reference to its class and unpickles the recorded one to refresh
+        or delete; one update under a moved class (components.* -> events_infra.components.*)
+        records the new reference (the migrations are idempotent: the re-run applies nothing)."""
+        keys = (*self.rerun_on, PROVIDER_KEY)
+        changed = [key for key in keys if olds.get(key) != news.get(key)]
         return DiffResult(changes=bool(changed), replaces=[], delete_before_replace=False)
 
     def update(self, _id: str, _olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:

@@ -17,7 +17,14 @@ import yaml
 from google.cloud import pubsub_v1
 from typer.testing import CliRunner
 
-from events_infra.adopt.plan import IN_PLACE, MIGRATION, AdoptPlan, adopt_plan, import_file
+from events_infra.adopt.plan import (
+    DISRUPTIVE,
+    IN_PLACE,
+    MIGRATION,
+    AdoptPlan,
+    adopt_plan,
+    import_file,
+)
 from events_infra.cli.app import app
 from events_infra.components.offline import run_program
 from events_infra.stack_config import pulumi_names
@@ -159,9 +166,13 @@ def test_cli_plan_writes_the_import_file_and_exits_1_only_for_migrations(
     assert data["needs_migration"] is False
 
     name, stacks = write_stack(tmp_path, stack_config(project, replay_filter=True))
-    blocked = runner.invoke(app, ["adopt", "plan", "--stack", name, "--stacks-dir", str(stacks)])
+    out.unlink()
+    blocked = runner.invoke(
+        app, ["adopt", "plan", "--stack", name, "--stacks-dir", str(stacks), "--out", str(out)]
+    )
     assert blocked.exit_code == 1
     assert "filter cannot change in place" in blocked.stderr
+    assert "no import file written" in blocked.stderr and not out.exists()
 
 
 @pytest.mark.parametrize("bad", ["--stack", "--out"])
@@ -205,3 +216,28 @@ def test_doctor_accepts_and_replay_names_a_subscription_without_the_replay_filte
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["also_reaches"] == ["orders-sub"]
     assert "orders-sub has no replay filter (replay_filter: false)" in result.stderr
+
+
+def test_a_lower_retention_loses_data_and_api_defaults_are_not_differences(pubsub: str) -> None:
+    """A hand-made subscription keeping 7 days, adopted at 1 day, would expire six days of
+    backlog at the next up; a retry policy with unset backoff is the API's 10 s-600 s."""
+    project = f"erp-{uuid.uuid4().hex[:8]}"
+    handmade_estate(project, backlog=1)
+    pubsub_v1.SubscriberClient().update_subscription(
+        request={
+            "subscription": {
+                "name": f"projects/{project}/subscriptions/events-sub",
+                "retry_policy": {},
+            },
+            "update_mask": {"paths": ["retry_policy"]},
+        }
+    )
+    config = stack_config(project, replay_filter=False)
+    config["events-infra:subscriptions"][0]["message_retention"] = "1d"
+    config["events-infra:subscriptions"][0]["min_backoff"] = "10s"
+    plan = plan_for(config, "prod")
+    sub = {d.field: d for d in by_name(plan)["events-sub"].differences}
+    assert sub["message_retention"].change == DISRUPTIVE
+    assert (sub["message_retention"].live, sub["message_retention"].declared) == ("7d", "1d")
+    assert plan.blocked
+    assert "retry_policy" not in sub  # an empty retry policy is the API's 10s-600s, as declared

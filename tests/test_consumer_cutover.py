@@ -62,11 +62,29 @@ def test_an_id_the_old_path_put_in_its_body_is_the_event_id() -> None:
     )
 
 
-def test_a_raw_body_is_handed_over_as_bytes_in_compatibility_mode_only() -> None:
+def test_a_raw_body_is_handed_over_as_bytes_for_old_path_messages_only() -> None:
     raw = b"\x00not json"
     assert decode(received(raw), LegacyMessages()).payload == raw
     with pytest.raises(UndecodableEvent, match="no valid event_id"):
-        decode(received(raw))
+        decode(received(raw))  # compatibility mode off
+    with pytest.raises(UndecodableEvent, match="body is not JSON"):  # a new-path event
+        decode(received(raw, event_id=str(uuid.uuid4())), LegacyMessages())
+
+
+def test_a_broken_event_id_is_not_taken_for_an_old_path_message() -> None:
+    """Old publishers send no event_id; one that is there but not a UUID is a broken new-path
+    publisher, dead-lettered as before even in compatibility mode."""
+    with pytest.raises(UndecodableEvent, match="no valid event_id"):
+        decode(received(b"{}", event_id="abc"), LegacyMessages())
+
+
+def test_a_replayed_old_path_copy_takes_the_dead_letters_id() -> None:
+    """Replaying one dead letter twice gives two copies with new message ids; both carry
+    replayed_from, so they dedupe."""
+    legacy = LegacyMessages()
+    first = decode(received(b"{}", "copy-1", replayed_from="letter-9"), legacy)
+    second = decode(received(b"{}", "copy-2", replayed_from="letter-9"), legacy)
+    assert first.event_id == second.event_id and first.replayed
 
 
 @pytest.mark.parametrize(

@@ -179,3 +179,15 @@ def test_schema_providers_recorded_in_deployed_state_still_load() -> None:
         "components.outbox_schema MigrationProvider None",
         "components.migration_job JobMigrationProvider None",
     ]
+
+
+def test_the_first_up_after_the_move_rerecords_the_provider_once() -> None:
+    """State written before the move has no provider_class input: the first diff says change
+    (one idempotent re-run, recording the events_infra.* reference); the next says none."""
+    from events_infra.components.schema_step import PROVIDER_KEY, provider_class
+
+    provider = JobMigrationProvider(RunsTheJobCommandHere("postgresql://unused"))
+    news = {**props(), PROVIDER_KEY: provider_class(provider)}
+    assert news[PROVIDER_KEY] == "events_infra.components.migration_job.JobMigrationProvider"
+    assert provider.diff(JOB, props(), news).changes is True
+    assert provider.diff(JOB, news, news).changes is False

@@ -117,6 +117,7 @@ def test_migration_user_and_schema_step(prod: Run) -> None:
     assert schema.inputs["user"] == "pulumi-deployer@cotton-erp.iam"
     assert schema.inputs["private_ip"] is True
     assert schema.inputs["migrations_digest"] == migrations_digest()
+    assert schema.inputs["provider_class"].startswith("events_infra.components.")
     [database] = prod.of_type(DATABASE)
     assert {database.urn, user.urn} <= set(schema.dependencies)
     assert prod.exports["outbox_connection_name"] == "cotton-erp:asia-south1:events-outbox"

@@ -30,7 +30,10 @@ from events_infra.stack_config.durations import human_duration
 from events_infra.stack_config.topology import StackConfig, SubscriptionConfig
 
 IN_PLACE = "in place"
+DISRUPTIVE = "in place, loses data"
+"""Applied in place, but it drops data: a lower retention expires older messages at once."""
 MIGRATION = "migration"
+BLOCKING = (DISRUPTIVE, MIGRATION)
 
 
 class AdoptError(EventsInfraError):
@@ -43,7 +46,8 @@ class Difference:
     live: str
     declared: str
     change: str
-    """IN_PLACE (the next `up` applies it) or MIGRATION (GCP would replace the resource)."""
+    """IN_PLACE (the next `up` applies it), DISRUPTIVE (applied in place, losing data) or
+    MIGRATION (GCP would replace the resource)."""
     how: str = ""
     """For a migration: the way through that keeps the backlog."""
 
@@ -60,7 +64,8 @@ class Resource:
 
     @property
     def needs_migration(self) -> bool:
-        return any(d.change == MIGRATION for d in self.differences)
+        """A difference that would lose data: a replacement, or a lower retention."""
+        return any(d.change in BLOCKING for d in self.differences)
 
 
 @dataclass
@@ -73,7 +78,8 @@ class AdoptPlan:
 
     @property
     def blocked(self) -> bool:
-        """True when adopting as the stack stands would replace a resource holding data."""
+        """True when adopting as the stack stands would lose data (a replacement of a resource
+        holding messages, or a lower retention): no import file is written then."""
         return any(r.needs_migration for r in self.resources)
 
     def to_dict(self) -> dict[str, Any]:
@@ -127,7 +133,9 @@ def adopt_plan(
     live_topic = get(publisher.get_topic, f"topic {topology.topic.name!r}", topic=events)
     plan.resources.append(_topic(names.topic(), events, live_topic, topology))
     live_dlq = get(publisher.get_topic, f"topic {topology.dead_letter.topic!r}", topic=dlq_topic)
-    plan.resources.append(_topic(names.dead_letter_topic(), dlq_topic, live_dlq, None))
+    plan.resources.append(
+        _topic(names.dead_letter_topic(), dlq_topic, live_dlq, topology, dead_letter=True)
+    )
 
     dead_letter = topology.dead_letter
     path = subscription_path(project, dead_letter.subscription)
@@ -155,15 +163,24 @@ def adopt_plan(
     return plan
 
 
-def _topic(logical: str, path: str, live: Any | None, topology: StackConfig | None) -> Resource:
+def _topic(
+    logical: str, path: str, live: Any | None, topology: StackConfig, dead_letter: bool = False
+) -> Resource:
+    """The events topic's retention and key, or the dead-letter topic's key (EventBus sets no
+    retention on it)."""
     resource = Resource(names.TOPIC_TYPE, logical, path, exists=live is not None)
-    if live is None or topology is None:
+    if live is None:
         return resource
-    wanted = topology.topic.message_retention
+    wanted = 0.0 if dead_letter else (topology.topic.message_retention or 0.0)
     have = _seconds(live.message_retention_duration) if "message_retention_duration" in live else 0
-    if (wanted or 0) != have:
+    if wanted != have:
         resource.differences.append(
-            Difference("message_retention", _dur(have), _dur(wanted or 0), IN_PLACE)
+            Difference(
+                "message_retention",
+                _dur(have) if have else "(none)",
+                _dur(wanted) if wanted else "(none)",
+                _retention_change(have, wanted),
+            )
         )
     if (topology.topic.kms_key_name or "") != live.kms_key_name:
         resource.differences.append(
@@ -240,8 +257,10 @@ def _delivery_settings_diff(live: Any, sub: SubscriptionConfig, dlq_topic: str) 
     """Dead-letter and retry policy: what the audit asks for, applied in place."""
     found = []
     policy = live.dead_letter_policy if "dead_letter_policy" in live else None
+    # the API's defaults (google/pubsub_v1/types/pubsub.py): 0 attempts means 5, an unset
+    # backoff inside a retry policy means 10 s minimum and 600 s maximum
     have = (
-        f"{policy.dead_letter_topic} after {policy.max_delivery_attempts}"
+        f"{policy.dead_letter_topic} after {policy.max_delivery_attempts or 5}"
         if policy is not None and policy.dead_letter_topic
         else "(none: failures retry forever)"
     )
@@ -250,7 +269,8 @@ def _delivery_settings_diff(live: Any, sub: SubscriptionConfig, dlq_topic: str) 
         found.append(Difference("dead_letter_policy", have, want, IN_PLACE))
     retry = live.retry_policy if "retry_policy" in live else None
     have = (
-        f"{_dur(_seconds(retry.minimum_backoff))}-{_dur(_seconds(retry.maximum_backoff))}"
+        f"{_dur(_backoff(retry, 'minimum_backoff', 10.0))}-"
+        f"{_dur(_backoff(retry, 'maximum_backoff', 600.0))}"
         if retry is not None
         else "(none: immediate redelivery)"
     )
@@ -275,6 +295,17 @@ def _dead_letter_subscription_diff(
                 "choose another dead_letter.subscription name, or empty and delete this one",
             )
         )
+    other = "choose another dead_letter.subscription name, or empty and delete this one"
+    if live.filter:
+        found.append(Difference("filter", live.filter, "(none)", MIGRATION, other))
+    if live.enable_message_ordering:
+        found.append(Difference("enable_message_ordering", "True", "False", MIGRATION, other))
+    if "dead_letter_policy" in live and live.dead_letter_policy.dead_letter_topic:
+        topic = live.dead_letter_policy.dead_letter_topic
+        found.append(Difference("dead_letter_policy", topic, "(none)", IN_PLACE))
+    if "push_config" in live and live.push_config.push_endpoint:
+        endpoint = live.push_config.push_endpoint
+        found.append(Difference("push_endpoint", endpoint, "(pull)", IN_PLACE))
     if live.ack_deadline_seconds != dead_letter.ack_deadline:
         found.append(
             Difference(
@@ -296,7 +327,8 @@ def _retention_expiry_labels(
     found = []
     have = _seconds(live.message_retention_duration)
     if have != retention:
-        found.append(Difference("message_retention", _dur(have), _dur(retention), IN_PLACE))
+        change = _retention_change(have, retention)
+        found.append(Difference("message_retention", _dur(have), _dur(retention), change))
     ttl = live.expiration_policy.ttl if "expiration_policy" in live else None
     expires = _seconds(ttl) if ttl else 0
     if "expiration_policy" not in live or expires:
@@ -310,11 +342,20 @@ def _retention_expiry_labels(
     return found
 
 
+def _retention_change(have: float, wanted: float) -> str:
+    """Lowering retention (or removing it) expires the older messages at once."""
+    return DISRUPTIVE if have and (not wanted or wanted < have) else IN_PLACE
+
+
 def _seconds(value: Any) -> float:
     """A proto Duration as proto-plus hands it over (a timedelta), in seconds."""
     if isinstance(value, datetime.timedelta):
         return value.total_seconds()
     return float(getattr(value, "seconds", 0) or 0) + float(getattr(value, "nanos", 0) or 0) / 1e9
+
+
+def _backoff(retry: Any, name: str, default: float) -> float:
+    return _seconds(getattr(retry, name)) if name in retry else default
 
 
 def _dur(seconds: float) -> str:
@@ -355,7 +396,7 @@ def plan_stack(stack: str, stacks_dir: str | None = None, out: str | None = None
     with google_errors(AdoptError, "Pub/Sub", topology.project, emulator, "", ""):
         publisher, subscriber = make_publisher(), pubsub_v1.SubscriberClient()
     plan = adopt_plan(topology, stack, publisher, subscriber, emulator)
-    if out:
+    if out and not plan.blocked:  # importing now would let the next `up` lose data
         target = Path(out)
         partial = target.with_name(target.name + ".partial")
         try:

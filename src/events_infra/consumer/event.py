@@ -68,15 +68,17 @@ def decode(message: Any, legacy: LegacyMessages | None = None) -> ReceivedEvent:
     publisher wrote is untrusted: a failure here is this message's alone."""
     attributes = dict(message.attributes)
     payload, body_error = _body(message.data)
-    try:
-        event_id = uuid.UUID(attributes.get(names.EVENT_ID, ""))
-        from_old_path = False
-    except ValueError:
-        if legacy is None:
+    from_old_path = legacy is not None and names.EVENT_ID not in attributes
+    if from_old_path:
+        assert legacy is not None
+        event_id = _legacy_id(message.message_id, attributes.get(REPLAYED_FROM), payload, legacy)
+    else:
+        try:  # present but not a UUID: a broken new-path publisher, not an old-path message
+            event_id = uuid.UUID(attributes.get(names.EVENT_ID, ""))
+        except ValueError:
             raise UndecodableEvent(
                 f"message {message.message_id} has no valid event_id attribute"
             ) from None
-        event_id, from_old_path = _legacy_id(message.message_id, payload, legacy), True
     if body_error is not None:
         if not from_old_path:
             raise UndecodableEvent(f"event {event_id}: body is not JSON ({body_error})")
@@ -114,7 +116,14 @@ def _body(data: bytes) -> tuple[Any, str | None]:
         return None, type(err).__name__ if isinstance(err, RecursionError) else str(err)
 
 
-def _legacy_id(message_id: str, payload: Any, legacy: LegacyMessages) -> uuid.UUID:
+def _legacy_id(
+    message_id: str, replayed_from: str | None, payload: Any, legacy: LegacyMessages
+) -> uuid.UUID:
+    """The body's id, else one from the message id; a copy `dlq replay` sent takes the dead
+    letter's id (`replayed_from`), so replaying one letter twice still dedupes. Without
+    `id_field` the replayed copy's id differs from the original delivery's (Pub/Sub gives a
+    dead letter a new message id): a subscription that saw the original and also receives the
+    copy (`replay_filter: false`) handles it again."""
     if legacy.id_field and isinstance(payload, dict):
         value = payload.get(legacy.id_field)
         if isinstance(value, str | int) and not isinstance(value, bool) and str(value):
@@ -122,4 +131,4 @@ def _legacy_id(message_id: str, payload: Any, legacy: LegacyMessages) -> uuid.UU
                 return uuid.UUID(str(value))
             except ValueError:
                 return uuid.uuid5(LEGACY_NAMESPACE, f"{legacy.id_field}:{value}")
-    return uuid.uuid5(LEGACY_NAMESPACE, f"message:{message_id}")
+    return uuid.uuid5(LEGACY_NAMESPACE, f"message:{replayed_from or message_id}")

@@ -94,7 +94,8 @@ def replay_dead_letters(ctx: DlqContext, request: ReplayRequest, io: Interaction
             f"{', '.join(unfiltered)} {'has' if len(unfiltered) == 1 else 'have'} no replay "
             "filter (replay_filter: false): every replayed copy reaches "
             f"{'it' if len(unfiltered) == 1 else 'them'}, also those targeted at other "
-            "subscriptions; consumers dedupe them by event_id"
+            "subscriptions; consumers dedupe them by event_id (old-path messages only with "
+            "LegacyMessages(id_field=...))"
         )
     snapshot, journal = undo_points(ctx, "replay", request.dry_run, request.snapshot, io)
     options = ReplayOptions(

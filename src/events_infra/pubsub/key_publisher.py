@@ -13,11 +13,10 @@ import os
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from events_infra.errors import EventsInfraError
 from events_infra.pubsub.publish_requests import Outgoing, request_chunks
 
 
-class NotAttempted(EventsInfraError):
+class NotAttempted(Exception):
     """An earlier row of the same key failed, so this one was not sent (order first)."""
 
 
