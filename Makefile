@@ -13,8 +13,8 @@ $(BIN)/.installed: pyproject.toml
 demo: $(BIN)/.installed ## the whole backbone on this machine: emulator + embedded PostgreSQL
 	$(BIN)/eventsctl demo --stack dev
 
-test: $(BIN)/.installed ## run the whole test suite (unit + integration)
-	$(BIN)/pytest
+test: $(BIN)/.installed ## run the whole test suite (unit + integration) on two workers
+	$(BIN)/pytest -n 2
 
 test-fast: $(BIN)/.installed ## the tests that need neither the emulator nor PostgreSQL (< 1 min)
 	$(BIN)/pytest -m "not emulator and not postgres"
