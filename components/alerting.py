@@ -36,6 +36,24 @@ from events_infra.stack_config.durations import gcp_duration, human_duration
 NO_OP = "EVALUATION_MISSING_DATA_NO_OP"
 """A gap keeps the incident as it is: it neither pages nor closes (hides) a backlog."""
 INACTIVE = "EVALUATION_MISSING_DATA_INACTIVE"
+MISSING_DATA_MIN_WINDOW_S = 60
+
+
+def missing_data_control(missing_data: str, window: float) -> str | None:
+    """`evaluation_missing_data` as Cloud Monitoring accepts it: only with a `duration` of 60 s
+    or more (monitoring_v3 types/alert.py, MetricThreshold.evaluation_missing_data; below that
+    `pulumi up` fails with HTTP 400). NO_OP is also what an unset field means (the enum's
+    UNSPECIFIED "Equivalent to EVALUATION_MISSING_DATA_NO_OP"), so below a minute it is left out;
+    any other choice needs the longer window, which the stack model enforces."""
+    if window >= MISSING_DATA_MIN_WINDOW_S:
+        return missing_data
+    if missing_data == NO_OP:
+        return None
+    raise ValueError(
+        f"{missing_data} needs a condition duration of {MISSING_DATA_MIN_WINDOW_S}s or more"
+    )
+
+
 """A gap counts as "not firing": right for counts, where no data means nothing happened."""
 
 
@@ -321,7 +339,7 @@ class DlqAlerting(pulumi.ComponentResource):
                     )
                 ],
                 trigger=gcp.monitoring.AlertPolicyConditionConditionThresholdTriggerArgs(count=1),
-                evaluation_missing_data=missing_data,
+                evaluation_missing_data=missing_data_control(missing_data, window),
             ),
         )
         return self._alert_policy(resource_name, display_name, settings, documentation, condition)

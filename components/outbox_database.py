@@ -91,6 +91,7 @@ class OutboxDatabase(pulumi.ComponentResource):
                 opts=pulumi.ResourceOptions(parent=self),
             )
             self.migration_job: gcp.cloudrunv2.Job | None = None
+            self.migration_grants: list[gcp.projects.IAMMember] = []
             job_path: pulumi.Output[str] | None = None
             depends: list[pulumi.Resource] = [self.database, self.migration_user]
             if config.private_ip_only:
@@ -103,7 +104,8 @@ class OutboxDatabase(pulumi.ComponentResource):
                     "projects/", project, "/locations/", config.region, "/jobs/",
                     self.migration_job.name,
                 )  # fmt: skip
-                depends.append(self.migration_job)
+                # the job connects with these grants: the first run must not start before them
+                depends += [self.migration_job, *self.migration_grants]
             self.schema = OutboxSchema(
                 f"{name}-schema",
                 instance_connection_name=self.instance.connection_name,
@@ -183,7 +185,9 @@ class OutboxDatabase(pulumi.ComponentResource):
         on its own: a failed migration is rolled back and fails `pulumi up` with its error."""
         config = spec.database
         assert config is not None and config.private_network is not None
-        self.connect_grants(f"{name}-migration", f"serviceAccount:{principal}", self)
+        self.migration_grants = self.connect_grants(
+            f"{name}-migration", f"serviceAccount:{principal}", self
+        )
         args = pulumi.Output.all(self.instance.connection_name, self.database.name).apply(
             lambda v: [
                 "outbox", "migrate", "--cloud-sql-instance", v[0], "--iam-user", user_name,

@@ -282,3 +282,49 @@ def test_no_outbox_alerts_without_a_relay() -> None:
     names = {p.name for p in run_program(engine_config, stack="dev").of_type(POLICY)}
     assert "alerting-dlq-backlog" in names
     assert not {"alerting-stuck-outbox", "alerting-relay-silent"} & names
+
+
+def test_missing_data_control_only_with_a_minute_or_more(prod: Run) -> None:
+    """Cloud Monitoring refuses `evaluation_missing_data` unless `duration` >= 60 s
+    (monitoring_v3 types/alert.py, MetricThreshold.evaluation_missing_data): prod's dead-letter
+    rate (INACTIVE) and DLQ retention (duration 0) conditions failed `pulumi up` with HTTP 400."""
+    from events_infra.stack_config.durations import parse_duration
+
+    checked = 0
+    for policy in prod.of_type(POLICY):
+        for condition in policy.inputs["conditions"]:
+            threshold = condition.get("conditionThreshold")
+            if threshold and "evaluationMissingData" in threshold:
+                assert parse_duration(threshold["duration"]) >= 60, policy.name
+                checked += 1
+    assert checked >= 3
+    rate = [p for p in prod.of_type(POLICY) if "dead-letter-rate" in p.name]
+    assert rate and all(
+        threshold_of(p)["evaluationMissingData"] == "EVALUATION_MISSING_DATA_INACTIVE"
+        and threshold_of(p)["duration"] == "60s"
+        for p in rate
+    )
+    retention = threshold_of(prod.named("alerting-dlq-retention"))
+    assert retention["duration"] == "0s" and "evaluationMissingData" not in retention
+
+
+def test_a_dead_letter_rate_under_a_minute_is_refused() -> None:
+    with pytest.raises(TopologyError) as info:
+        parse_topology(
+            {
+                "subscriptions": [{"name": "orders"}],
+                "alerting": {"dead_letter_rate": {"duration": "0s"}},
+            },
+            "cotton-erp",
+        )
+    [problem] = info.value.problems
+    assert "alerting.dead_letter_rate.duration" in problem and "60s" in problem
+
+
+def test_the_component_never_sends_a_control_the_api_refuses() -> None:
+    from events_infra.components.alerting import INACTIVE, NO_OP, missing_data_control
+
+    assert missing_data_control(NO_OP, 0) is None
+    assert missing_data_control(INACTIVE, 60) == INACTIVE
+    with pytest.raises(ValueError, match="60s or more"):
+        missing_data_control(INACTIVE, 0)

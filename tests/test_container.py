@@ -163,3 +163,16 @@ def test_health_turns_503_when_the_loop_stops_going_round(stale: bool) -> None:
     finally:
         server.shutdown()
     assert status == (503 if stale else 200)
+
+
+def test_the_build_context_leaves_out_the_workflow_credentials_file() -> None:
+    """google-github-actions/auth writes the workload-identity credentials into the workspace
+    as gha-creds-<random>.json; `docker build .` would copy it into the build context."""
+    import fnmatch
+
+    patterns = [
+        line.strip()
+        for line in (ROOT / ".dockerignore").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
+    assert any(fnmatch.fnmatch("gha-creds-1a2b3c4d5e6f.json", p) for p in patterns)

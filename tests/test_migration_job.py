@@ -51,6 +51,8 @@ def test_prod_applies_its_schema_with_a_job_inside_the_vpc(prod: Any) -> None:
             == "serviceAccount:pulumi-deployer@cotton-erp.iam.gserviceaccount.com"
         )
         assert "events-outbox" in grant.inputs["condition"]["expression"]
+        # the job's first run connects with these: the schema step waits for them
+        assert grant.urn in schema.dependencies
 
 
 def test_dev_with_a_public_ip_migrates_directly(dev: Any) -> None:

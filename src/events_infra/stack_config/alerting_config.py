@@ -59,6 +59,14 @@ Window = Annotated[
     AfterValidator(_whole_minutes),
 ]
 """A condition's `duration`: whole minutes."""
+MissingDataWindow = Annotated[
+    Seconds,
+    between(60, 86400, "duration", "a condition that closes when data stops arriving needs 60s+"),
+    AfterValidator(_whole_minutes),
+]
+"""The `duration` of a condition that sets `evaluation_missing_data`: Cloud Monitoring refuses
+that control below 60 s ("the value of the `duration` field must be greater than or equal to 60
+seconds", monitoring_v3 types/alert.py, MetricThreshold.evaluation_missing_data)."""
 AutoClose = Annotated[Seconds, between(0, 86400, "duration", "Cloud Monitoring's limit")]
 Alignment = Annotated[
     Seconds,
@@ -86,7 +94,8 @@ class DeadLetterRateAlert(Strict):
     """Messages dead-lettered per source subscription above `threshold` per alignment period."""
 
     threshold: Threshold = 0
-    duration: Window = 0.0
+    duration: MissingDataWindow = 60.0
+    """It closes its incident when dead-lettering stops (missing data counts as inactive)."""
     alignment_period: Alignment = 300
     severity: Severity = "ERROR"
     auto_close: AutoClose = 1800.0
