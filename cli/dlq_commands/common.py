@@ -3,11 +3,7 @@ the context, confirmation, warnings and the progress bar."""
 
 from __future__ import annotations
 
-import contextlib
-import signal
 import sys
-import threading
-from collections.abc import Iterator
 from typing import Any
 
 import typer
@@ -101,23 +97,3 @@ def confirm(yes: bool, question: str) -> None:
         ) from None
     if not confirmed:
         raise UserError("not confirmed: nothing changed")
-
-
-@contextlib.contextmanager
-def stopped_like_ctrl_c() -> Iterator[None]:
-    """SIGTERM and SIGHUP (a closed terminal, a stopped job) end the block as Ctrl-C does: what
-    Pub/Sub confirmed is acknowledged, the rest released, the summary printed and audited.
-    Without this they would kill the process mid-way (nothing lost, but no summary)."""
-
-    def interrupt(_signum: int, _frame: Any) -> None:
-        raise KeyboardInterrupt
-
-    if threading.current_thread() is not threading.main_thread():  # signals reach main only
-        yield
-        return
-    previous = {sig: signal.signal(sig, interrupt) for sig in (signal.SIGTERM, signal.SIGHUP)}
-    try:
-        yield
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)

@@ -19,10 +19,10 @@ from events_infra.cli.dlq_commands.common import (
     interaction,
     limit_flag,
     selection_flags,
-    stopped_like_ctrl_c,
 )
 from events_infra.cli.errors import user_errors
 from events_infra.cli.render import emit
+from events_infra.dlq.interrupts import stopped_like_ctrl_c
 
 
 @app.command("purge")

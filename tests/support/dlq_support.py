@@ -24,6 +24,7 @@ from google.cloud import pubsub_v1
 from events_infra.dlq import messages
 from events_infra.local.provision import provision
 from events_infra.local.stack import local_topology
+from events_infra.pubsub.paths import subscription_path, topic_path
 from events_infra.stack_config.stack_files import load_stack
 from events_infra.stack_config.topology import StackConfig
 
@@ -44,18 +45,18 @@ class DlqStack:
 
     @property
     def topic(self) -> str:
-        return f"projects/{self.project}/topics/{self.topology.topic.name}"
+        return topic_path(self.project, self.topology.topic.name)
 
     @property
     def dlq_topic(self) -> str:
-        return f"projects/{self.project}/topics/{self.topology.dead_letter.topic}"
+        return topic_path(self.project, self.topology.dead_letter.topic)
 
     @property
     def dlq_subscription(self) -> str:
-        return f"projects/{self.project}/subscriptions/{self.topology.dead_letter.subscription}"
+        return subscription_path(self.project, self.topology.dead_letter.subscription)
 
     def subscription(self, name: str) -> str:
-        return f"projects/{self.project}/subscriptions/{name}"
+        return subscription_path(self.project, name)
 
     def cli_args(self) -> list[str]:
         return ["--stack", self.name, "--stacks-dir", str(self.stacks_dir)]

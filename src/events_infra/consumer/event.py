@@ -68,10 +68,11 @@ def decode(message: Any, legacy: LegacyMessages | None = None) -> ReceivedEvent:
     publisher wrote is untrusted: a failure here is this message's alone."""
     attributes = dict(message.attributes)
     payload, body_error = _body(message.data)
-    from_old_path = legacy is not None and names.EVENT_ID not in attributes
-    if from_old_path:
-        assert legacy is not None
-        event_id = _legacy_id(message.message_id, attributes.get(REPLAYED_FROM), payload, legacy)
+    old_path = legacy if names.EVENT_ID not in attributes else None
+    from_old_path = old_path is not None
+    if old_path is not None:
+        replayed_from = attributes.get(REPLAYED_FROM)
+        event_id = _legacy_id(message.message_id, replayed_from, payload, old_path)
     else:
         try:  # present but not a UUID: a broken new-path publisher, not an old-path message
             event_id = uuid.UUID(attributes.get(names.EVENT_ID, ""))
@@ -84,8 +85,8 @@ def decode(message: Any, legacy: LegacyMessages | None = None) -> ReceivedEvent:
             raise UndecodableEvent(f"event {event_id}: body is not JSON ({body_error})")
         payload = bytes(message.data)
     event_type = attributes.get(names.EVENT_TYPE, "")
-    if not event_type and from_old_path and legacy and legacy.type_field:
-        found = payload.get(legacy.type_field) if isinstance(payload, dict) else None
+    if not event_type and old_path is not None and old_path.type_field:
+        found = payload.get(old_path.type_field) if isinstance(payload, dict) else None
         event_type = found if isinstance(found, str) else ""
     version = attributes.get(names.EVENT_VERSION, "1")
     return ReceivedEvent(

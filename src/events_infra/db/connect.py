@@ -15,10 +15,16 @@ class DatabaseUnreachable(EventsInfraError):
     (never the password) and what to check."""
 
 
-def connect(url: str | None) -> Any:
-    """A psycopg connection to `url`, or DatabaseUnreachable within CONNECT_TIMEOUT_S."""
+def require_url(url: str | None) -> str:
+    """`url`, or DatabaseUnreachable saying how to give one."""
     if not url:
         raise DatabaseUnreachable("no database given: pass --database-url or set DATABASE_URL")
+    return url
+
+
+def connect(url: str | None) -> Any:
+    """A psycopg connection to `url`, or DatabaseUnreachable within CONNECT_TIMEOUT_S."""
+    url = require_url(url)
     import psycopg
 
     try:

@@ -57,10 +57,10 @@ class RelaySettings:
 
 def resolve(settings: RelaySettings) -> tuple[str, str | None]:
     """(topic path, endpoint) to publish to, or RelaySettingsError saying what to change."""
+    from events_infra.db.connect import require_url
     from events_infra.stack_config.stack_files import load_stack, stacks_dir
 
-    if not settings.database_url:
-        raise RelaySettingsError("no database given: pass --database-url or set DATABASE_URL")
+    require_url(settings.database_url)
     counts = (settings.batch_size, settings.max_attempts, settings.per_key)
     if min(*counts, settings.publish_concurrency) < 1:
         raise RelaySettingsError(
