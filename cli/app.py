@@ -12,6 +12,7 @@ from events_infra.cli import (
     local_cmd,
     outbox_cmd,
     preview_cmd,
+    subscription_cmd,
     topology_cmd,
 )
 
@@ -26,6 +27,7 @@ app.add_typer(adopt_cmd.app, name="adopt")
 app.add_typer(outbox_cmd.app, name="outbox")
 app.add_typer(consumer_cmd.app, name="consumer")
 app.add_typer(dlq_commands.app, name="dlq")
+app.add_typer(subscription_cmd.app, name="subscription")
 app.add_typer(local_cmd.app, name="local")
 app.add_typer(preview_cmd.app, name="preview")
 app.command("demo")(local_cmd.demo_command)

@@ -199,8 +199,8 @@ def _subscription_diff(
 ) -> list[Difference]:
     found: list[Difference] = []
     new_sub = (
-        "declare a new subscription beside it, move its backlog there, then retire it "
-        "(the consumers dedupe the overlap by event_id)"
+        f"declare a new subscription NEW beside it, deploy, then `eventsctl subscription "
+        f"migrate {sub.name} --to NEW`, then retire it (consumers dedupe the overlap by event_id)"
     )
     if live.topic != topic:
         found.append(Difference("topic", live.topic, topic, MIGRATION, new_sub))

@@ -191,7 +191,15 @@ def _replay(
                         partial(_acknowledge, scanner, options, summary, confirmed, twins)
                     )
 
-                _publish_all(sender, publish, options, limiter, summary, settle)
+                publish_copies(
+                    sender,
+                    publish,
+                    options.rate,
+                    limiter,
+                    summary.failed,
+                    settle,
+                    partial(_copy_attributes, options),
+                )
                 scanner.release([d for d in all_seconds if d.message_id not in dropped])
             if progress:
                 progress(len(publish))
@@ -279,37 +287,45 @@ def _count_target(summary: ReplaySummary, letter: DeadLetter, options: ReplayOpt
     summary.by_target[key] = summary.by_target.get(key, 0) + 1
 
 
-def _publish_all(
+def _copy_attributes(options: ReplayOptions, letter: DeadLetter) -> dict[str, str]:
+    return replay_attributes(
+        letter.attributes,
+        letter.message_id,
+        None if options.broadcast else options.to or letter.source_subscription,
+        letter.replay_count + 1,
+    )
+
+
+def publish_copies(
     sender: Any,
     letters: list[DeadLetter],
-    options: ReplayOptions,
+    rate: float | None,
     limiter: RateLimiter,
-    summary: ReplaySummary,
+    failed: list[str],
     settle: Callable[[list[DeadLetter]], None],
+    attributes_for: Callable[[DeadLetter], dict[str, str]],
 ) -> None:
-    """Publish copies and hand each group's confirmed letters to `settle`. With --rate the
-    copies go out in small paced groups (a tenth of a second's worth each), so the rate holds
-    for what reaches the topic, not only for what was prepared."""
+    """Publish a copy of each letter (its attributes from `attributes_for`) and hand each
+    group's confirmed letters to `settle`; ids whose publish failed go to `failed`. With a
+    `rate` the copies go out in small paced groups (a tenth of a second's worth each), so the
+    rate holds for what reaches the topic, not only for what was prepared. Shared by replay and
+    `subscription migrate`."""
     from events_infra.pubsub.publish_requests import Outgoing
 
-    step = max(1, int(options.rate // 10)) if options.rate else max(1, len(letters))
+    step = max(1, int(rate // 10)) if rate else max(1, len(letters))
     for start in range(0, len(letters), step):
         group = letters[start : start + step]
         messages = []
         for letter in group:
             limiter.acquire()
-            attributes = replay_attributes(
-                letter.attributes,
-                letter.message_id,
-                None if options.broadcast else options.to or letter.source_subscription,
-                letter.replay_count + 1,
-            )
             messages.append(
-                Outgoing(letter.message_id, letter.ordering_key, letter.data, attributes)
+                Outgoing(
+                    letter.message_id, letter.ordering_key, letter.data, attributes_for(letter)
+                )
             )
         with deferred_stop():  # a request on the wire is confirmed and settled, then we stop
             confirmed_ids, failed_ids = sender.publish_messages(messages)
-            summary.failed += failed_ids
+            failed += failed_ids
             confirmed = set(confirmed_ids)
             settle([letter for letter in group if letter.message_id in confirmed])
 

@@ -69,12 +69,16 @@ class Scanner:
         ack_deadline_s: int = 10,
         expected: int | None = None,
         budget_s: float | None = None,
+        covers: Callable[[DeadLetter], bool] | None = None,
     ) -> None:
         """`ack_deadline_s`: the deadline held messages are kept at (10 s, Pub/Sub's minimum,
         is right for any subscription: the keeper sets it explicitly). `expected`: how many
         messages the subscription held when the scan began (Monitoring's estimate, or a count):
         while fewer have been seen the scan keeps looking, for at most `budget_s` seconds of
-        pulls that bring nothing new."""
+        pulls that bring nothing new. `covers`: which fresh messages belong to what the scan
+        must cover (default: all); others are handed out too but do not keep it going, so a
+        scan of a live subscription (`subscription migrate`) ends although publishers keep
+        adding messages."""
         self.subscriber = subscriber
         self.subscription = subscription
         self.batch_size = max(1, min(batch_size, 1000))
@@ -86,6 +90,8 @@ class Scanner:
         self.stats = ScanStats()
         self.ack_deadline_s = max(10, ack_deadline_s)
         self._seen: set[str] = set()
+        self._covers = covers
+        self._covered_count = 0  # fresh messages that `covers` counted
         self._outstanding: dict[str, str] = {}  # message id -> ack id, not yet acked/released
         self._deadlines: dict[str, float] = {}  # ack id -> monotonic time its deadline passes
         self._lock = threading.RLock()
@@ -137,15 +143,18 @@ class Scanner:
                     self._outstanding[letter.message_id] = letter.ack_id
                     self._deadlines[letter.ack_id] = pulled_at + self.ack_deadline_s
             self._modify(repeats)
-            if not fresh:  # empty, or only letters already seen: back off and look again
+            counted = len(fresh) if self._covers is None else sum(map(self._covers, fresh))
+            self._covered_count += counted
+            self.stats.distinct += len(fresh)
+            if counted:
+                unproductive, quiet_since, pause = 0, time.monotonic(), 0.05
+            if fresh:
+                yield fresh
+            if not counted:  # nothing new (that counts): back off and look again
                 unproductive += 1
                 if halt.wait(pause):
                     return
                 pause = min(pause * 2, 1.0)
-                continue
-            unproductive, quiet_since, pause = 0, time.monotonic(), 0.05
-            self.stats.distinct += len(fresh)
-            yield fresh
 
     def _ahead(self, depth: int) -> Iterator[list[DeadLetter]]:
         """`_fresh` run by a puller thread, at most `depth` batches ahead of the caller. Its
@@ -188,7 +197,7 @@ class Scanner:
         """Seen everything (as far as pulls can tell). With a backlog count: that many seen and
         a pull that brought nothing new (what arrives later is not this run's to cover), or,
         short of it, the budget spent. Without: enough unproductive pulls over enough time."""
-        if self.expected is not None and len(self._seen) >= self.expected:
+        if self.expected is not None and self._covered_count >= self.expected:
             return unproductive >= 1  # the counted backlog is covered; nothing else waiting
         if unproductive < self.quiet_pulls or quiet_for < self.quiet_seconds:
             return False
@@ -201,7 +210,7 @@ class Scanner:
         """How many of the expected messages the scan never saw (None: no expectation)."""
         if self.expected is None:
             return None
-        return max(0, self.expected - len(self._seen))
+        return max(0, self.expected - self._covered_count)
 
     def ack(self, letters: Iterable[DeadLetter]) -> set[str]:
         """Acknowledge; return the message ids whose ack went out before their deadline (the

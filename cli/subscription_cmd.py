@@ -1,0 +1,87 @@
+"""`eventsctl subscription`: the way through a subscription change Pub/Sub cannot make in place."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import typer
+
+from events_infra.cli import options
+from events_infra.cli.dlq_commands.common import AUDIT_LOG, context, interaction
+from events_infra.cli.errors import Exit, user_errors
+from events_infra.cli.render import emit
+from events_infra.dlq.interrupts import stopped_like_ctrl_c
+
+app = typer.Typer(
+    help="Subscriptions: move a backlog to a successor across an immutable change.",
+    no_args_is_help=True,
+)
+
+
+@app.command("migrate")
+def migrate_command(
+    old: str = typer.Argument(..., help="The subscription whose backlog moves (it is kept)."),
+    to: str = typer.Option(
+        ..., "--to", help="The successor, declared in the stack and already deployed."
+    ),
+    stack: str = options.STACK,
+    stacks_dir: str = options.STACKS_DIR,
+    project: str = options.PROJECT,
+    limit: int = typer.Option(None, "--limit", help="Move at most this many."),
+    rate: float = typer.Option(None, "--rate", help="At most N messages per second."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Count what would move; change nothing."),
+    yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation."),
+    no_snapshot: bool = typer.Option(
+        False, "--no-snapshot", help="Do not snapshot OLD first (the journal remains)."
+    ),
+    audit_log: str = AUDIT_LOG,
+    as_json: bool = options.JSON,
+) -> None:
+    """Move OLD's backlog into NEW: the zero-loss way through a change of filter, ordering,
+    name or topic, which GCP can only make by replacing the subscription (dropping its backlog).
+
+    Declare NEW in the stack and deploy it first: from then on it receives every new message.
+    This copies the messages OLD still holds from before (targeted at NEW, so no other
+    subscription of the stack gets a copy), acknowledging each in OLD only after Pub/Sub
+    confirmed its copy and the journal holds it; messages published since the move began stay
+    in OLD (NEW has them). Killed at any point, rerun it: consumers dedupe the overlap by
+    event_id. OLD is never deleted. Start with --dry-run.
+    """
+    from events_infra.dlq.migrate_operation import MigrateRequest, migrate_subscription
+
+    request = MigrateRequest(
+        old=old,
+        new=to,
+        limit=limit,
+        rate=rate,
+        dry_run=dry_run,
+        snapshot=not no_snapshot,
+        audit_log=audit_log,
+    )
+    with user_errors():
+        ctx = context(stack, stacks_dir, project, None, None)
+        io = interaction(yes, "moving" if not dry_run else "scanning")
+        with stopped_like_ctrl_c():
+            result = migrate_subscription(ctx, request, io)
+    emit(result, as_json, _print_migrate)
+    if result["interrupted"]:
+        typer.echo("interrupted: the counts above are what was done (recorded in the audit "
+                   "log); run the same command again to continue", err=True)  # fmt: skip
+        raise typer.Exit(130)
+    if result["counts"]["failed"]:
+        raise typer.Exit(int(Exit.ERROR))
+
+
+def _print_migrate(result: dict[str, Any]) -> None:
+    counts = result["counts"]
+    if result["dry_run"]:
+        typer.echo(f"dry run: would move {counts['would_move']} messages from {result['from']} to "
+                   f"{result['to']} (nothing changed)")  # fmt: skip
+    else:
+        typer.echo(f"moved {counts['moved']} messages from {result['from']} to {result['to']}")
+    typer.echo(
+        f"left in {result['from']}: published since the move began {counts['arrived_since_start']}"
+        f", refused by {result['to']}'s filter {counts['refused_by_new_filter']}, failed "
+        f"{counts['failed']}, acked too late {counts['acked_too_late']}; copies for other "
+        f"subscriptions acknowledged {counts['foreign_copies_acked']}"
+    )
