@@ -168,7 +168,7 @@ class Access(pulumi.ComponentResource):
         return gcp.sql.User(
             f"{self._name}-{key}-database-user",
             project=self._project,
-            instance=database.instance.name,
+            instance=database.instance_name,
             name=email.apply(lambda e: iam_database_user(e)[0]),
             type="CLOUD_IAM_SERVICE_ACCOUNT",
             database_roles=[role],

@@ -29,7 +29,10 @@ def iam_database_user(email: str) -> tuple[str, str]:
 class OutboxDatabase(pulumi.ComponentResource):
     """Instance, database, optional password user, migration user and schema for one stack.
 
-    Public fields: `instance`, `database`, `connection_name` (for the relay and connectors),
+    With `database.existing` the instance and database are the service's own: they are named,
+    not declared (the stack can neither change nor delete them), and the schema, users and
+    grants go into them. Public fields: `instance` and `database` (None when existing),
+    `instance_name`, `database_name`, `connection_name` (for the relay and connectors),
     `password_user` and `password` (a Pulumi secret; never exported in plain text), `schema`.
     """
 
@@ -46,9 +49,101 @@ class OutboxDatabase(pulumi.ComponentResource):
         config = spec.database
         if config is None:
             raise ValueError("OutboxDatabase needs events-infra:database in the stack config")
-        production = spec.production
         project = self._project = spec.project
 
+        self.instance: gcp.sql.DatabaseInstance | None = None
+        self.database: gcp.sql.Database | None = None
+        if config.existing:
+            self.instance_name: pulumi.Input[str] = config.instance
+            self.database_name: pulumi.Input[str] = config.database
+            self.connection_name = pulumi.Output.from_input(
+                f"{project}:{config.region}:{config.instance}"
+            )
+        else:
+            self._declare_instance(name, spec)
+
+        self.schema: OutboxSchema | None = None
+        self.migration_user: gcp.sql.User | None = None
+        if config.migration_principal:
+            user_name, user_type = iam_database_user(config.migration_principal)
+            # cloudsqlsuperuser: since PostgreSQL 15 a new user may not create tables in the
+            # public schema, and the migration user must.
+            self.migration_user = gcp.sql.User(
+                f"{name}-migration-user",
+                name=user_name,
+                project=project,
+                instance=self.instance_name,
+                type=user_type,
+                database_roles=["cloudsqlsuperuser"],
+                opts=pulumi.ResourceOptions(parent=self),
+            )
+            self.migration_job: gcp.cloudrunv2.Job | None = None
+            self.migration_grants: list[gcp.projects.IAMMember] = []
+            job_path: pulumi.Output[str] | None = None
+            depends: list[pulumi.Resource] = [
+                r for r in (self.database, self.migration_user) if r is not None
+            ]
+            if config.private_ip_only:
+                if not migration_image:
+                    raise ValueError("a private-IP outbox needs migration_image (relay.image)")
+                self.migration_job = self._migration_job(
+                    name, spec, migration_image, user_name, config.migration_principal
+                )
+                job_path = pulumi.Output.concat(
+                    "projects/", project, "/locations/", config.region, "/jobs/",
+                    self.migration_job.name,
+                )  # fmt: skip
+                # the job connects with these grants: the first run must not start before them
+                depends += [self.migration_job, *self.migration_grants]
+            self.schema = OutboxSchema(
+                f"{name}-schema",
+                instance_connection_name=self.connection_name,
+                database=self.database_name,
+                user=self.migration_user.name,
+                private_ip=config.private_ip_only,
+                provider=JobMigrationProvider() if job_path is not None else MigrationProvider(),
+                job=job_path,
+                opts=pulumi.ResourceOptions(parent=self, depends_on=depends),
+            )
+
+        self.password: pulumi.Output[str] | None = None
+        self.password_user: gcp.sql.User | None = None
+        if config.password_user:
+            generated = random.RandomPassword(
+                f"{name}-password",
+                length=32,
+                special=False,
+                opts=pulumi.ResourceOptions(parent=self),
+            )
+            self.password = pulumi.Output.secret(generated.result)
+            self.password_user = gcp.sql.User(
+                f"{name}-user-{config.password_user}",
+                name=config.password_user,
+                project=project,
+                instance=self.instance_name,
+                type="BUILT_IN",
+                password=self.password,
+                # The application's user: insert events, nothing else on the outbox (the tables
+                # belong to the migration user). The role exists once the schema step has run.
+                database_roles=[WRITER_ROLE] if self.schema is not None else None,
+                opts=pulumi.ResourceOptions(
+                    parent=self, depends_on=[self.schema] if self.schema is not None else []
+                ),
+            )
+
+        self.register_outputs(
+            {
+                "connection_name": self.connection_name,
+                "database": self.database_name,
+                "schema_version": self.schema.schema_version if self.schema else None,
+            }
+        )
+
+    def _declare_instance(self, name: str, spec: OutboxDatabaseArgs) -> None:
+        """The dedicated instance and database of a greenfield stack."""
+        config = spec.database
+        assert config is not None
+        production, project = spec.production, spec.project
         self.instance = gcp.sql.DatabaseInstance(
             f"{name}-instance",
             name=config.instance,
@@ -75,80 +170,8 @@ class OutboxDatabase(pulumi.ComponentResource):
             ),
         )
 
-        self.schema: OutboxSchema | None = None
-        self.migration_user: gcp.sql.User | None = None
-        if config.migration_principal:
-            user_name, user_type = iam_database_user(config.migration_principal)
-            # cloudsqlsuperuser: since PostgreSQL 15 a new user may not create tables in the
-            # public schema, and the migration user must.
-            self.migration_user = gcp.sql.User(
-                f"{name}-migration-user",
-                name=user_name,
-                project=project,
-                instance=self.instance.name,
-                type=user_type,
-                database_roles=["cloudsqlsuperuser"],
-                opts=pulumi.ResourceOptions(parent=self),
-            )
-            self.migration_job: gcp.cloudrunv2.Job | None = None
-            self.migration_grants: list[gcp.projects.IAMMember] = []
-            job_path: pulumi.Output[str] | None = None
-            depends: list[pulumi.Resource] = [self.database, self.migration_user]
-            if config.private_ip_only:
-                if not migration_image:
-                    raise ValueError("a private-IP outbox needs migration_image (relay.image)")
-                self.migration_job = self._migration_job(
-                    name, spec, migration_image, user_name, config.migration_principal
-                )
-                job_path = pulumi.Output.concat(
-                    "projects/", project, "/locations/", config.region, "/jobs/",
-                    self.migration_job.name,
-                )  # fmt: skip
-                # the job connects with these grants: the first run must not start before them
-                depends += [self.migration_job, *self.migration_grants]
-            self.schema = OutboxSchema(
-                f"{name}-schema",
-                instance_connection_name=self.instance.connection_name,
-                database=self.database.name,
-                user=self.migration_user.name,
-                private_ip=config.private_ip_only,
-                provider=JobMigrationProvider() if job_path is not None else MigrationProvider(),
-                job=job_path,
-                opts=pulumi.ResourceOptions(parent=self, depends_on=depends),
-            )
-
-        self.password: pulumi.Output[str] | None = None
-        self.password_user: gcp.sql.User | None = None
-        if config.password_user:
-            generated = random.RandomPassword(
-                f"{name}-password",
-                length=32,
-                special=False,
-                opts=pulumi.ResourceOptions(parent=self),
-            )
-            self.password = pulumi.Output.secret(generated.result)
-            self.password_user = gcp.sql.User(
-                f"{name}-user-{config.password_user}",
-                name=config.password_user,
-                project=project,
-                instance=self.instance.name,
-                type="BUILT_IN",
-                password=self.password,
-                # The application's user: insert events, nothing else on the outbox (the tables
-                # belong to the migration user). The role exists once the schema step has run.
-                database_roles=[WRITER_ROLE] if self.schema is not None else None,
-                opts=pulumi.ResourceOptions(
-                    parent=self, depends_on=[self.schema] if self.schema is not None else []
-                ),
-            )
-
-        self.register_outputs(
-            {
-                "connection_name": self.connection_name,
-                "database": self.database.name,
-                "schema_version": self.schema.schema_version if self.schema else None,
-            }
-        )
+        self.instance_name = self.instance.name
+        self.database_name = self.database.name
 
     def connect_grants(
         self, prefix: str, member: pulumi.Input[str], parent: pulumi.Resource
@@ -163,7 +186,7 @@ class OutboxDatabase(pulumi.ComponentResource):
                 member=member,
                 condition=gcp.projects.IAMMemberConditionArgs(
                     title="outbox instance only",
-                    expression=self.instance.name.apply(
+                    expression=pulumi.Output.from_input(self.instance_name).apply(
                         lambda n: f'resource.name == "projects/{self._project}/instances/{n}"'
                     ),
                 ),
@@ -188,7 +211,7 @@ class OutboxDatabase(pulumi.ComponentResource):
         self.migration_grants = self.connect_grants(
             f"{name}-migration", f"serviceAccount:{principal}", self
         )
-        args = pulumi.Output.all(self.instance.connection_name, self.database.name).apply(
+        args = pulumi.Output.all(self.connection_name, self.database_name).apply(
             lambda v: [
                 "outbox", "migrate", "--cloud-sql-instance", v[0], "--iam-user", user_name,
                 "--database", v[1], "--private-ip",

@@ -58,7 +58,7 @@ outbox_db = (
 )
 if outbox_db is not None:
     pulumi.export("outbox_connection_name", outbox_db.connection_name)
-    pulumi.export("outbox_database", outbox_db.database.name)
+    pulumi.export("outbox_database", outbox_db.database_name)
     if outbox_db.schema is not None:
         pulumi.export("outbox_schema_version", outbox_db.schema.schema_version)
 
@@ -81,7 +81,7 @@ if topology.relay is not None and outbox_db is not None and topology.database is
             topic_id=bus.topic.id,
             pubsub_endpoint=topology.pubsub.api_endpoint,
             instance_connection_name=outbox_db.connection_name,
-            database=outbox_db.database.name,
+            database=outbox_db.database_name,
             database_user=access.relay_email.apply(lambda e: iam_database_user(e)[0]),
             private_network=topology.database.private_network,
             min_instances=topology.relay.min_instances,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, Field, ValidationInfo, field_validator
+from pydantic import AfterValidator, Field, ValidationInfo, field_validator, model_validator
 
 from events_infra.stack_config import limits
 from events_infra.stack_config.config_types import Labels, Strict, between, email, fail, matches
@@ -84,9 +84,28 @@ def _postgres_version(value: str) -> str:
     return value
 
 
+INSTANCE_SETTINGS = (
+    "database_version",
+    "edition",
+    "tier",
+    "availability_type",
+    "backup_start_time",
+    "retained_backups",
+    "transaction_log_retention_days",
+    "logical_decoding",
+    "labels",
+)
+"""Keys that configure an instance the stack creates; meaningless for an `existing` one."""
+
+
 class DatabaseConfig(Strict):
     """The Cloud SQL for PostgreSQL instance holding the transactional outbox."""
 
+    existing: bool = False
+    """The instance and database exist already (the service's own, holding its business
+    tables): the stack adds the outbox schema, the users and grants and the relay to them and
+    never creates, changes or deletes the instance or the database. The outbox must live in the
+    database of the transactions it records, or writing an event is a dual write."""
     region: Annotated[str, matches(REGION, "a GCP region such as asia-south1")]
     instance: Annotated[
         str,
@@ -124,6 +143,19 @@ class DatabaseConfig(Strict):
         if problem:
             raise fail("tier_edition", "{problem}", problem=problem)
         return tier
+
+    @model_validator(mode="after")
+    def _existing_takes_no_instance_settings(self) -> DatabaseConfig:
+        settings = [key for key in INSTANCE_SETTINGS if key in self.model_fields_set]
+        if self.existing and settings:
+            raise fail(
+                "existing_instance",
+                "{keys}: the stack does not manage an existing instance (existing: true); "
+                "remove {them} or let the stack create the instance",
+                keys=", ".join(settings),
+                them="it" if len(settings) == 1 else "them",
+            )
+        return self
 
     @property
     def private_ip_only(self) -> bool:

@@ -1,0 +1,130 @@
+"""The outbox in the service's own database (`database.existing: true`): the stack names the
+instance and database instead of creating them, and the schema, users, grants and relay go
+there, so an event is written in the transaction of the business change it records.
+
+The program side runs under Pulumi's mocks; the schema step's provider and the relay run against
+a real PostgreSQL database that existed before (business tables, rows, its own migrations).
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from typing import Any
+
+import psycopg
+import pytest
+
+from events_infra.components.offline import Run, run_program
+from events_infra.components.outbox_schema import MigrationProvider
+from events_infra.outbox import Event, enqueue
+from events_infra.stack_config.stack_files import topology_from_config
+from events_infra.stack_config.topology import TopologyError
+from tests.support.relay_support import Bus, RelayThread
+
+INSTANCE = "gcp:sql/databaseInstance:DatabaseInstance"
+DATABASE = "gcp:sql/database:Database"
+USER = "gcp:sql/user:User"
+SCHEMA = "pulumi-python:dynamic:Resource"
+IAM_MEMBER = "gcp:projects/iAMMember:IAMMember"
+EXISTING = {
+    "existing": True,
+    "region": "asia-south1",
+    "instance": "erp-main",
+    "database": "trading",
+    "private_network": "projects/cotton-erp/global/networks/cotton-erp-vpc",
+    "migration_principal": "pulumi-deployer@cotton-erp.iam.gserviceaccount.com",
+}
+
+
+@pytest.fixture
+def existing(prod_config: dict[str, Any]) -> Run:
+    prod_config["events-infra:database"] = EXISTING
+    config = {k: v if isinstance(v, str) else json.dumps(v) for k, v in prod_config.items()}
+    return run_program(config, stack="prod")
+
+
+def test_the_stack_names_the_services_instance_and_never_declares_it(existing: Run) -> None:
+    assert existing.of_type(INSTANCE) == [] and existing.of_type(DATABASE) == []
+    [schema] = existing.of_type(SCHEMA)
+    assert schema.inputs["instance_connection_name"] == "cotton-erp:asia-south1:erp-main"
+    assert schema.inputs["database"] == "trading"
+    assert {u.inputs["instance"] for u in existing.of_type(USER)} == {"erp-main"}
+    assert existing.exports["outbox_connection_name"] == "cotton-erp:asia-south1:erp-main"
+    assert existing.exports["outbox_database"] == "trading"
+
+
+def test_job_grants_and_relay_follow_the_database_they_serve(existing: Run) -> None:
+    [job] = existing.of_type("gcp:cloudrunv2/job:Job")
+    args = job.inputs["template"]["template"]["containers"][0]["args"]
+    assert args[args.index("--cloud-sql-instance") + 1] == "cotton-erp:asia-south1:erp-main"
+    assert args[args.index("--database") + 1] == "trading"
+    conditioned = [
+        m.inputs["condition"]["expression"]
+        for m in existing.of_type(IAM_MEMBER)
+        if m.inputs["role"] in ("roles/cloudsql.client", "roles/cloudsql.instanceUser")
+    ]
+    assert conditioned and set(conditioned) == {
+        'resource.name == "projects/cotton-erp/instances/erp-main"'
+    }
+    [service] = existing.of_type("gcp:cloudrunv2/service:Service")
+    text = json.dumps(service.inputs)
+    assert "cotton-erp:asia-south1:erp-main" in text and "events-outbox" not in text
+
+
+@pytest.mark.parametrize("key", ["tier", "retained_backups", "database_version"])
+def test_instance_settings_are_refused_for_an_existing_instance(key: str) -> None:
+    value = {"tier": "db-custom-2-7680", "retained_backups": 30, "database_version": "POSTGRES_15"}
+    config = {
+        "gcp:project": "cotton-erp",
+        "events-infra:database": {**EXISTING, key: value[key]},
+    }
+    with pytest.raises(TopologyError) as raised:
+        topology_from_config(config, set())
+    [line] = str(raised.value).splitlines()
+    assert key in line and "existing: true" in line
+
+
+class LocalMigrationProvider(MigrationProvider):
+    """The schema step's real provider; only the Cloud SQL connector is swapped."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+
+    def _connect(self, props: dict[str, Any]) -> Any:
+        return psycopg.connect(self.url)
+
+
+def test_schema_and_relay_work_in_a_database_the_stack_did_not_create(
+    database_url: str, pubsub: str
+) -> None:
+    with psycopg.connect(database_url) as conn:  # the service's database, as it was
+        conn.execute("CREATE TABLE trades (id uuid PRIMARY KEY, quantity integer NOT NULL)")
+        conn.execute("CREATE TABLE schema_migrations (version text PRIMARY KEY)")
+        conn.execute("INSERT INTO schema_migrations VALUES ('20240101_trades')")
+        conn.execute("INSERT INTO trades VALUES (gen_random_uuid(), 5)")
+    LocalMigrationProvider(database_url).create(
+        {
+            "instance_connection_name": "cotton-erp:asia-south1:erp-main",
+            "database": "trading",
+            "user": "pulumi-deployer@cotton-erp.iam",
+            "private_ip": True,
+        }
+    )
+    committed, rolled_back = uuid.uuid4(), uuid.uuid4()
+    with psycopg.connect(database_url) as conn:
+        assert conn.execute("SELECT * FROM schema_migrations").fetchall() == [("20240101_trades",)]
+        assert conn.execute("SELECT count(*) FROM trades").fetchone() == (1,)
+        # the outbox roles get nothing on the service's own tables
+        for role in ("events_outbox_writer", "events_outbox_relay"):
+            assert conn.execute(
+                "SELECT has_table_privilege(%s, 'trades', 'SELECT')", (role,)
+            ).fetchone() == (False,)
+        for trade, keep in ((committed, True), (rolled_back, False)):
+            conn.execute("INSERT INTO trades VALUES (%s, 7)", (trade,))
+            enqueue(conn, Event("trade.created", "trade", trade, {"quantity": 7}))
+            conn.commit() if keep else conn.rollback()
+    bus = Bus.create()
+    with RelayThread(database_url, bus.topic):
+        received = bus.received(seconds=2.0)
+    assert [m.message.attributes["aggregate_id"] for m in received] == [str(committed)]
