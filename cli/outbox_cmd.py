@@ -13,6 +13,7 @@ from events_infra.cli.database import DATABASE_URL, connect
 from events_infra.cli.errors import Exit, UserError, user_errors
 from events_infra.cli.render import emit, table
 from events_infra.errors import first_line
+from events_infra.outbox import metric_names
 from events_infra.outbox.relay_process import RelayEnvironment
 
 app = typer.Typer(help="The transactional outbox: schema migrations and backlog status.")
@@ -214,6 +215,13 @@ def relay_command(
         envvar=RelayEnvironment.METRICS_LOCATION,
         help="The location label of the relay's metrics (its region).",
     ),
+    metrics_job: str = typer.Option(
+        metric_names.JOB,
+        "--metrics-job",
+        envvar=RelayEnvironment.METRICS_JOB,
+        help="The job label of the relay's metrics: its Cloud Run service, one per outbox "
+        "database (what that database's alerts filter on).",
+    ),
     poll_interval: float = typer.Option(
         1.0, "--poll-interval", help="Seconds between polls when no NOTIFY arrives."
     ),
@@ -246,6 +254,7 @@ def relay_command(
         health_port=health_port,
         metrics_project=metrics_project,
         metrics_location=metrics_location,
+        metrics_job=metrics_job,
     )
     with user_errors():
         published = run_relay_process(settings)

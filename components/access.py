@@ -10,6 +10,8 @@ pubsub.admin anywhere: tests fail if one appears.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import pulumi
 import pulumi_gcp as gcp
 
@@ -40,7 +42,11 @@ anything but the caller's own metric points."""
 
 class Access(pulumi.ComponentResource):
     """Identities and grants of one stack. Public fields: `relay`, `consumers` (subscription ->
-    service account or None for an existing identity), `relay_database_user`."""
+    service account or None for an existing identity), `relay_database_user` (on the first
+    outbox database) and `relay_database_users` (outbox name -> its login, for `outboxes`).
+
+    One relay identity serves every outbox database: it logs in to each as
+    events_outbox_relay, with connect rights conditioned on each instance."""
 
     def __init__(
         self,
@@ -48,6 +54,7 @@ class Access(pulumi.ComponentResource):
         spec: AccessArgs,
         bus: EventBus,
         database: OutboxDatabase | None = None,
+        outboxes: Mapping[str, OutboxDatabase] | None = None,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         super().__init__("events-infra:access:Access", name, None, opts)
@@ -71,14 +78,36 @@ class Access(pulumi.ComponentResource):
                 "relay", relay_email, RELAY_DATABASE_ROLE, database
             )
 
+        self.relay_database_users: dict[str, gcp.sql.User] = {}
+        for outbox, outbox_db in (outboxes or {}).items():
+            self.relay_database_users[outbox] = self._database_login(
+                f"relay-{outbox}", relay_email, RELAY_DATABASE_ROLE, outbox_db
+            )
+
         # --- services writing events: INSERT into the outbox, nothing else ---------------------
         self.writer_database_users: dict[str, gcp.sql.User] = {}
+        """`<account>` on the first outbox database, `<outbox>/<account>` on the others."""
+        writers: dict[str, pulumi.Output[str]] = {}  # account -> email, each identity made once
+
+        def writer(account: str) -> tuple[str, pulumi.Output[str]]:
+            key = account.split("@", 1)[0]
+            if account not in writers:
+                writers[account] = self._identity(
+                    f"writer-{key}", account, "writes events to the outbox"
+                )[1]
+            return key, writers[account]
+
         if database is not None:
             for account in config.writers:
-                key = account.split("@", 1)[0]
-                _, email = self._identity(f"writer-{key}", account, "writes events to the outbox")
+                key, email = writer(account)
                 self.writer_database_users[key] = self._database_login(
                     f"writer-{key}", email, WRITER_DATABASE_ROLE, database
+                )
+        for outbox, outbox_db in (outboxes or {}).items():
+            for account in spec.outbox_writers.get(outbox, ()):
+                key, email = writer(account)
+                self.writer_database_users[f"{outbox}/{key}"] = self._database_login(
+                    f"writer-{outbox}-{key}", email, WRITER_DATABASE_ROLE, outbox_db
                 )
 
         # --- consumers: each subscribes to its own subscription only ------------------------

@@ -32,6 +32,8 @@ from events_infra.stack_config.alerting_config import (
     WebhookChannel,
 )
 from events_infra.stack_config.durations import gcp_duration, human_duration
+from events_infra.stack_config.outbox_config import OutboxConfig
+from events_infra.stack_config.pulumi_names import RELAY_SERVICE
 
 NO_OP = "EVALUATION_MISSING_DATA_NO_OP"
 """A gap keeps the incident as it is: it neither pages nor closes (hides) a backlog."""
@@ -83,24 +85,34 @@ def runbook(stack: str, spec: DlqAlertingArgs, dashboard_url: str | None) -> str
     return "\n".join(lines)
 
 
-def outbox_runbook(stack: str, spec: DlqAlertingArgs, dashboard_url: str | None) -> str:
-    """What on-call reads when events stop leaving the outbox."""
+def outbox_runbook(
+    stack: str,
+    spec: DlqAlertingArgs,
+    dashboard_url: str | None,
+    outbox: OutboxConfig | None = None,
+) -> str:
+    """What on-call reads when events stop leaving the outbox (`outbox`: one of `outboxes`,
+    None for the first, `database`)."""
+    database = outbox.database if outbox is not None else spec.database
+    service = outbox.relay_service if outbox is not None else RELAY_SERVICE
     region = spec.relay.region if spec.relay else None
-    region = region or (spec.database.region if spec.database else "REGION")
+    region = region or (database.region if database else "REGION")
     alert = spec.alerting.stuck_outbox
     age = human_duration(alert.threshold) if alert else "a while"
+    where = f"database `{database.database}` on `{database.instance}`" if database else "the outbox"
     lines = [
-        f"## Events are stuck in the outbox (stack `{stack}`)",
+        f"## Events are stuck in the outbox of {where} (stack `{stack}`)",
         "",
         f"The oldest committed event has not been published for more than {age}, or no relay "
         "has reported for a while. Services keep committing events; consumers see none of them.",
         "",
         "1. How far behind, and why the relay says it is failing (`last_error`):",
-        f"   `eventsctl outbox status --stack {stack}`",
+        f"   `eventsctl outbox status --database-url URL` (URL: the {where}, e.g. through "
+        "`cloud-sql-proxy` to its connection name)",
         "2. Is the relay running, and what does it log (one JSON line per batch, `error` when "
         "something failed)?",
-        f"   `gcloud run services describe outbox-relay --region {region}`",
-        f"   `gcloud run services logs read outbox-relay --region {region} --limit 50`",
+        f"   `gcloud run services describe {service} --region {region}`",
+        f"   `gcloud run services logs read {service} --region {region} --limit 50`",
         "3. Pub/Sub refusing or unreachable (`last_error` says so): the relay's breaker retries "
         "every 30 s and nothing is lost; check Pub/Sub's status and the relay's publisher grant.",
         "4. Database unreachable or the relay crash-looping: check the `cloud-sql-proxy` "
@@ -226,8 +238,16 @@ class DlqAlerting(pulumi.ComponentResource):
 
         self.stuck_outbox_policy: gcp.monitoring.AlertPolicy | None = None
         self.silent_relay_policy: gcp.monitoring.AlertPolicy | None = None
+        self.outbox_policies: dict[str, tuple[Any, Any]] = {}
+        """Further outboxes (`outboxes`) -> their (stuck, silent relay) policies."""
         if spec.relay is not None and config.stuck_outbox is not None:
-            self._outbox_policies(name, stack, spec, config.stuck_outbox, dashboard_url)
+            self.stuck_outbox_policy, self.silent_relay_policy = self._outbox_policies(
+                name, stack, spec, config.stuck_outbox, dashboard_url
+            )
+            for outbox in spec.outboxes:
+                self.outbox_policies[outbox.name] = self._outbox_policies(
+                    name, stack, spec, config.stuck_outbox, dashboard_url, outbox
+                )
 
         self.register_outputs(
             {
@@ -243,16 +263,22 @@ class DlqAlerting(pulumi.ComponentResource):
         spec: DlqAlertingArgs,
         stuck: StuckOutboxAlert,
         dashboard_url: pulumi.Output[str | None],
-    ) -> None:
-        """ "Oldest unpublished event older than N" and "no relay reporting", max over relays."""
-        documentation = dashboard_url.apply(lambda url: outbox_runbook(stack, spec, url))
-        self.stuck_outbox_policy = self._policy(
-            f"{name}-stuck-outbox",
-            display_name=f"[{stack}] events stuck in the outbox",
+        outbox: OutboxConfig | None = None,
+    ) -> tuple[gcp.monitoring.AlertPolicy, gcp.monitoring.AlertPolicy]:
+        """ "Oldest unpublished event older than N" and "no relay reporting", max over the
+        relays of one outbox database (the first, or `outbox`): each database pages on its own,
+        and a relay that stops is not hidden by another database's relay still reporting."""
+        documentation = dashboard_url.apply(lambda url: outbox_runbook(stack, spec, url, outbox))
+        job = outbox.relay_service if outbox is not None else RELAY_SERVICE
+        suffix = f"-{outbox.name}" if outbox is not None else ""
+        of = f" of {outbox.name}" if outbox is not None else ""
+        stuck_policy = self._policy(
+            f"{name}-stuck-outbox{suffix}",
+            display_name=f"[{stack}] events stuck in the outbox{of}",
             condition_name=(
                 f"oldest unpublished event older than {human_duration(stuck.threshold)}"
             ),
-            metric_filter=relay_filter(self._project, OUTBOX_OLDEST_AGE),
+            metric_filter=relay_filter(self._project, OUTBOX_OLDEST_AGE, job),
             settings=stuck,
             aligner="ALIGN_MAX",
             reducer="REDUCE_MAX",
@@ -262,7 +288,7 @@ class DlqAlerting(pulumi.ComponentResource):
         absent = gcp.monitoring.AlertPolicyConditionArgs(
             display_name=f"relay metrics absent for {human_duration(stuck.silent_after)}",
             condition_absent=gcp.monitoring.AlertPolicyConditionConditionAbsentArgs(
-                filter=relay_filter(self._project, OUTBOX_BACKLOG),
+                filter=relay_filter(self._project, OUTBOX_BACKLOG, job),
                 duration=gcp_duration(stuck.silent_after),
                 aggregations=[
                     gcp.monitoring.AlertPolicyConditionConditionAbsentAggregationArgs(
@@ -274,13 +300,14 @@ class DlqAlerting(pulumi.ComponentResource):
                 trigger=gcp.monitoring.AlertPolicyConditionConditionAbsentTriggerArgs(count=1),
             ),
         )
-        self.silent_relay_policy = self._alert_policy(
-            f"{name}-relay-silent",
-            f"[{stack}] no outbox relay is reporting",
+        silent_policy = self._alert_policy(
+            f"{name}-relay-silent{suffix}",
+            f"[{stack}] no outbox relay{of} is reporting",
             stuck,
             documentation,
             absent,
         )
+        return stuck_policy, silent_policy
 
     def _channel(
         self, channel: EmailChannel | PagerDutyChannel | WebhookChannel
@@ -445,13 +472,16 @@ def dashboard_layout(spec: DlqAlertingArgs, stack: str) -> dict[str, Any]:
     ]
     if spec.relay is not None:
         stuck = spec.alerting.stuck_outbox
-        widgets += [
-            chart("Outbox backlog (events not yet published)",
-                  relay_filter(project, OUTBOX_BACKLOG), "ALIGN_MAX"),
-            chart("Oldest unpublished event age (s)",
-                  relay_filter(project, OUTBOX_OLDEST_AGE), "ALIGN_MAX",
-                  [stuck.threshold] if stuck else []),
-        ]  # fmt: skip
+        for outbox in (None, *spec.outboxes):  # the first outbox, then each of `outboxes`
+            job = outbox.relay_service if outbox is not None else RELAY_SERVICE
+            of = f" ({outbox.name})" if outbox is not None else ""
+            widgets += [
+                chart(f"Outbox backlog{of} (events not yet published)",
+                      relay_filter(project, OUTBOX_BACKLOG, job), "ALIGN_MAX"),
+                chart(f"Oldest unpublished event age{of} (s)",
+                      relay_filter(project, OUTBOX_OLDEST_AGE, job), "ALIGN_MAX",
+                      [stuck.threshold] if stuck else []),
+            ]  # fmt: skip
     tiles = [
         {"xPos": (i % 2) * 6, "yPos": (i // 2) * 4, "width": 6, "height": 4, "widget": w}
         for i, w in enumerate(widgets)

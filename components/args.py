@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from events_infra.stack_config.access_config import AccessConfig
 from events_infra.stack_config.alerting_config import AlertingConfig
 from events_infra.stack_config.database_config import DatabaseConfig
+from events_infra.stack_config.outbox_config import OutboxConfig
+from events_infra.stack_config.pulumi_names import MIGRATION_JOB
 from events_infra.stack_config.relay_config import RelayDeployConfig
 from events_infra.stack_config.topology import (
     DeadLetterConfig,
@@ -63,11 +65,19 @@ class OutboxDatabaseArgs(StackBasics):
     database: DatabaseConfig | None = None
     migration_image: str | None = None
     """The project's image by digest: a private-IP instance is migrated by a job running it."""
+    migration_job: str = MIGRATION_JOB
+    """The Cloud Run job's name (one per outbox database)."""
 
     @classmethod
-    def from_stack(cls, stack: StackConfig) -> OutboxDatabaseArgs:
+    def from_stack(
+        cls, stack: StackConfig, outbox: OutboxConfig | None = None
+    ) -> OutboxDatabaseArgs:
+        """The first outbox (`database`), or one of `outboxes`."""
         image = stack.relay.image if stack.relay else None
-        return cls(**_basics(stack), database=stack.database, migration_image=image)
+        if outbox is None:
+            return cls(**_basics(stack), database=stack.database, migration_image=image)
+        return cls(**_basics(stack), database=outbox.database, migration_image=image,
+                   migration_job=outbox.migration_job)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -79,12 +89,14 @@ class DlqAlertingArgs(StackBasics):
     subscriptions: list[SubscriptionConfig] = field(default_factory=list)
     relay: RelayDeployConfig | None = None
     database: DatabaseConfig | None = None
+    outboxes: list[OutboxConfig] = field(default_factory=list)
 
     @classmethod
     def from_stack(cls, stack: StackConfig, name: str) -> DlqAlertingArgs:
         return cls(**_basics(stack), stack=name, alerting=stack.alerting, topic=stack.topic,
                    dead_letter=stack.dead_letter, subscriptions=stack.subscriptions,
-                   relay=stack.relay, database=stack.database)  # fmt: skip
+                   relay=stack.relay, database=stack.database,
+                   outboxes=stack.outboxes)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -92,8 +104,12 @@ class AccessArgs(StackBasics):
     access: AccessConfig = field(default_factory=AccessConfig)
     consumer_accounts: Mapping[str, str | None] = field(default_factory=dict)
     """Subscription -> the identity consuming it (None: push, nobody pulls)."""
+    outbox_writers: Mapping[str, list[str]] = field(default_factory=dict)
+    """Outbox (of `outboxes`) -> the services writing events to its database."""
 
     @classmethod
     def from_stack(cls, stack: StackConfig) -> AccessArgs:
         accounts = {s.name: stack.consumer_account(s.name) for s in stack.subscriptions}
-        return cls(**_basics(stack), access=stack.access, consumer_accounts=accounts)
+        writers = {o.name: list(o.writers) for o in stack.outboxes}
+        return cls(**_basics(stack), access=stack.access, consumer_accounts=accounts,
+                   outbox_writers=writers)  # fmt: skip

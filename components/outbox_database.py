@@ -219,7 +219,7 @@ class OutboxDatabase(pulumi.ComponentResource):
         )  # fmt: skip
         return gcp.cloudrunv2.Job(
             f"{name}-migrate-job",
-            name="outbox-migrate",
+            name=spec.migration_job,
             project=spec.project,
             location=config.region,
             deletion_protection=spec.production,

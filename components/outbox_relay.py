@@ -75,6 +75,7 @@ class OutboxRelay(pulumi.ComponentResource):
                 (RelayEnvironment.HEALTH_PORT, str(HEALTH_PORT)),
                 (RelayEnvironment.METRICS_PROJECT, args.project),
                 (RelayEnvironment.METRICS_LOCATION, args.region),
+                (RelayEnvironment.METRICS_JOB, name),
             )
         ]
         relay = gcp.cloudrunv2.ServiceTemplateContainerArgs(

@@ -21,6 +21,8 @@ from events_infra.components.outbox_database import OutboxDatabase, iam_database
 from events_infra.components.outbox_relay import OutboxRelay, OutboxRelayArgs
 from events_infra.components.pulumi_config import from_pulumi_config
 from events_infra.stack_config import pulumi_names
+from events_infra.stack_config.database_config import DatabaseConfig
+from events_infra.stack_config.pulumi_names import RELAY_SERVICE
 from events_infra.stack_config.topology import TopologyError
 
 # Declaring thousands of resources creates millions of short-lived objects; with CPython's
@@ -61,29 +63,41 @@ if outbox_db is not None:
     pulumi.export("outbox_database", outbox_db.database_name)
     if outbox_db.schema is not None:
         pulumi.export("outbox_schema_version", outbox_db.schema.schema_version)
+# further outbox databases (a service's own each), with a relay each
+outbox_dbs = {
+    o.name: OutboxDatabase(f"outbox-{o.name}", OutboxDatabaseArgs.from_stack(topology, o))
+    for o in topology.outboxes
+}
+if outbox_dbs:
+    pulumi.export("outboxes", {k: db.connection_name for k, db in outbox_dbs.items()})
 
 alerting = DlqAlerting("alerting", DlqAlertingArgs.from_stack(topology, pulumi.get_stack()))
 pulumi.export("dlq_backlog_alert_policy", alerting.dlq_backlog_policy.name)
 if alerting.dashboard is not None:
     pulumi.export("dashboard", alerting.dashboard.id)
 
-access = Access("access", AccessArgs.from_stack(topology), bus, outbox_db)
+access = Access("access", AccessArgs.from_stack(topology), bus, outbox_db, outbox_dbs)
 pulumi.export("relay_service_account", access.relay.email if access.relay else None)
 
-if topology.relay is not None and outbox_db is not None and topology.database is not None:
-    relay = OutboxRelay(
-        "outbox-relay",
+
+def declare_relay(
+    name: str, database: DatabaseConfig, db: OutboxDatabase, login: object | None
+) -> OutboxRelay:
+    """The relay of one outbox database: a Cloud Run service of its own, bound to it."""
+    assert topology.relay is not None
+    return OutboxRelay(
+        name,
         OutboxRelayArgs(
             project=topology.project,
-            region=topology.relay.region or topology.database.region,
+            region=topology.relay.region or database.region,
             image=topology.relay.image or "",
             service_account_email=access.relay_email,
             topic_id=bus.topic.id,
             pubsub_endpoint=topology.pubsub.api_endpoint,
-            instance_connection_name=outbox_db.connection_name,
-            database=outbox_db.database_name,
+            instance_connection_name=db.connection_name,
+            database=db.database_name,
             database_user=access.relay_email.apply(lambda e: iam_database_user(e)[0]),
-            private_network=topology.database.private_network,
+            private_network=database.private_network,
             min_instances=topology.relay.min_instances,
             max_instances=topology.relay.max_instances,
             cpu=topology.relay.cpu,
@@ -93,7 +107,19 @@ if topology.relay is not None and outbox_db is not None and topology.database is
             labels=topology.resource_labels(),
         ),
         opts=pulumi.ResourceOptions(
-            depends_on=[r for r in (access.relay_database_user, access.relay_publisher) if r]
+            depends_on=[r for r in (login, access.relay_publisher) if r is not None]
         ),
     )
+
+
+if topology.relay is not None and outbox_db is not None and topology.database is not None:
+    relay = declare_relay(RELAY_SERVICE, topology.database, outbox_db, access.relay_database_user)
     pulumi.export("relay_service", relay.service.name)
+    relays = {
+        o.name: declare_relay(
+            o.relay_service, o.database, outbox_dbs[o.name], access.relay_database_users[o.name]
+        )
+        for o in topology.outboxes
+    }
+    if relays:
+        pulumi.export("relay_services", {k: r.service.name for k, r in relays.items()})

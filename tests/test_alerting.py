@@ -252,7 +252,11 @@ def test_stuck_outbox_and_silent_relay_page_the_same_channels(prod: Run) -> None
     for policy in (stuck, silent):
         assert policy.inputs["notificationChannels"] == backlog.inputs["notificationChannels"]
         assert policy.inputs["severity"] == "CRITICAL"
-        assert "eventsctl outbox status --stack prod" in policy.inputs["documentation"]["content"]
+        content = policy.inputs["documentation"]["content"]
+        # commands on-call can run as written: outbox status reads the database, not a stack
+        assert "eventsctl outbox status --database-url URL" in content
+        assert "database `events` on `events-outbox`" in content
+        assert "gcloud run services describe outbox-relay --region asia-south1" in content
     [condition] = stuck.inputs["conditions"]
     threshold = condition["conditionThreshold"]
     assert f'metric.type = "{OLDEST_UNPUBLISHED_AGE}"' in threshold["filter"]

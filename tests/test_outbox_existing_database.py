@@ -128,3 +128,150 @@ def test_schema_and_relay_work_in_a_database_the_stack_did_not_create(
     with RelayThread(database_url, bus.topic):
         received = bus.received(seconds=2.0)
     assert [m.message.attributes["aggregate_id"] for m in received] == [str(committed)]
+
+
+# --- several outbox databases, a relay each (`outboxes`) ---------------------------------------
+
+BILLING = {
+    "name": "billing",
+    "database": {**EXISTING, "instance": "billing-db", "database": "billing"},
+    "writers": ["billing-writer", "events-writer"],
+}
+
+
+def program(prod_config: dict[str, Any], **changes: Any) -> Run:
+    prod_config.update(changes)
+    config = {k: v if isinstance(v, str) else json.dumps(v) for k, v in prod_config.items()}
+    return run_program(config, stack="prod")
+
+
+@pytest.fixture
+def two_outboxes(prod_config: dict[str, Any]) -> Run:
+    return program(prod_config, **{"events-infra:outboxes": [BILLING]})
+
+
+def by_name(run: Run, type_: str) -> dict[str, Any]:
+    return {r.inputs["name"]: r for r in run.of_type(type_)}
+
+
+def test_each_outbox_database_gets_its_schema_job_and_relay(two_outboxes: Run) -> None:
+    schemas = {s.inputs["database"]: s.inputs for s in two_outboxes.of_type(SCHEMA)}
+    assert schemas["billing"]["instance_connection_name"] == "cotton-erp:asia-south1:billing-db"
+    assert schemas["events"]["instance_connection_name"] == "cotton-erp:asia-south1:events-outbox"
+    jobs = by_name(two_outboxes, "gcp:cloudrunv2/job:Job")
+    assert set(jobs) == {"outbox-migrate", "outbox-migrate-billing"}
+    services = by_name(two_outboxes, "gcp:cloudrunv2/service:Service")
+    assert set(services) == {"outbox-relay", "outbox-relay-billing"}
+    for service, (instance, database) in {
+        "outbox-relay": ("events-outbox", "events"),
+        "outbox-relay-billing": ("billing-db", "billing"),
+    }.items():
+        containers = {c["name"]: c for c in services[service].inputs["template"]["containers"]}
+        env = {e["name"]: e["value"] for e in containers["relay"]["envs"]}
+        assert env["EVENTSCTL_METRICS_JOB"] == service
+        assert f"dbname={database} " in env["DATABASE_URL"]
+        assert containers["cloud-sql-proxy"]["args"][-1] == f"cotton-erp:asia-south1:{instance}"
+    assert two_outboxes.exports["relay_services"] == {"billing": "outbox-relay-billing"}
+
+
+def test_the_relay_and_writers_log_in_to_each_database_they_serve(two_outboxes: Run) -> None:
+    logins = {
+        (u.inputs["instance"], u.inputs["name"]): u.inputs["databaseRoles"]
+        for u in two_outboxes.of_type(USER)
+        if u.inputs["type"] == "CLOUD_IAM_SERVICE_ACCOUNT" and "deployer" not in u.inputs["name"]
+    }
+    relay, writer = "events-relay@cotton-erp.iam", "events-writer@cotton-erp.iam"
+    assert logins == {
+        ("events-outbox", relay): ["events_outbox_relay"],
+        ("events-outbox", writer): ["events_outbox_writer"],
+        ("billing-db", relay): ["events_outbox_relay"],
+        ("billing-db", writer): ["events_outbox_writer"],
+        ("billing-db", "billing-writer@cotton-erp.iam"): ["events_outbox_writer"],
+    }
+    accounts = [
+        a.inputs["accountId"] for a in two_outboxes.of_type("gcp:serviceaccount/account:Account")
+    ]
+    assert accounts.count("events-writer") == 1  # one identity, a login on each database
+    conditions = {
+        m.inputs["condition"]["expression"]
+        for m in two_outboxes.of_type(IAM_MEMBER)
+        if m.inputs["role"] == "roles/cloudsql.instanceUser"
+    }
+    assert conditions == {
+        f'resource.name == "projects/cotton-erp/instances/{i}"'
+        for i in ("events-outbox", "billing-db")
+    }
+
+
+def test_each_outbox_database_pages_on_its_own(two_outboxes: Run) -> None:
+    for suffix, job in (("", "outbox-relay"), ("-billing", "outbox-relay-billing")):
+        stuck = two_outboxes.named(f"alerting-stuck-outbox{suffix}")
+        silent = two_outboxes.named(f"alerting-relay-silent{suffix}")
+        [threshold] = stuck.inputs["conditions"]
+        [absent] = silent.inputs["conditions"]
+        for text in (
+            threshold["conditionThreshold"]["filter"],
+            absent["conditionAbsent"]["filter"],
+        ):
+            assert f'resource.labels.job = "{job}"' in text
+        assert f"gcloud run services describe {job} " in stuck.inputs["documentation"]["content"]
+    [dashboard] = two_outboxes.of_type("gcp:monitoring/dashboard:Dashboard")
+    titles = [
+        t["widget"]["title"]
+        for t in json.loads(dashboard.inputs["dashboardJson"])["mosaicLayout"]["tiles"]
+    ]
+    assert {
+        "Outbox backlog (events not yet published)",
+        "Outbox backlog (billing) (events not yet published)",
+    } <= set(titles)
+
+
+def test_adding_an_outbox_changes_no_urn_of_the_first(prod_config: dict[str, Any]) -> None:
+    before = {r.urn for r in program(dict(prod_config)).resources}
+    after = {r.urn for r in program(prod_config, **{"events-infra:outboxes": [BILLING]}).resources}
+    assert before < after
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (
+            {
+                "events-infra:outboxes": [
+                    {
+                        **BILLING,
+                        "database": {**EXISTING, "instance": "events-outbox", "existing": True},
+                    }
+                ]
+            },
+            "one outbox per instance",
+        ),
+        ({"events-infra:outboxes": [BILLING, BILLING]}, "outbox names must be unique"),
+        ({"events-infra:outboxes": [{**BILLING, "name": "Billing!"}]}, "a short id"),
+    ],
+    ids=["same-instance", "same-name", "bad-name"],
+)
+def test_outboxes_that_cannot_work_are_refused(
+    prod_config: dict[str, Any], change: dict[str, Any], message: str
+) -> None:
+    prod_config["events-infra:database"]["region"] = "asia-south1"
+    config = {**prod_config, **change}
+    with pytest.raises(TopologyError, match=message):
+        topology_from_config(config, set())
+
+
+def test_outboxes_need_a_relay(prod_config: dict[str, Any]) -> None:
+    del prod_config["events-infra:relay"]
+    prod_config["events-infra:database"] = {"region": "asia-south1"}
+    prod_config["events-infra:outboxes"] = [
+        {
+            **BILLING,
+            "database": {
+                **BILLING["database"],
+                "private_network": None,
+                "migration_principal": None,
+            },
+        }
+    ]
+    with pytest.raises(TopologyError, match="each outbox database gets its own relay"):
+        topology_from_config(prod_config, set())

@@ -53,6 +53,7 @@ def test_relay_runs_from_the_image_digest_as_its_own_account(
         "EVENTSCTL_HEALTH_PORT": "8080",
         "EVENTSCTL_METRICS_PROJECT": project,
         "EVENTSCTL_METRICS_LOCATION": "asia-south1",
+        "EVENTSCTL_METRICS_JOB": "outbox-relay",  # what the outbox alerts filter on
     }  # IAM login through the proxy: no password, no secret anywhere in the revision
     assert relay["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": 8080}
     assert relay["dependsOns"] == ["cloud-sql-proxy"]

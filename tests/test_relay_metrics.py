@@ -87,6 +87,22 @@ def test_reports_backlog_oldest_age_and_counters_on_the_relays_task(
     )
 
 
+def test_a_further_outboxs_relay_reports_under_its_own_job(
+    outbox_db: str, monitoring: MetricServiceServer
+) -> None:
+    """What that database's alerts filter on (alerting: relay_filter with its job)."""
+    client = loopback_client(monitoring)
+    reporter = MetricsReporter(
+        relay_for(outbox_db), "cotton-erp", "asia-south1", client=client, job="outbox-relay-billing"
+    )
+    assert reporter.report_once() is True
+    [request] = monitoring.created
+    assert {s.resource.labels["job"] for s in request.time_series} == {"outbox-relay-billing"}
+    assert 'resource.labels.job = "outbox-relay-billing"' in names.relay_filter(
+        "cotton-erp", names.BACKLOG, "outbox-relay-billing"
+    )
+
+
 def test_monitoring_down_is_one_warning_and_the_next_interval_tries_again(
     outbox_db: str, monitoring: MetricServiceServer, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -10,6 +10,8 @@ look like a relay that went silent.
 
 from __future__ import annotations
 
+from events_infra.stack_config.pulumi_names import RELAY_SERVICE
+
 PREFIX = "custom.googleapis.com/events_infra/outbox"
 BACKLOG = f"{PREFIX}/backlog"
 """GAUGE INT64: committed events not yet published."""
@@ -22,13 +24,15 @@ PUBLISH_FAILURES = f"{PREFIX}/publish_failures"
 
 RESOURCE_TYPE = "generic_task"
 NAMESPACE = "events-infra"
-JOB = "outbox-relay"
+JOB = RELAY_SERVICE
+"""The `job` label of the first outbox's relay metrics: its Cloud Run service's name, as a
+further outbox's relay reports as its own service, `outbox-relay-<name>`."""
 
 
-def relay_filter(project: str, metric: str) -> str:
-    """The exact filter for one relay metric of a project's relays."""
+def relay_filter(project: str, metric: str, job: str = JOB) -> str:
+    """The exact filter for one relay metric of the relays of one outbox database."""
     return (
         f'resource.type = "{RESOURCE_TYPE}" AND resource.labels.project_id = "{project}" AND '
-        f'resource.labels.namespace = "{NAMESPACE}" AND resource.labels.job = "{JOB}" AND '
+        f'resource.labels.namespace = "{NAMESPACE}" AND resource.labels.job = "{job}" AND '
         f'metric.type = "{metric}"'
     )

@@ -32,10 +32,12 @@ class MetricsReporter:
         location: str,
         interval_s: float = 60.0,
         client: Any = None,
+        job: str = names.JOB,
     ) -> None:
         self.relay = relay
         self.project = project
         self.location = location
+        self.job = job
         self.interval_s = interval_s
         self._client = client
         self._conn: Any = None
@@ -94,7 +96,7 @@ class MetricsReporter:
                 "project_id": self.project,
                 "location": self.location,
                 "namespace": names.NAMESPACE,
-                "job": names.JOB,
+                "job": self.job,
                 "task_id": self.relay.config.relay_id,
             },
         }

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from events_infra.errors import EventsInfraError
+from events_infra.outbox import metric_names
 from events_infra.pubsub.paths import TOPIC_PATH, topic_path
 
 
@@ -26,6 +27,7 @@ class RelayEnvironment:
     HEALTH_PORT = "EVENTSCTL_HEALTH_PORT"
     METRICS_PROJECT = "EVENTSCTL_METRICS_PROJECT"
     METRICS_LOCATION = "EVENTSCTL_METRICS_LOCATION"
+    METRICS_JOB = "EVENTSCTL_METRICS_JOB"
 
 
 class RelaySettingsError(EventsInfraError):
@@ -53,6 +55,8 @@ class RelaySettings:
     health_port: int | None = None
     metrics_project: str | None = None
     metrics_location: str = "global"
+    metrics_job: str = metric_names.JOB
+    """The `job` label of its metrics: one per outbox database, so its alerts are its own."""
 
 
 def resolve(settings: RelaySettings) -> tuple[str, str | None]:
@@ -135,7 +139,9 @@ def run_relay_process(
     if settings.metrics_project:
         from events_infra.outbox.relay_metrics import MetricsReporter
 
-        reporter = MetricsReporter(relay, settings.metrics_project, settings.metrics_location)
+        reporter = MetricsReporter(
+            relay, settings.metrics_project, settings.metrics_location, job=settings.metrics_job
+        )
         reporter.start()
     try:
         return relay.run()

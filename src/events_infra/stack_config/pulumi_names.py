@@ -13,6 +13,12 @@ PROJECT = "events-infra"
 BUS = "events"
 """The EventBus component's logical name in the stack program."""
 
+RELAY_SERVICE = "outbox-relay"
+"""The first outbox's relay: its logical name, Cloud Run service and metrics `job`; a further
+outbox's (`outboxes`) is `outbox-relay-<name>`."""
+MIGRATION_JOB = "outbox-migrate"
+"""The first outbox's migration job (Cloud Run job name); a further outbox's adds `-<name>`."""
+
 EVENT_BUS_TYPE = "events-infra:event_bus:EventBus"
 TOPIC_TYPE = "gcp:pubsub/topic:Topic"
 SUBSCRIPTION_TYPE = "gcp:pubsub/subscription:Subscription"

@@ -38,6 +38,7 @@ from events_infra.stack_config.config_types import (
 )
 from events_infra.stack_config.database_config import REGION, DatabaseConfig
 from events_infra.stack_config.durations import gcp_duration, human_duration
+from events_infra.stack_config.outbox_config import OutboxConfig
 from events_infra.stack_config.relay_config import RelayDeployConfig
 
 CONFIG_NAMESPACE = "events-infra"
@@ -222,6 +223,9 @@ class StackConfig(Strict):
     dead_letter: DeadLetterConfig
     subscriptions: list[SubscriptionConfig]
     database: DatabaseConfig | None = None
+    outboxes: list[OutboxConfig] = Field(default_factory=list)
+    """Further outbox databases (the first is `database`), each a service's own with a relay of
+    its own."""
     alerting: AlertingConfig = Field(default_factory=AlertingConfig)
     access: AccessConfig = Field(default_factory=AccessConfig)
     pubsub: PublishingConfig = Field(default_factory=PublishingConfig)
@@ -341,24 +345,7 @@ def _cross_checks(config: StackConfig) -> list[str]:
                 "subscription; subscription names must be unique"
             )
         seen.add(sub.name)
-    database = config.database
-    if database is not None and database.private_ip_only and database.migration_principal:
-        if config.relay is None:
-            problems.append(
-                f"{ns}:database.private_network: the schema of a private-IP instance is applied "
-                f"by a Cloud Run job inside the VPC running the relay's image: add {ns}:relay "
-                "(image_repository)"
-            )
-        if not database.migration_principal.endswith(".gserviceaccount.com"):
-            problems.append(
-                f"{ns}:database.migration_principal: {database.migration_principal!r} must be a "
-                "service account: the migration job inside the VPC runs as it"
-            )
-    if config.relay is not None and config.database is None:
-        problems.append(
-            f"{ns}:relay: the relay publishes the outbox, and this stack has none: add "
-            f"{ns}:database or remove {ns}:relay"
-        )
+    problems += _outbox_checks(config)
     names = {s.name for s in config.subscriptions}
     for name in config.access.consumers:
         if name not in names:
@@ -377,6 +364,63 @@ def _cross_checks(config: StackConfig) -> list[str]:
             f"{ns}:dead_letter.topic: {config.dead_letter.topic!r} is also {ns}:topic.name; "
             "a topic cannot be its own dead-letter topic"
         )
+    return problems
+
+
+def _outbox_checks(config: StackConfig) -> list[str]:
+    """Each outbox database can be migrated and relayed; one outbox per instance (its IAM
+    database users are per instance); `outboxes` extend `database`, they do not replace it."""
+    ns = CONFIG_NAMESPACE
+    problems: list[str] = []
+    databases = [("database", config.database)] if config.database is not None else []
+    databases += [(f"outboxes[{o.name}].database", o.database) for o in config.outboxes]
+    instances: dict[tuple[str, str], str] = {}
+    for key, database in databases:
+        if database is None:
+            continue
+        if database.private_ip_only and database.migration_principal:
+            if config.relay is None:
+                problems.append(
+                    f"{ns}:{key}.private_network: the schema of a private-IP instance is applied "
+                    f"by a Cloud Run job inside the VPC running the relay's image: add {ns}:relay "
+                    "(image_repository)"
+                )
+            if not database.migration_principal.endswith(".gserviceaccount.com"):
+                problems.append(
+                    f"{ns}:{key}.migration_principal: {database.migration_principal!r} must be "
+                    "a service account: the migration job inside the VPC runs as it"
+                )
+        where = (database.region, database.instance)
+        if where in instances:
+            problems.append(
+                f"{ns}:{key}.instance: {database.instance!r} also holds {ns}:{instances[where]}; "
+                "one outbox per instance (the relay's and writers' IAM database users are per "
+                "instance): put the events of both services in one of the two databases"
+            )
+        instances.setdefault(where, key)
+    if config.relay is not None and config.database is None:
+        problems.append(
+            f"{ns}:relay: the relay publishes the outbox, and this stack has none: add "
+            f"{ns}:database or remove {ns}:relay"
+        )
+    if config.outboxes and config.database is None:
+        problems.append(
+            f"{ns}:outboxes: add the first outbox as {ns}:database (its resources keep their "
+            "names); outboxes lists the ones after it"
+        )
+    if config.outboxes and config.relay is None:
+        problems.append(
+            f"{ns}:outboxes: each outbox database gets its own relay: add {ns}:relay "
+            "(image_repository)"
+        )
+    seen: set[str] = set()
+    for outbox in config.outboxes:
+        if outbox.name in seen:
+            problems.append(
+                f"{ns}:outboxes[{outbox.name}].name: {outbox.name!r} is used by more than one "
+                "outbox; outbox names must be unique"
+            )
+        seen.add(outbox.name)
     return problems
 
 
