@@ -13,6 +13,11 @@ import pulumi_gcp as gcp
 
 from events_infra.components.args import EventBusArgs
 from events_infra.stack_config import pulumi_names as names
+from events_infra.stack_config.resource_labels import (
+    dead_letter_labels,
+    subscription_labels,
+    topic_labels,
+)
 from events_infra.stack_config.topology import SubscriptionConfig
 
 NEVER_EXPIRE = ""
@@ -20,12 +25,6 @@ NEVER_EXPIRE = ""
 after 31 idle days, and a dead-letter subscription is idle by design."""
 
 PUBSUB_SERVICE = "pubsub.googleapis.com"
-DEAD_LETTER_LABELS = {"events-infra-role": "dead-letter"}
-"""Marks the dead-letter topic and subscription for the policy pack and for people browsing."""
-DEFAULT_MAX_DELIVERY_ATTEMPTS = 5
-ATTEMPTS_OVERRIDE_LABELS = {"max-delivery-attempts-override": "true"}
-"""Set when the stack config chose other attempts than the audit's 5, so CI can tell a
-deliberate override from a mistake."""
 
 
 class EventBus(pulumi.ComponentResource):
@@ -83,7 +82,7 @@ class EventBus(pulumi.ComponentResource):
             names.topic(name),
             name=spec.topic.name,
             project=project,
-            labels=spec.resource_labels(spec.topic.labels),
+            labels=topic_labels(spec.labels, spec.topic),
             message_retention_duration=spec.topic.message_retention_gcp,
             kms_key_name=spec.topic.kms_key_name,
             opts=pulumi.ResourceOptions(
@@ -96,7 +95,7 @@ class EventBus(pulumi.ComponentResource):
             names.dead_letter_topic(name),
             name=dead_letter.topic,
             project=project,
-            labels=spec.resource_labels(dead_letter.labels, DEAD_LETTER_LABELS),
+            labels=dead_letter_labels(spec.labels, dead_letter),
             kms_key_name=spec.topic.kms_key_name,
             opts=pulumi.ResourceOptions(
                 parent=self, protect=protect, depends_on=topic_deps, retain_on_delete=retain
@@ -112,7 +111,7 @@ class EventBus(pulumi.ComponentResource):
             ack_deadline_seconds=dead_letter.ack_deadline,
             message_retention_duration=dead_letter.message_retention_gcp,
             expiration_policy=gcp.pubsub.SubscriptionExpirationPolicyArgs(ttl=NEVER_EXPIRE),
-            labels=spec.resource_labels(dead_letter.labels, DEAD_LETTER_LABELS),
+            labels=dead_letter_labels(spec.labels, dead_letter),
             opts=pulumi.ResourceOptions(parent=self, protect=protect, retain_on_delete=retain),
         )
         self.dead_letter_publisher = gcp.pubsub.TopicIAMMember(
@@ -190,12 +189,7 @@ class EventBus(pulumi.ComponentResource):
             enable_message_ordering=sub.enable_message_ordering,
             enable_exactly_once_delivery=sub.enable_exactly_once_delivery,
             push_config=push_config,
-            labels=self._spec.resource_labels(
-                sub.labels,
-                ATTEMPTS_OVERRIDE_LABELS
-                if sub.max_delivery_attempts != DEFAULT_MAX_DELIVERY_ATTEMPTS
-                else {},
-            ),
+            labels=subscription_labels(self._spec.labels, sub),
             opts=pulumi.ResourceOptions(
                 parent=self, protect=protect, retain_on_delete=sub.retained(self._spec.retain_data)
             ),

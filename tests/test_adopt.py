@@ -241,3 +241,41 @@ def test_a_lower_retention_loses_data_and_api_defaults_are_not_differences(pubsu
     assert (sub["message_retention"].live, sub["message_retention"].declared) == ("7d", "1d")
     assert plan.blocked
     assert "retry_policy" not in sub  # an empty retry policy is the API's 10s-600s, as declared
+
+
+def test_the_plan_expects_the_labels_the_program_sets(pubsub: str) -> None:
+    """EventBus adds labels of its own (the dead-letter role, the attempts override) beside the
+    stack's: a resource carrying exactly what the program declares shows no label difference,
+    one without them shows each, in place."""
+    project = f"erp-{uuid.uuid4().hex[:8]}"
+    handmade_estate(project, backlog=0)
+    config = stack_config(project, replay_filter=False)
+    config["events-infra:labels"] = {"env": "prod"}
+    config["events-infra:subscriptions"][0]["max_delivery_attempts"] = 7
+    engine_config = {k: v if isinstance(v, str) else json.dumps(v) for k, v in config.items()}
+    declared = {
+        r.inputs["name"]: r.inputs.get("labels", {})
+        for r in run_program(engine_config, stack="prod").resources
+        if r.type in (pulumi_names.TOPIC_TYPE, pulumi_names.SUBSCRIPTION_TYPE)
+    }
+    assert declared["events-sub"]["max-delivery-attempts-override"] == "true"
+    assert declared["events-dlq"]["events-infra-role"] == "dead-letter"
+    publisher, subscriber = pubsub_v1.PublisherClient(), pubsub_v1.SubscriberClient()
+    dlq_topic = f"projects/{project}/topics/events-dlq"
+    publisher.create_topic(request={"name": dlq_topic, "labels": declared["events-dlq"]})
+    subscriber.create_subscription(
+        request={
+            "name": f"projects/{project}/subscriptions/events-dlq-sub",
+            "topic": dlq_topic,
+            "labels": {},  # made by hand without them
+        }
+    )
+    resources = by_name(plan_for(config, "prod"))
+    labels = {k: [d for d in r.differences if d.field == "labels"] for k, r in resources.items()}
+    assert labels["events-dlq"] == []  # carries what the program declares
+    [dlq_sub] = labels["events-dlq-sub"]
+    assert "events-infra-role=dead-letter" in dlq_sub.declared and dlq_sub.change == IN_PLACE
+    [sub] = labels["events-sub"]
+    assert "max-delivery-attempts-override=true" in sub.declared and "env=prod" in sub.declared
+    [topic] = labels["events"]
+    assert topic.declared == "env=prod"

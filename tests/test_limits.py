@@ -21,9 +21,12 @@ def test_committed_policy_config_is_written_from_the_limits(stack: str) -> None:
 
 
 def test_policy_pack_fallbacks_are_the_limits() -> None:
+    from events_infra.stack_config import resource_labels
     from policy import rules
 
     assert rules.DEFAULT_ATTEMPTS == limits.DEFAULT_MAX_DELIVERY_ATTEMPTS
+    # the pack reads the label EventBus sets (the pack runs without this package)
+    assert resource_labels.ATTEMPTS_OVERRIDE_LABELS == {rules.ATTEMPTS_OVERRIDE_LABEL: "true"}
     assert (rules.MIN_ATTEMPTS, rules.MAX_ATTEMPTS) == (
         limits.MIN_DELIVERY_ATTEMPTS, limits.MAX_DELIVERY_ATTEMPTS,
     )  # fmt: skip

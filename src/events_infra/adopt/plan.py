@@ -27,6 +27,11 @@ from events_infra.pubsub.api_calls import bounded, google_errors
 from events_infra.pubsub.paths import subscription_path, topic_path
 from events_infra.stack_config import pulumi_names as names
 from events_infra.stack_config.durations import human_duration
+from events_infra.stack_config.resource_labels import (
+    dead_letter_labels,
+    subscription_labels,
+    topic_labels,
+)
 from events_infra.stack_config.topology import StackConfig, SubscriptionConfig
 
 IN_PLACE = "in place"
@@ -191,6 +196,12 @@ def _topic(
                 IN_PLACE,
             )
         )
+    labels = (
+        dead_letter_labels(topology.labels, topology.dead_letter)
+        if dead_letter
+        else topic_labels(topology.labels, topology.topic)
+    )
+    resource.differences += _labels_diff(live, labels)
     return resource
 
 
@@ -248,7 +259,7 @@ def _subscription_diff(
             Difference("push_endpoint", push or "(pull)", sub.push_endpoint or "(pull)", IN_PLACE)
         )
     found += _retention_expiry_labels(
-        live, sub.message_retention, topology.resource_labels(sub.labels)
+        live, sub.message_retention, subscription_labels(topology.labels, sub)
     )
     return found
 
@@ -316,7 +327,7 @@ def _dead_letter_subscription_diff(
             )
         )
     found += _retention_expiry_labels(
-        live, dead_letter.message_retention, topology.resource_labels(dead_letter.labels)
+        live, dead_letter.message_retention, dead_letter_labels(topology.labels, dead_letter)
     )
     return found
 
@@ -335,11 +346,17 @@ def _retention_expiry_labels(
         found.append(
             Difference("expiration", f"after {_dur(expires or 31 * 86400)} idle", "never", IN_PLACE)
         )
+    return found + _labels_diff(live, labels)
+
+
+def _labels_diff(live: Any, labels: dict[str, str]) -> list[Difference]:
+    """Labels the resource lacks or holds with another value (the stack's, its own, and those
+    EventBus adds: stack_config.resource_labels); labels only others set are left alone."""
     missing = {k: v for k, v in labels.items() if live.labels.get(k) != v}
-    if missing:
-        shown = ", ".join(f"{k}={v}" for k, v in sorted(missing.items()))
-        found.append(Difference("labels", "(without them)", shown, IN_PLACE))
-    return found
+    if not missing:
+        return []
+    shown = ", ".join(f"{k}={v}" for k, v in sorted(missing.items()))
+    return [Difference("labels", "(without them)", shown, IN_PLACE)]
 
 
 def _retention_change(have: float, wanted: float) -> str:
