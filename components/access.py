@@ -71,7 +71,10 @@ class Access(pulumi.ComponentResource):
         )
         # its backlog / oldest-age / publish metrics (outbox.relay_metrics); Monitoring has no
         # finer scope than the project, and metricWriter can only write, not read
-        self._project_member("relay-metricwriter", "roles/monitoring.metricWriter", relay_member)
+        self.relay_metric_writer = self._project_member(
+            "relay-metricwriter", "roles/monitoring.metricWriter", relay_member
+        )
+        self._login_grants: dict[str, list[gcp.projects.IAMMember]] = {}
         self.relay_database_user: gcp.sql.User | None = None
         if database is not None:
             self.relay_database_user = self._database_login(
@@ -192,7 +195,7 @@ class Access(pulumi.ComponentResource):
         conditioned on the outbox instance, and an IAM database user created after the schema
         (whose migration 0002 creates the role)."""
         member = email.apply(lambda e: f"serviceAccount:{e}")
-        database.connect_grants(f"{self._name}-{key}", member, self)
+        self._login_grants[key] = database.connect_grants(f"{self._name}-{key}", member, self)
         depends = [database.schema] if database.schema is not None else []
         return gcp.sql.User(
             f"{self._name}-{key}-database-user",
@@ -203,6 +206,18 @@ class Access(pulumi.ComponentResource):
             database_roles=[role],
             opts=pulumi.ResourceOptions(parent=self, depends_on=depends),
         )
+
+    def relay_dependencies(self, outbox: str | None = None) -> list[pulumi.Resource]:
+        """What the relay of the first outbox database (or of `outbox`) needs before its first
+        revision starts: its publisher and metric-writer grants, its database login and the
+        connect grants conditioned on that instance. Without them the first revision crash-loops
+        on permission errors (IAM changes also take minutes to propagate; the relay retries)."""
+        login = self.relay_database_user if outbox is None else self.relay_database_users[outbox]
+        key = "relay" if outbox is None else f"relay-{outbox}"
+        ready: list[pulumi.Resource] = [self.relay_publisher, self.relay_metric_writer]
+        if login is not None:
+            ready += [login, *self._login_grants[key]]
+        return ready
 
     def _identity(
         self, suffix: str, account: str, purpose: str

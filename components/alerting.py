@@ -15,6 +15,7 @@ import pulumi_gcp as gcp
 
 from events_infra.components.args import DlqAlertingArgs
 from events_infra.outbox.metric_names import BACKLOG as OUTBOX_BACKLOG
+from events_infra.outbox.metric_names import DESCRIPTORS as RELAY_METRICS
 from events_infra.outbox.metric_names import OLDEST_UNPUBLISHED_AGE as OUTBOX_OLDEST_AGE
 from events_infra.outbox.metric_names import relay_filter
 from events_infra.pubsub.metrics import (
@@ -238,6 +239,11 @@ class DlqAlerting(pulumi.ComponentResource):
 
         self.stuck_outbox_policy: gcp.monitoring.AlertPolicy | None = None
         self.silent_relay_policy: gcp.monitoring.AlertPolicy | None = None
+        self.relay_metric_descriptors: list[gcp.monitoring.MetricDescriptor] = []
+        if spec.relay is not None:
+            self.relay_metric_descriptors = [
+                self._metric_descriptor(name, metric) for metric in RELAY_METRICS
+            ]
         self.outbox_policies: dict[str, tuple[Any, Any]] = {}
         """Further outboxes (`outboxes`) -> their (stuck, silent relay) policies."""
         if spec.relay is not None and config.stuck_outbox is not None:
@@ -284,6 +290,7 @@ class DlqAlerting(pulumi.ComponentResource):
             reducer="REDUCE_MAX",
             missing_data=NO_OP,
             documentation=documentation,
+            depends_on=list(self.relay_metric_descriptors),
         )
         absent = gcp.monitoring.AlertPolicyConditionArgs(
             display_name=f"relay metrics absent for {human_duration(stuck.silent_after)}",
@@ -306,8 +313,26 @@ class DlqAlerting(pulumi.ComponentResource):
             stuck,
             documentation,
             absent,
+            list(self.relay_metric_descriptors),
         )
         return stuck_policy, silent_policy
+
+    def _metric_descriptor(self, name: str, metric: str) -> gcp.monitoring.MetricDescriptor:
+        """The relay metric's descriptor, declared so the alerts on it can be created before
+        the relay's first write (on `generic_task`, no metric labels: what the relay writes)."""
+        kind, value_type, unit, description = RELAY_METRICS[metric]
+        return gcp.monitoring.MetricDescriptor(
+            f"{name}-metric-{metric.rsplit('/', 1)[-1].replace('_', '-')}",
+            project=self._project,
+            type=metric,
+            metric_kind=kind,
+            value_type=value_type,
+            unit=unit,
+            description=description,
+            display_name=f"events-infra outbox {metric.rsplit('/', 1)[-1].replace('_', ' ')}",
+            # deleting a descriptor makes the metric's data unusable: never on a stack change
+            opts=pulumi.ResourceOptions(parent=self, retain_on_delete=True),
+        )
 
     def _channel(
         self, channel: EmailChannel | PagerDutyChannel | WebhookChannel
@@ -348,6 +373,7 @@ class DlqAlerting(pulumi.ComponentResource):
         threshold: float | None = None,
         duration: float | None = None,
         reducer: str | None = None,
+        depends_on: list[pulumi.Resource] | None = None,
     ) -> gcp.monitoring.AlertPolicy:
         threshold_value = settings.threshold if threshold is None else threshold
         window = settings.duration if duration is None else duration
@@ -369,7 +395,9 @@ class DlqAlerting(pulumi.ComponentResource):
                 evaluation_missing_data=missing_data_control(missing_data, window),
             ),
         )
-        return self._alert_policy(resource_name, display_name, settings, documentation, condition)
+        return self._alert_policy(
+            resource_name, display_name, settings, documentation, condition, depends_on
+        )
 
     def _alert_policy(
         self,
@@ -378,6 +406,7 @@ class DlqAlerting(pulumi.ComponentResource):
         settings: Any,
         documentation: pulumi.Input[str],
         condition: gcp.monitoring.AlertPolicyConditionArgs,
+        depends_on: list[pulumi.Resource] | None = None,
     ) -> gcp.monitoring.AlertPolicy:
         """One condition, the stack's channels and labels, the runbook as documentation."""
         return gcp.monitoring.AlertPolicy(
@@ -397,7 +426,7 @@ class DlqAlerting(pulumi.ComponentResource):
                 subject=display_name,
             ),
             conditions=[condition],
-            opts=pulumi.ResourceOptions(parent=self),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=depends_on or []),
         )
 
 

@@ -161,6 +161,8 @@ class OutboxRelay(pulumi.ComponentResource):
                 containers=[relay, proxy],
                 vpc_access=vpc_access,
             ),
-            opts=pulumi.ResourceOptions(parent=self),
+            # the component's dependencies (grants, database login) held for the service itself:
+            # a child does not inherit its parent's depends_on
+            opts=pulumi.ResourceOptions(parent=self, depends_on=opts.depends_on if opts else None),
         )
         self.register_outputs({"service": self.service.name})

@@ -81,7 +81,7 @@ pulumi.export("relay_service_account", access.relay.email if access.relay else N
 
 
 def declare_relay(
-    name: str, database: DatabaseConfig, db: OutboxDatabase, login: object | None
+    name: str, database: DatabaseConfig, db: OutboxDatabase, outbox: str | None = None
 ) -> OutboxRelay:
     """The relay of one outbox database: a Cloud Run service of its own, bound to it."""
     assert topology.relay is not None
@@ -106,19 +106,15 @@ def declare_relay(
             production=topology.production,
             labels=topology.resource_labels(),
         ),
-        opts=pulumi.ResourceOptions(
-            depends_on=[r for r in (login, access.relay_publisher) if r is not None]
-        ),
+        opts=pulumi.ResourceOptions(depends_on=access.relay_dependencies(outbox)),
     )
 
 
 if topology.relay is not None and outbox_db is not None and topology.database is not None:
-    relay = declare_relay(RELAY_SERVICE, topology.database, outbox_db, access.relay_database_user)
+    relay = declare_relay(RELAY_SERVICE, topology.database, outbox_db)
     pulumi.export("relay_service", relay.service.name)
     relays = {
-        o.name: declare_relay(
-            o.relay_service, o.database, outbox_dbs[o.name], access.relay_database_users[o.name]
-        )
+        o.name: declare_relay(o.relay_service, o.database, outbox_dbs[o.name], o.name)
         for o in topology.outboxes
     }
     if relays:

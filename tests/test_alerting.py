@@ -288,6 +288,28 @@ def test_no_outbox_alerts_without_a_relay() -> None:
     assert not {"alerting-stuck-outbox", "alerting-relay-silent"} & names
 
 
+def test_relay_metrics_are_declared_before_the_alerts_that_read_them(prod: Run) -> None:
+    """An alert policy on a custom metric that does not exist yet is refused (404 "Cannot find
+    metric(s) that match type"): the first `up` declares the relay's descriptors, as the relay
+    writes them, and the outbox alerts wait for them."""
+    from events_infra.outbox import metric_names
+
+    descriptors = {
+        d.inputs["type"]: d
+        for d in prod.of_type("gcp:monitoring/metricDescriptor:MetricDescriptor")
+    }
+    assert {t: (d.inputs["metricKind"], d.inputs["valueType"]) for t, d in descriptors.items()} == {
+        metric_names.BACKLOG: ("GAUGE", "INT64"),
+        metric_names.OLDEST_UNPUBLISHED_AGE: ("GAUGE", "DOUBLE"),
+        metric_names.PUBLISHED: ("CUMULATIVE", "INT64"),
+        metric_names.PUBLISH_FAILURES: ("CUMULATIVE", "INT64"),
+    }
+    assert all(d.retain_on_delete for d in descriptors.values())  # deleting one loses its data
+    urns = {d.urn for d in descriptors.values()}
+    for name in ("alerting-stuck-outbox", "alerting-relay-silent"):
+        assert urns <= set(prod.named(name).dependencies)
+
+
 def test_missing_data_control_only_with_a_minute_or_more(prod: Run) -> None:
     """Cloud Monitoring refuses `evaluation_missing_data` unless `duration` >= 60 s
     (monitoring_v3 types/alert.py, MetricThreshold.evaluation_missing_data): prod's dead-letter

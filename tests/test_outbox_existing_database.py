@@ -172,6 +172,11 @@ def test_each_outbox_database_gets_its_schema_job_and_relay(two_outboxes: Run) -
         assert f"dbname={database} " in env["DATABASE_URL"]
         assert containers["cloud-sql-proxy"]["args"][-1] == f"cotton-erp:asia-south1:{instance}"
     assert two_outboxes.exports["relay_services"] == {"billing": "outbox-relay-billing"}
+    # each relay waits for its own database login and the grants conditioned on its instance
+    billing = set(services["outbox-relay-billing"].dependencies)
+    for name in ("database-user", "client", "instanceuser"):
+        assert two_outboxes.named(f"access-relay-billing-{name}").urn in billing
+        assert two_outboxes.named(f"access-relay-{name}").urn not in billing
 
 
 def test_the_relay_and_writers_log_in_to_each_database_they_serve(two_outboxes: Run) -> None:

@@ -65,14 +65,21 @@ def test_relay_runs_from_the_image_digest_as_its_own_account(
     assert ("vpcAccess" in template) is private
 
 
-def test_relay_waits_for_its_database_login_and_publish_grant(prod: Any) -> None:
+def test_relay_waits_for_its_database_login_and_every_grant(prod: Any) -> None:
+    """The first revision must not start before the IAM it runs on exists: its database login,
+    publisher, metric writer and the Cloud SQL connect grants (held by the service itself)."""
     service = relay_service(prod)
-    component = prod.by_urn(service.parent)
     user = prod.named("access-relay-database-user")
     publisher = prod.named("access-relay-publisher")
-    assert {user.urn, publisher.urn} <= set(component.dependencies)
+    grants = [
+        prod.named(f"access-relay-{role}") for role in ("metricwriter", "client", "instanceuser")
+    ]
+    assert {user.urn, publisher.urn, *(g.urn for g in grants)} <= set(service.dependencies)
     assert user.inputs["databaseRoles"] == ["events_outbox_relay"]
     assert publisher.inputs["role"] == "roles/pubsub.publisher"
+    assert [g.inputs["role"] for g in grants] == [
+        "roles/monitoring.metricWriter", "roles/cloudsql.client", "roles/cloudsql.instanceUser",
+    ]  # fmt: skip
 
 
 def test_without_the_image_digest_the_program_stops_with_one_line() -> None:

@@ -12,6 +12,7 @@ from typing import Any
 
 import psycopg
 import pytest
+from google.api import metric_pb2
 
 from events_infra.outbox import Event, enqueue
 from events_infra.outbox import metric_names as names
@@ -73,7 +74,10 @@ def test_reports_backlog_oldest_age_and_counters_on_the_relays_task(
     assert 89 <= by_type[names.OLDEST_UNPUBLISHED_AGE].points[0].value.double_value < 150
     assert by_type[names.PUBLISHED].points[0].value.int64_value == 41
     assert by_type[names.PUBLISH_FAILURES].points[0].value.int64_value == 3
-    for series in request.time_series:
+    for series in request.time_series:  # as declared to Monitoring (alerting's descriptors)
+        kind, value_type, _, _ = names.DESCRIPTORS[series.metric.type]
+        assert series._pb.metric_kind == metric_pb2.MetricDescriptor.MetricKind.Value(kind)
+        assert series.points[0].value._pb.WhichOneof("value") == f"{value_type.lower()}_value"
         assert series.resource.type == "generic_task"
         assert dict(series.resource.labels) == {
             "project_id": "cotton-erp", "location": "asia-south1", "namespace": "events-infra",

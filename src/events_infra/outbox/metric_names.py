@@ -22,6 +22,19 @@ PUBLISHED = f"{PREFIX}/published_count"
 PUBLISH_FAILURES = f"{PREFIX}/publish_failures"
 """CUMULATIVE INT64 per relay instance: failed publish attempts (retried or failed for good)."""
 
+DESCRIPTORS: dict[str, tuple[str, str, str, str]] = {
+    BACKLOG: ("GAUGE", "INT64", "1", "Committed outbox events not yet published"),
+    OLDEST_UNPUBLISHED_AGE: (
+        "GAUGE", "DOUBLE", "s", "Age of the oldest unpublished outbox event (0 when none)",
+    ),
+    PUBLISHED: ("CUMULATIVE", "INT64", "1", "Events published by this relay since it started"),
+    PUBLISH_FAILURES: ("CUMULATIVE", "INT64", "1", "Failed publish attempts of this relay"),
+}  # fmt: skip
+"""metric -> (kind, value type, unit, description): what the relay writes and what the stack
+declares as metric descriptors before the alerts that read them (an alert policy on a custom
+metric that does not exist yet is refused with 404 "Cannot find metric(s)"; without a
+descriptor it would exist only after the relay's first write)."""
+
 RESOURCE_TYPE = "generic_task"
 NAMESPACE = "events-infra"
 JOB = RELAY_SERVICE

@@ -102,7 +102,13 @@ class MetricsReporter:
         }
         totals = self.relay.totals
 
-        def series(metric: str, kind: str, value: dict[str, Any], start: float | None = None):
+        def series(metric: str, value: float, start: float | None = None) -> Any:
+            kind, value_type, _, _ = names.DESCRIPTORS[metric]
+            typed = (
+                {"int64_value": int(value)}
+                if value_type == "INT64"
+                else {"double_value": float(value)}
+            )
             interval = {"end_time": {"seconds": int(now), "nanos": int(now % 1 * 1e9)}}
             if start is not None:
                 interval["start_time"] = {"seconds": int(start), "nanos": int(start % 1 * 1e9)}
@@ -110,30 +116,16 @@ class MetricsReporter:
                 metric={"type": metric},
                 resource=resource,
                 metric_kind=kind,
-                points=[{"interval": interval, "value": value}],
+                points=[{"interval": interval, "value": typed}],
             )
 
         client.create_time_series(
             name=project_path(self.project),
             time_series=[
-                series(names.BACKLOG, "GAUGE", {"int64_value": status.backlog}),
-                series(
-                    names.OLDEST_UNPUBLISHED_AGE,
-                    "GAUGE",
-                    {"double_value": float(status.oldest_unpublished_age_s or 0.0)},
-                ),
-                series(
-                    names.PUBLISHED,
-                    "CUMULATIVE",
-                    {"int64_value": totals["published"]},
-                    self._started,
-                ),
-                series(
-                    names.PUBLISH_FAILURES,
-                    "CUMULATIVE",
-                    {"int64_value": totals["retried"] + totals["failed"]},
-                    self._started,
-                ),
+                series(names.BACKLOG, status.backlog),
+                series(names.OLDEST_UNPUBLISHED_AGE, status.oldest_unpublished_age_s or 0.0),
+                series(names.PUBLISHED, totals["published"], self._started),
+                series(names.PUBLISH_FAILURES, totals["retried"] + totals["failed"], self._started),
             ],
             timeout=WRITE_DEADLINE_S,
             retry=retries.Retry(initial=0.5, maximum=2.0, timeout=WRITE_DEADLINE_S),
