@@ -19,8 +19,10 @@ from events_infra.components.args import (
 from events_infra.components.event_bus import EventBus
 from events_infra.components.outbox_database import OutboxDatabase, iam_database_user
 from events_infra.components.outbox_relay import OutboxRelay, OutboxRelayArgs
+from events_infra.components.project_apis import ProjectApis, wait_for_apis
 from events_infra.components.pulumi_config import from_pulumi_config
 from events_infra.stack_config import pulumi_names
+from events_infra.stack_config.apis import required_apis
 from events_infra.stack_config.database_config import DatabaseConfig
 from events_infra.stack_config.pulumi_names import RELAY_SERVICE
 from events_infra.stack_config.topology import TopologyError
@@ -40,6 +42,10 @@ if topology.relay is not None and topology.relay.image is None:
         "infra workflow sets it after pushing the image; by hand: pulumi config set --path "
         "events-infra:relay.image_digest sha256:<digest of the pushed image>"
     )
+
+# the APIs first; every resource after them waits for all of them (403 SERVICE_DISABLED else)
+apis = ProjectApis("apis", topology.project, required_apis(topology))
+pulumi.runtime.register_stack_transformation(wait_for_apis(apis))
 
 bus = EventBus(pulumi_names.BUS, EventBusArgs.from_stack(topology))
 
