@@ -66,6 +66,9 @@ class ConsumerOptions:
     delivery rate is bounded (about 2,000 messages/s on the emulator); more streams scale it.
     An ordered subscription always uses one, so one process sees each key's messages in order."""
     shutdown_timeout_s: float = 30.0
+    pubsub_endpoint: str | None = None
+    """The stack's Pub/Sub endpoint (`pubsub.endpoint` / `<region>-pubsub.googleapis.com:443`,
+    what the relay publishes through) for the poison copies; None: the global endpoint."""
     legacy: LegacyMessages | None = None
     """Take in old-path messages (no event_id attribute) during a cutover instead of
     dead-lettering them; see LegacyMessages and docs/services.md."""
@@ -178,7 +181,7 @@ class Consumer:
         from events_infra.pubsub.key_publisher import make_publisher
 
         try:
-            self._publisher = make_publisher()
+            self._publisher = make_publisher(self.options.pubsub_endpoint)
             subscriber = pubsub_v1.SubscriberClient()
         except DefaultCredentialsError as err:
             raise ConsumerError(

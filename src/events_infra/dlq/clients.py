@@ -22,12 +22,14 @@ def subscriber_client() -> Any:
     return pubsub_v1.SubscriberClient()
 
 
-def publisher_client() -> Any:
+def publisher_client(endpoint: str | None = None) -> Any:
     """The Pub/Sub publisher API client (emulator-aware): replay sends one request per ordering
-    key through it, with explicit deadlines (`outbox.key_publisher`)."""
+    key through it, with explicit deadlines (`outbox.key_publisher`). `endpoint`: the stack's
+    locational endpoint, the one the relay publishes through: ordering holds only among
+    publishes of a key in one region, so a replayed copy must not take another way in."""
     from events_infra.pubsub.key_publisher import make_publisher
 
-    return make_publisher()
+    return make_publisher(endpoint)
 
 
 def metrics_client() -> Any | None:

@@ -42,7 +42,7 @@ class DlqContext:
             from events_infra.dlq.clients import publisher_client
 
             with self.errors():
-                self._publisher = publisher_client()
+                self._publisher = publisher_client(self.topology.pubsub.api_endpoint)
         return self._publisher
 
     def preflight(self) -> Any:
