@@ -226,6 +226,13 @@ def relay_command(
         1.0, "--poll-interval", help="Seconds between polls when no NOTIFY arrives."
     ),
     lease: float = typer.Option(60.0, "--lease", help="Seconds a claimed row stays leased."),
+    publish_timeout: float = typer.Option(
+        20.0,
+        "--publish-timeout",
+        envvar=RelayEnvironment.PUBLISH_TIMEOUT,
+        help="Seconds one Publish (with its retries) may take before its rows are retried; "
+        "after SIGTERM the batch in flight finishes within it.",
+    ),
     max_attempts: int = typer.Option(
         20, "--max-attempts", help="Failed publishes before a row is failed for good."
     ),
@@ -250,6 +257,7 @@ def relay_command(
         publish_concurrency=concurrency,
         poll_interval=poll_interval,
         lease=lease,
+        publish_timeout=publish_timeout,
         max_attempts=max_attempts,
         health_port=health_port,
         metrics_project=metrics_project,

@@ -28,6 +28,11 @@ from events_infra.outbox.relay_process import RelayEnvironment
 HEALTH_PORT = 8080
 PROXY_PORT = 5432
 PROXY_HEALTH_PORT = 9801
+SHUTDOWN_PUBLISH_TIMEOUT_S = 7
+"""Publish deadline in the container: Cloud Run sends SIGTERM and kills 10 s later, so the
+batch in flight (publish <= 7 s, then its settle) and the final log line fit; a batch cut off
+anyway is published again after its lease (duplicates, deduped by event_id; never a loss)."""
+SIDECAR_SIGTERM_DELAY_S = 9
 
 
 @dataclass
@@ -76,6 +81,7 @@ class OutboxRelay(pulumi.ComponentResource):
                 (RelayEnvironment.METRICS_PROJECT, args.project),
                 (RelayEnvironment.METRICS_LOCATION, args.region),
                 (RelayEnvironment.METRICS_JOB, name),
+                (RelayEnvironment.PUBLISH_TIMEOUT, str(SHUTDOWN_PUBLISH_TIMEOUT_S)),
             )
         ]
         relay = gcp.cloudrunv2.ServiceTemplateContainerArgs(
@@ -112,6 +118,9 @@ class OutboxRelay(pulumi.ComponentResource):
             "--health-check",
             f"--http-port={PROXY_HEALTH_PORT}",
             "--http-address=0.0.0.0",
+            # all containers get SIGTERM at once: keep the relay's connections open while its
+            # last batch settles, inside Cloud Run's 10 s
+            f"--max-sigterm-delay={SIDECAR_SIGTERM_DELAY_S}s",
         ]
         if args.private_network:
             proxy_args.append("--private-ip")

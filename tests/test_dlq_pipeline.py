@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.dlq_support import DlqStack, dlq, dlq_process, make_stack
+from tests.support.dlq_support import DlqStack, child_stderr, dlq, dlq_process, make_stack
 
 
 @pytest.fixture
@@ -92,7 +92,10 @@ def test_kill_9_with_acks_in_flight_loses_nothing(
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and len(seen) < 1000:
         seen |= {m.message.attributes["key"] for m in stack.pull(capture, timeout=0.5)}
-    assert process.poll() is None, "the replay finished before it could be killed"
+    assert process.poll() is None, (
+        f"the replay ended ({process.returncode}) before it could be killed: "
+        f"{child_stderr(tmp_path / 'audit.jsonl', 'replay')}"
+    )
     process.send_signal(signal.SIGKILL)
     process.wait(10)
     assert len(seen) >= 1000

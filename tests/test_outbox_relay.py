@@ -170,6 +170,35 @@ def test_sigterm_finishes_the_batch_and_exits_0(outbox_db: str, bus: Bus, tmp_pa
     assert backlog(outbox_db) > 0  # it stopped early, as asked
 
 
+def test_a_stop_waits_for_requests_on_the_wire_not_the_rest_of_the_batch(
+    outbox_db: str, bus: Bus, strict_proxy: ProxyControl
+) -> None:
+    """Cloud Run kills 10 s after SIGTERM: keys of the batch not yet sent when the stop comes
+    are released (no attempt spent) instead of being published one round after another."""
+    with psycopg.connect(outbox_db) as conn:
+        enqueue_many(conn, [event(k + 1, n=k) for k in range(40)])  # 40 keys, one batch
+    strict_proxy.delay("Publish", 1.0, count=1000)  # every request takes a second
+    relay = RelayThread(outbox_db, bus.topic, batch_size=100, publish_concurrency=4)
+    with relay:
+        assert wait_until(
+            lambda: strict_proxy.stats()["stats"].get("delays_injected.Publish", 0) >= 1, 30
+        )
+        relay.relay.stop()
+        relay.thread.join(30)
+        assert not relay.thread.is_alive()
+    sent = strict_proxy.stats()["stats"]["delays_injected.Publish"]
+    assert sent <= 8  # the requests on the wire (4), not the 10 rounds the batch holds
+    with psycopg.connect(outbox_db) as conn:
+        rows = conn.execute(
+            "SELECT count(*) FILTER (WHERE published), count(*) FILTER (WHERE lease_owner IS NOT"
+            " NULL), max(retry_count) FROM event_outbox"
+        ).fetchone()
+    assert rows[0] == sent and rows[1:] == (0, 0)  # the rest released, no attempt spent
+    strict_proxy.reset()
+    with RelayThread(outbox_db, bus.topic):  # and the next relay publishes them
+        assert wait_until(lambda: backlog(outbox_db) == 0, seconds=60)
+
+
 def test_pubsub_outage_opens_the_breaker_and_nothing_is_lost(
     outbox_db: str, bus: Bus, strict_proxy: ProxyControl, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -54,11 +54,15 @@ def test_relay_runs_from_the_image_digest_as_its_own_account(
         "EVENTSCTL_METRICS_PROJECT": project,
         "EVENTSCTL_METRICS_LOCATION": "asia-south1",
         "EVENTSCTL_METRICS_JOB": "outbox-relay",  # what the outbox alerts filter on
+        "EVENTSCTL_PUBLISH_TIMEOUT": "7",  # the batch in flight fits in Cloud Run's 10 s
     }  # IAM login through the proxy: no password, no secret anywhere in the revision
     assert relay["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": 8080}
     assert relay["dependsOns"] == ["cloud-sql-proxy"]
     assert proxy["image"].startswith("gcr.io/cloud-sql-connectors/cloud-sql-proxy:2.")
     assert "--auto-iam-authn" in proxy["args"]
+    # SIGTERM reaches both containers at once: the proxy keeps the relay's connections while
+    # its last batch settles, and gives up before Cloud Run's SIGKILL 10 s later
+    assert "--max-sigterm-delay=9s" in proxy["args"]
     assert proxy["args"][-1].endswith(":asia-south1:" + ("events-outbox" if private else
                                                          "events-outbox-dev"))  # fmt: skip
     assert ("--private-ip" in proxy["args"]) is private

@@ -6,6 +6,7 @@ provisioned from the topology model like `eventsctl local up` does) so tests nev
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -225,20 +226,31 @@ def dlq_process(
 ) -> subprocess.Popen:
     """`eventsctl dlq OPERATION --yes --no-snapshot` for `stack` in a process of its own (to be
     killed or signalled); with `output` its stdout and stderr are pipes (text) to read with
-    `communicate`, else discarded (an unread pipe could fill and stall it)."""
+    `communicate`, else stdout is discarded (an unread pipe could fill and stall it) and stderr
+    goes to `<audit dir>/<operation>.stderr` (read it with `child_stderr` when a test fails)."""
     command = [
         sys.executable, "-m", "events_infra.cli.app", "dlq", operation, *stack.cli_args(),
         "--yes", "--no-snapshot", "--audit-log", str(audit), *flags,
     ]  # fmt: skip
-    return subprocess.Popen(
-        command,
-        env={**os.environ, "PUBSUB_EMULATOR_HOST": pubsub},
-        stdout=subprocess.PIPE if output else subprocess.DEVNULL,
-        stderr=subprocess.PIPE if output else subprocess.DEVNULL,
-        text=True,
-        cwd=Path(__file__).resolve().parents[2],
-        preexec_fn=_ctrl_c_as_in_a_terminal,
-    )
+    with contextlib.ExitStack() as files:
+        stderr: Any = subprocess.PIPE
+        if not output:  # the child holds its own copy of the descriptor
+            stderr = files.enter_context((audit.parent / f"{operation}.stderr").open("w"))
+        return subprocess.Popen(
+            command,
+            env={**os.environ, "PUBSUB_EMULATOR_HOST": pubsub},
+            stdout=subprocess.PIPE if output else subprocess.DEVNULL,
+            stderr=stderr,
+            text=True,
+            cwd=Path(__file__).resolve().parents[2],
+            preexec_fn=_ctrl_c_as_in_a_terminal,
+        )
+
+
+def child_stderr(audit: Path, operation: str) -> str:
+    """The last lines a `dlq_process` child without `output` wrote to stderr."""
+    path = audit.parent / f"{operation}.stderr"
+    return "\n".join(path.read_text().splitlines()[-20:]) if path.exists() else ""
 
 
 def _ctrl_c_as_in_a_terminal() -> None:

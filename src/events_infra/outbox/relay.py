@@ -116,10 +116,14 @@ class Relay:
         import pybreaker
 
         self.config = config
-        self.publisher = KeyPublisher(
-            publisher, config.topic_path, config.publish_concurrency, config.publish_timeout
-        )
         self.stopping = threading.Event()
+        self.publisher = KeyPublisher(
+            publisher,
+            config.topic_path,
+            config.publish_concurrency,
+            config.publish_timeout,
+            stop=self.stopping,
+        )
         self._storage = pybreaker.CircuitMemoryStorage(pybreaker.STATE_CLOSED)
         self.breaker = pybreaker.CircuitBreaker(
             fail_max=config.breaker_failures,
@@ -304,18 +308,39 @@ class Relay:
         )
 
         self._close()
-        for attempt in Retrying(
-            retry=retry_if_exception_type(psycopg.OperationalError),
-            wait=wait_random_exponential(multiplier=0.2, max=10),
-            stop=stop_when_event_set(self.stopping),
-            reraise=True,
-        ):
-            with attempt:
-                self._work = psycopg.connect(self.config.database_url, connect_timeout=5)
-                self._listen = psycopg.connect(
-                    self.config.database_url, autocommit=True, connect_timeout=5
+
+        def unreachable(state: Any) -> None:
+            error = state.outcome.exception() if state.outcome else None
+            log.warning(
+                json.dumps(
+                    {
+                        "event": "database_unreachable",
+                        "attempt": state.attempt_number,
+                        "error": first_line(error) if error else "",
+                        "retry_in_s": round(state.upcoming_sleep, 1),
+                    }
                 )
-                self._listen.execute(f"LISTEN {NOTIFY_CHANNEL}")
+            )
+
+        try:
+            for attempt in Retrying(
+                retry=retry_if_exception_type(psycopg.OperationalError),
+                wait=wait_random_exponential(multiplier=0.2, max=10),
+                stop=stop_when_event_set(self.stopping),
+                before_sleep=unreachable,
+                reraise=True,
+            ):
+                with attempt:
+                    self._work = psycopg.connect(self.config.database_url, connect_timeout=5)
+                    self._listen = psycopg.connect(
+                        self.config.database_url, autocommit=True, connect_timeout=5
+                    )
+                    self._listen.execute(f"LISTEN {NOTIFY_CHANNEL}")
+        except psycopg.OperationalError:
+            if not self.stopping.is_set():
+                raise
+            self._close()  # asked to stop while waiting for the database: nothing to settle
+            return
         if self._work is not None:
             self._release_own_leases()
 

@@ -6,6 +6,7 @@ metrics, stop cleanly on SIGTERM/SIGINT. `eventsctl outbox relay` parses flags a
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import re
@@ -28,6 +29,7 @@ class RelayEnvironment:
     METRICS_PROJECT = "EVENTSCTL_METRICS_PROJECT"
     METRICS_LOCATION = "EVENTSCTL_METRICS_LOCATION"
     METRICS_JOB = "EVENTSCTL_METRICS_JOB"
+    PUBLISH_TIMEOUT = "EVENTSCTL_PUBLISH_TIMEOUT"
 
 
 class RelaySettingsError(EventsInfraError):
@@ -51,6 +53,9 @@ class RelaySettings:
     publish_concurrency: int = 32
     poll_interval: float = 1.0
     lease: float = 60.0
+    publish_timeout: float = 20.0
+    """Deadline of one Publish with its retries; on Cloud Run it must let the batch in flight
+    finish inside the 10 s between SIGTERM and SIGKILL (components.outbox_relay sets 7 s)."""
     max_attempts: int = 20
     health_port: int | None = None
     metrics_project: str | None = None
@@ -70,8 +75,10 @@ def resolve(settings: RelaySettings) -> tuple[str, str | None]:
         raise RelaySettingsError(
             "--batch-size, --per-key, --publish-concurrency and --max-attempts must be 1 or more"
         )
-    if settings.poll_interval <= 0 or settings.lease <= 0:
-        raise RelaySettingsError("--poll-interval and --lease must be more than 0")
+    if min(settings.poll_interval, settings.lease, settings.publish_timeout) <= 0:
+        raise RelaySettingsError(
+            "--poll-interval, --lease and --publish-timeout must be more than 0"
+        )
     if settings.topic_path:
         if not re.fullmatch(TOPIC_PATH, settings.topic_path):
             raise RelaySettingsError(
@@ -108,13 +115,20 @@ def run_relay_process(
 ) -> int:
     """Run the relay until SIGTERM/SIGINT; the number of events it published.
 
-    Every setting, the database and the credentials are checked before anything starts, so a
-    bad start fails in one line within seconds (the database connect has a 10 s timeout)."""
+    Every setting and the credentials are checked before anything starts, so a bad start fails
+    in one line within seconds. Run by hand (no health port), an unreachable database is such a
+    failure too (the connect has a 10 s timeout). In a container (`health_port` set) it is not:
+    there /healthz is served first and the database retried with backoff, logged on each try,
+    because on Cloud Run the database may take a minute to be reachable (Direct VPC egress at
+    instance start-up; the Auth Proxy sidecar starting) and an exit would be a crash loop or a
+    failed revision. A relay that never connects stops going round and /healthz turns 503 after
+    its stale limit, so the platform restarts it."""
     from events_infra.db.connect import connect
     from events_infra.outbox.relay import Relay, RelayConfig
 
     path, endpoint = resolve(settings)
-    connect(settings.database_url).close()  # fail fast, in one line, if it is unreachable
+    if settings.health_port is None:  # by hand: fail fast, in one line, if it is unreachable
+        connect(settings.database_url).close()
     publisher = publisher_factory(endpoint)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     relay = Relay(
@@ -126,15 +140,18 @@ def run_relay_process(
             publish_concurrency=settings.publish_concurrency,
             poll_interval=settings.poll_interval,
             lease_seconds=settings.lease,
+            publish_timeout=settings.publish_timeout,
             max_attempts=settings.max_attempts,
         ),
         publisher,
     )
     relay.install_signals()
     if settings.health_port is not None:
+        from events_infra.outbox.relay import log
         from events_infra.outbox.relay_health import serve_health
 
-        serve_health(relay, settings.health_port)
+        server = serve_health(relay, settings.health_port)  # port 0: a free one, logged
+        log.info(json.dumps({"event": "health_endpoint", "port": server.server_address[1]}))
     reporter = None
     if settings.metrics_project:
         from events_infra.outbox.relay_metrics import MetricsReporter

@@ -10,6 +10,7 @@ forever, and a late copy could land after a later event of the same key).
 from __future__ import annotations
 
 import os
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -58,10 +59,21 @@ class KeyPublisher:
     """Publishes groups of messages keyed by ordering key; `publish` returns row id -> message
     id, or the exception the row failed with (`NotAttempted` for rows behind a failure)."""
 
-    def __init__(self, api: Any, topic: str, concurrency: int = 32, timeout: float = 20.0) -> None:
+    def __init__(
+        self,
+        api: Any,
+        topic: str,
+        concurrency: int = 32,
+        timeout: float = 20.0,
+        stop: threading.Event | None = None,
+    ) -> None:
+        """`stop`: once set, keys not yet sent are not attempted (NotAttempted: their rows are
+        released, no attempt spent), so a shutdown waits for the requests on the wire, not for
+        the rest of the batch (the relay passes its `stopping`)."""
         self.api = api
         self.topic = topic
         self.timeout = timeout
+        self._stop = stop
         self._pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="publish")
 
     def publish(self, groups: dict[str, list[Outgoing]]) -> dict[Any, Any]:
@@ -91,6 +103,10 @@ class KeyPublisher:
         outcomes: dict[Any, Any] = {}
         chunks = request_chunks(messages)
         for index, chunk in enumerate(chunks):
+            if self._stop is not None and self._stop.is_set():  # shutting down: not sent
+                for later in chunks[index:]:
+                    outcomes.update(dict.fromkeys((m.row_id for m in later), NotAttempted()))
+                break
             try:
                 outcomes.update(zip([m.row_id for m in chunk], self._send(chunk), strict=True))
                 continue
