@@ -14,6 +14,7 @@ from enum import IntEnum
 
 import typer
 
+from events_infra.db.cloud_sql import NOT_YET_PERMITTED_EXIT
 from events_infra.errors import EventsInfraError
 
 
@@ -23,6 +24,9 @@ class Exit(IntEnum):
     OK = 0
     FOUND = 1
     ERROR = 2
+    NOT_YET_PERMITTED = NOT_YET_PERMITTED_EXIT
+    """IAM refused (yet): `outbox migrate` in the migration job, whose runner tries again for a
+    bounded time, since IAM changes take minutes to propagate (components.migration_job)."""
 
 
 class UserError(EventsInfraError):

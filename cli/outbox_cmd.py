@@ -10,7 +10,7 @@ import typer
 
 from events_infra.cli import options
 from events_infra.cli.database import DATABASE_URL, connect
-from events_infra.cli.errors import Exit, UserError, user_errors
+from events_infra.cli.errors import Exit, UserError, fail, user_errors
 from events_infra.cli.render import emit, table
 from events_infra.errors import first_line
 from events_infra.outbox import metric_names
@@ -58,12 +58,17 @@ def _connect_iam(instance: str, iam_user: str | None, database: str, private_ip:
         raise UserError(f"--cloud-sql-instance {instance!r}: use PROJECT:REGION:INSTANCE")
     if not iam_user:
         raise UserError("--cloud-sql-instance needs --iam-user (the IAM database user)")
-    from events_infra.db.cloud_sql import connect_iam
+    from events_infra.db.cloud_sql import connect_iam, is_permission_refusal
 
     try:
         return connect_iam(instance, iam_user, database, private_ip)
     except Exception as err:
-        raise UserError(f"cannot connect to {instance}: {first_line(err)}") from None
+        message = f"cannot connect to {instance} as {iam_user}: {first_line(err)}"
+        if is_permission_refusal(err):
+            raise fail(
+                f"{message} (IAM grants may still be propagating)", Exit.NOT_YET_PERMITTED
+            ) from None
+        raise UserError(message) from None
 
 
 def apply_migrations(

@@ -12,9 +12,13 @@ against real PostgreSQL instead of asking Cloud Run to.
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from events_infra.components.schema_step import SchemaStep
+from events_infra.db.cloud_sql import NOT_YET_PERMITTED_EXIT
 from events_infra.errors import EventsInfraError
 from events_infra.outbox.schema import load_migrations
 
@@ -32,30 +36,92 @@ class JobRunner(Protocol):
         ...
 
 
+NOT_YET_PERMITTED = NOT_YET_PERMITTED_EXIT
+PERMISSION_WAIT_S = 600.0
+"""How long the runner keeps running a job that IAM refuses: a fresh grant (the migration
+principal's Cloud SQL client and instance user, the deployer's actAs on it) takes minutes to
+take effect; past this the refusal is real and `pulumi up` fails saying so."""
+
+
 class CloudRunJobRunner:
-    """Runs the job with the Cloud Run Admin API and waits (bounded) for its execution."""
+    """Runs the job with the Cloud Run Admin API and waits (bounded) for its execution. IAM
+    refusals (the run refused with 403, or the task exiting NOT_YET_PERMITTED) are retried
+    with backoff for PERMISSION_WAIT_S; any other failure fails at once."""
+
+    def __init__(
+        self,
+        jobs: Any = None,
+        tasks: Any = None,
+        wait_s: float = PERMISSION_WAIT_S,
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._jobs, self._tasks = jobs, tasks
+        self.wait_s, self._sleep, self._clock = wait_s, sleep, clock
 
     def run(self, job: str) -> str:
-        from google.api_core import exceptions as gexc
-        from google.cloud import run_v2
+        deadline = self._clock() + self.wait_s
+        pause = 5.0
+        while True:
+            refusal = self._run_once(job)
+            if not isinstance(refusal, _Refused):
+                return refusal
+            if self._clock() + pause > deadline:
+                raise MigrationJobFailed(
+                    f"{job}: IAM still refuses after {self.wait_s:.0f} s ({refusal.reason}); check "
+                    "the migration principal's Cloud SQL grants and the deployer's actAs on it"
+                )
+            self._sleep(pause)
+            pause = min(pause * 2, 60.0)
 
-        client = run_v2.JobsClient()
+    def _run_once(self, job: str) -> Any:
+        """The execution's name, or _Refused (worth another run), or MigrationJobFailed."""
+        from google.api_core import exceptions as gexc
+
+        jobs = self._jobs or self._client("JobsClient")
         try:
-            operation = client.run_job(name=job, timeout=60)
+            operation = jobs.run_job(name=job, timeout=60)
             execution = operation.result(timeout=JOB_TIMEOUT_S)
+        except gexc.PermissionDenied as err:
+            return _Refused(f"running it: {err.message}")
         except gexc.GoogleAPICallError as err:
             raise MigrationJobFailed(f"running {job} failed: {err.message}") from None
         except TimeoutError:
             raise MigrationJobFailed(
                 f"{job} did not finish within {JOB_TIMEOUT_S:.0f} s; see its executions"
             ) from None
-        if execution.failed_count or not execution.succeeded_count:
-            reasons = "; ".join(c.message for c in execution.conditions if c.message)
-            raise MigrationJobFailed(
-                f"migration job {execution.name} failed: {reasons or 'no reason given'} "
-                f"(logs: {execution.log_uri})"
-            )
-        return str(execution.name)
+        if not execution.failed_count and execution.succeeded_count:
+            return str(execution.name)
+        if self._exit_code(execution) == NOT_YET_PERMITTED:
+            return _Refused(f"{execution.name} exited {NOT_YET_PERMITTED}: not yet permitted")
+        reasons = "; ".join(c.message for c in execution.conditions if c.message)
+        raise MigrationJobFailed(
+            f"migration job {execution.name} failed: {reasons or 'no reason given'} "
+            f"(logs: {execution.log_uri})"
+        )
+
+    def _exit_code(self, execution: Any) -> int | None:
+        """The exit code of the execution's (one) task's last attempt, if Cloud Run has it."""
+        from google.api_core import exceptions as gexc
+
+        tasks = self._tasks or self._client("TasksClient")
+        try:
+            for task in tasks.list_tasks(parent=execution.name, timeout=30):
+                return int(task.last_attempt_result.exit_code)
+        except gexc.GoogleAPICallError:
+            return None
+        return None
+
+    @staticmethod
+    def _client(name: str) -> Any:
+        from google.cloud import run_v2
+
+        return getattr(run_v2, name)()
+
+
+@dataclass(frozen=True)
+class _Refused:
+    reason: str
 
 
 class JobMigrationProvider(SchemaStep):

@@ -8,6 +8,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import psycopg
@@ -193,3 +194,145 @@ def test_the_first_up_after_the_move_rerecords_the_provider_once() -> None:
     assert news[PROVIDER_KEY] == "events_infra.components.migration_job.JobMigrationProvider"
     assert provider.diff(JOB, props(), news).changes is True
     assert provider.diff(JOB, news, news).changes is False
+
+
+# --- the Cloud Run runner: IAM refusals retried for a bounded time ----------------------------
+
+
+class Jobs:
+    """Cloud Run's Jobs API as the runner calls it (run_job -> operation.result), answering
+    from a script: an exception to raise, or an execution (failed or not). Cloud Run has no
+    emulator; only the answers the runner reads are modelled."""
+
+    def __init__(self, *answers: Any) -> None:
+        self.answers = list(answers)
+        self.runs = 0
+
+    def run_job(self, name: str, timeout: float) -> Any:
+        self.runs += 1
+        answer = self.answers.pop(0)
+        if isinstance(answer, BaseException):
+            raise answer
+        return SimpleNamespace(result=lambda timeout: answer)
+
+
+def execution(n: int, ok: bool, exit_code: int = 0) -> Any:
+    return SimpleNamespace(
+        name=f"{JOB}/executions/e{n}", succeeded_count=int(ok), failed_count=int(not ok),
+        conditions=[SimpleNamespace(message="Task failed: the container exited with an error")],
+        log_uri="https://console.cloud.google.com/logs", exit_code=exit_code,
+    )  # fmt: skip
+
+
+class Tasks:
+    def __init__(self, jobs: Jobs, executions: list[Any]) -> None:
+        self.by_name = {e.name: e for e in executions}
+
+    def list_tasks(self, parent: str, timeout: float) -> list[Any]:
+        code = self.by_name[parent].exit_code
+        return [SimpleNamespace(last_attempt_result=SimpleNamespace(exit_code=code))]
+
+
+def runner_for(*answers: Any, wait_s: float = 600.0) -> tuple[Any, Jobs, list[float]]:
+    from events_infra.components.migration_job import CloudRunJobRunner
+
+    jobs = Jobs(*answers)
+    sleeps: list[float] = []
+    clock = SimpleNamespace(now=0.0)
+
+    def sleep(seconds: float) -> None:
+        sleeps.append(seconds)
+        clock.now += seconds
+
+    executions = [a for a in answers if not isinstance(a, BaseException)]
+    runner = CloudRunJobRunner(
+        jobs, Tasks(jobs, executions), wait_s=wait_s, sleep=sleep, clock=lambda: clock.now
+    )
+    return runner, jobs, sleeps
+
+
+def test_iam_refusals_are_run_again_until_the_grants_take_effect() -> None:
+    from google.api_core.exceptions import PermissionDenied
+
+    from events_infra.components.migration_job import NOT_YET_PERMITTED
+
+    runner, jobs, sleeps = runner_for(
+        PermissionDenied("actAs on the migration principal not yet effective"),
+        execution(1, ok=False, exit_code=NOT_YET_PERMITTED),  # the connector got a 403
+        execution(2, ok=True),
+    )
+    assert runner.run(JOB) == f"{JOB}/executions/e2"
+    assert jobs.runs == 3 and sleeps == [5.0, 10.0]  # backing off between runs
+
+
+def test_a_migration_that_fails_otherwise_fails_up_at_once() -> None:
+    runner, jobs, sleeps = runner_for(execution(1, ok=False, exit_code=2))
+    with pytest.raises(MigrationJobFailed, match="e1 failed: Task failed.*logs: https://"):
+        runner.run(JOB)
+    assert jobs.runs == 1 and sleeps == []
+
+
+def test_a_refusal_that_outlasts_the_wait_fails_naming_the_grants() -> None:
+    from events_infra.components.migration_job import NOT_YET_PERMITTED
+
+    refusals = [execution(n, ok=False, exit_code=NOT_YET_PERMITTED) for n in range(20)]
+    runner, jobs, sleeps = runner_for(*refusals, wait_s=120.0)
+    with pytest.raises(MigrationJobFailed, match="IAM still refuses after 120 s.*Cloud SQL grants"):
+        runner.run(JOB)
+    assert sum(sleeps) <= 120.0 and jobs.runs == len(sleeps) + 1
+
+
+@pytest.mark.parametrize(
+    ("error", "refused"),
+    [
+        ("permission-denied", True),
+        ("http-403", True),
+        ("iam-login-refused", True),
+        ("no-such-database", False),
+        ("timeout", False),
+    ],
+)
+def test_only_iam_refusals_count_as_not_yet_permitted(error: str, refused: bool) -> None:
+    import pg8000.exceptions
+    from google.api_core.exceptions import PermissionDenied
+
+    from events_infra.db.cloud_sql import is_permission_refusal
+
+    errors = {
+        "permission-denied": PermissionDenied("cloudsql.instances.connect"),
+        "http-403": type("ClientResponseError", (Exception,), {"status": 403})("Forbidden"),
+        "iam-login-refused": pg8000.exceptions.DatabaseError(
+            {"S": "FATAL", "C": "28P01", "M": "Cloud SQL IAM service account authentication failed"}
+        ),
+        "no-such-database": pg8000.exceptions.DatabaseError(
+            {"S": "FATAL", "C": "3D000", "M": 'database "events" does not exist'}
+        ),
+        "timeout": TimeoutError("connect timed out"),
+    }
+    assert is_permission_refusal(errors[error]) is refused
+
+
+def test_the_job_command_exits_not_yet_permitted_on_an_iam_refusal(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """What the runner reads from the task: exit 3 for IAM's no, 2 for anything else."""
+    from google.api_core.exceptions import PermissionDenied
+    from typer.testing import CliRunner
+
+    from events_infra.cli.app import app
+    from events_infra.components.migration_job import NOT_YET_PERMITTED
+    from events_infra.db import cloud_sql
+
+    args = ["outbox", "migrate", "--cloud-sql-instance", "cotton-erp:asia-south1:events-outbox",
+            "--iam-user", "pulumi-deployer@cotton-erp.iam", "--private-ip"]  # fmt: skip
+    for error, code in ((PermissionDenied("cloudsql.instances.connect"), NOT_YET_PERMITTED),
+                        (TimeoutError("connect timed out"), 2)):  # fmt: skip
+
+        def refuse(*_: Any, error: BaseException = error) -> Any:
+            raise error
+
+        monkeypatch.setattr(cloud_sql, "connect_iam", refuse)
+        result = CliRunner().invoke(app, args)
+        assert result.exit_code == code
+        [line] = result.stderr.strip().splitlines()
+        assert line.startswith("error: cannot connect to cotton-erp:asia-south1:events-outbox")

@@ -37,3 +37,28 @@ def connect_iam(instance: str, user: str, database: str, private_ip: bool) -> An
 
     conn.close = close
     return conn
+
+
+NOT_YET_PERMITTED_EXIT = 3
+"""`eventsctl outbox migrate` exits with this when IAM refused it: the migration job's runner
+(components.migration_job) runs the job again for a bounded time instead of failing `up`."""
+AUTH_REFUSED_SQLSTATES = ("28000", "28P01")
+"""invalid_authorization_specification / invalid_password: what PostgreSQL answers an IAM
+login whose Cloud SQL instanceUser role or IAM database user has not taken effect yet."""
+
+
+def is_permission_refusal(err: BaseException) -> bool:
+    """Whether `err` is IAM saying no (yet): a 403 from the Cloud SQL Admin API while the
+    connector fetches its certificate (`cloudsql.client` missing), or a refused IAM login.
+    IAM changes take minutes to propagate, so a fresh deployment meets these for a while and
+    its migration job is worth running again; anything else is not."""
+    from google.api_core import exceptions as gexc
+
+    if isinstance(err, gexc.PermissionDenied | gexc.Forbidden):
+        return True
+    if getattr(err, "status", None) == 403:  # aiohttp.ClientResponseError from the connector
+        return True
+    for arg in getattr(err, "args", ()):
+        if isinstance(arg, dict) and arg.get("C") in AUTH_REFUSED_SQLSTATES:  # pg8000
+            return True
+    return False
