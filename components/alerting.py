@@ -14,6 +14,10 @@ import pulumi
 import pulumi_gcp as gcp
 
 from events_infra.components.args import DlqAlertingArgs
+from events_infra.consumer.log_metrics import METRIC_NAME as LIBRARY_METRIC_NAME
+from events_infra.consumer.log_metrics import SUBSCRIPTION_LABEL
+from events_infra.consumer.log_metrics import log_filter as library_log_filter
+from events_infra.consumer.log_metrics import subscription_filter as library_subscription_filter
 from events_infra.outbox.metric_names import BACKLOG as OUTBOX_BACKLOG
 from events_infra.outbox.metric_names import DESCRIPTORS as RELAY_METRICS
 from events_infra.outbox.metric_names import OLDEST_UNPUBLISHED_AGE as OUTBOX_OLDEST_AGE
@@ -185,21 +189,38 @@ class DlqAlerting(pulumi.ComponentResource):
 
         self.dead_letter_rate_policies: dict[str, gcp.monitoring.AlertPolicy] = {}
         self.oldest_unacked_policies: dict[str, gcp.monitoring.AlertPolicy] = {}
+        self.library_dead_letters: gcp.logging.Metric | None = None
+        if config.dead_letter_rate is not None:
+            self.library_dead_letters = self._library_dead_letter_metric(name)
         for sub in spec.subscriptions:
             if config.dead_letter_rate is not None:
                 rate = config.dead_letter_rate
-                self.dead_letter_rate_policies[sub.name] = self._policy(
+                per = human_duration(rate.alignment_period)
+                self.dead_letter_rate_policies[sub.name] = self._alert_policy(
                     f"{name}-dead-letter-rate-{sub.name}",
-                    display_name=f"[{stack}] {sub.name} is dead-lettering messages",
-                    condition_name=(
-                        f"{sub.name} dead-lettered > {rate.threshold:g} per "
-                        f"{human_duration(rate.alignment_period)}"
-                    ),
-                    metric_filter=subscription_filter(self._project, sub.name, DEAD_LETTERED),
-                    settings=rate,
-                    aligner="ALIGN_SUM",
-                    missing_data=INACTIVE,
-                    documentation=documentation,
+                    f"[{stack}] {sub.name} is dead-lettering messages",
+                    rate,
+                    documentation,
+                    [
+                        self._threshold(
+                            f"{sub.name} dead-lettered > {rate.threshold:g} per {per}",
+                            subscription_filter(self._project, sub.name, DEAD_LETTERED),
+                            rate,
+                            "ALIGN_SUM",
+                            INACTIVE,
+                        ),
+                        # poison events the consumer library dead-lettered itself: Pub/Sub's
+                        # count above never sees them
+                        self._threshold(
+                            f"{sub.name} poison events dead-lettered by the consumer library > "
+                            f"{rate.threshold:g} per {per}",
+                            library_subscription_filter(sub.name),
+                            rate,
+                            "ALIGN_SUM",
+                            INACTIVE,
+                        ),
+                    ],
+                    [self.library_dead_letters],
                 )
             if config.oldest_unacked is not None:
                 age = config.oldest_unacked
@@ -312,10 +333,35 @@ class DlqAlerting(pulumi.ComponentResource):
             f"[{stack}] no outbox relay{of} is reporting",
             stuck,
             documentation,
-            absent,
+            [absent],
             list(self.relay_metric_descriptors),
         )
         return stuck_policy, silent_policy
+
+    def _library_dead_letter_metric(self, name: str) -> gcp.logging.Metric:
+        """A log-based counter of the consumer library's own dead-lettering (the JSON line it
+        logs per poison event; consumer.log_metrics), labelled by subscription."""
+        return gcp.logging.Metric(
+            f"{name}-library-dead-letters",
+            project=self._project,
+            name=LIBRARY_METRIC_NAME,
+            description="Poison events the events-infra consumer library dead-lettered itself",
+            filter=library_log_filter(),
+            metric_descriptor=gcp.logging.MetricMetricDescriptorArgs(
+                metric_kind="DELTA",
+                value_type="INT64",
+                unit="1",
+                labels=[
+                    gcp.logging.MetricMetricDescriptorLabelArgs(
+                        key=SUBSCRIPTION_LABEL,
+                        value_type="STRING",
+                        description="the subscription the event came from",
+                    )
+                ],
+            ),
+            label_extractors={SUBSCRIPTION_LABEL: f"EXTRACT(jsonPayload.{SUBSCRIPTION_LABEL})"},
+            opts=pulumi.ResourceOptions(parent=self),
+        )
 
     def _metric_descriptor(self, name: str, metric: str) -> gcp.monitoring.MetricDescriptor:
         """The relay metric's descriptor, declared so the alerts on it can be created before
@@ -375,9 +421,30 @@ class DlqAlerting(pulumi.ComponentResource):
         reducer: str | None = None,
         depends_on: list[pulumi.Resource] | None = None,
     ) -> gcp.monitoring.AlertPolicy:
+        condition = self._threshold(
+            condition_name, metric_filter, settings, aligner, missing_data, threshold, duration,
+            reducer,
+        )  # fmt: skip
+        return self._alert_policy(
+            resource_name, display_name, settings, documentation, [condition], depends_on
+        )
+
+    @staticmethod
+    def _threshold(
+        condition_name: str,
+        metric_filter: str,
+        settings: Any,
+        aligner: str,
+        missing_data: str,
+        threshold: float | None = None,
+        duration: float | None = None,
+        reducer: str | None = None,
+    ) -> gcp.monitoring.AlertPolicyConditionArgs:
+        """A "value above the threshold for the window" condition, with the missing-data
+        control only where Monitoring accepts it."""
         threshold_value = settings.threshold if threshold is None else threshold
         window = settings.duration if duration is None else duration
-        condition = gcp.monitoring.AlertPolicyConditionArgs(
+        return gcp.monitoring.AlertPolicyConditionArgs(
             display_name=condition_name,
             condition_threshold=gcp.monitoring.AlertPolicyConditionConditionThresholdArgs(
                 filter=metric_filter,
@@ -395,9 +462,6 @@ class DlqAlerting(pulumi.ComponentResource):
                 evaluation_missing_data=missing_data_control(missing_data, window),
             ),
         )
-        return self._alert_policy(
-            resource_name, display_name, settings, documentation, condition, depends_on
-        )
 
     def _alert_policy(
         self,
@@ -405,10 +469,11 @@ class DlqAlerting(pulumi.ComponentResource):
         display_name: str,
         settings: Any,
         documentation: pulumi.Input[str],
-        condition: gcp.monitoring.AlertPolicyConditionArgs,
-        depends_on: list[pulumi.Resource] | None = None,
+        conditions: list[gcp.monitoring.AlertPolicyConditionArgs],
+        depends_on: list[pulumi.Resource | None] | None = None,
     ) -> gcp.monitoring.AlertPolicy:
-        """One condition, the stack's channels and labels, the runbook as documentation."""
+        """Its conditions (any one fires it), the stack's channels and labels, the runbook as
+        documentation."""
         return gcp.monitoring.AlertPolicy(
             resource_name,
             project=self._project,
@@ -425,8 +490,10 @@ class DlqAlerting(pulumi.ComponentResource):
                 mime_type="text/markdown",
                 subject=display_name,
             ),
-            conditions=[condition],
-            opts=pulumi.ResourceOptions(parent=self, depends_on=depends_on or []),
+            conditions=conditions,
+            opts=pulumi.ResourceOptions(
+                parent=self, depends_on=[r for r in depends_on or [] if r is not None]
+            ),
         )
 
 

@@ -99,15 +99,36 @@ def test_runbook_names_the_commands_for_this_stack(prod: Run, dev: Run) -> None:
 
 
 def test_dead_letter_rate_per_source_subscription(prod: Run) -> None:
+    """Pub/Sub's count and the consumer library's own dead-lettering, either one fires it."""
+    from events_infra.consumer import log_metrics
+
+    [metric] = prod.of_type("gcp:logging/metric:Metric")
     for sub in ("events-sub", "matching-engine", "notifications"):
-        threshold = threshold_of(prod.named(f"alerting-dead-letter-rate-{sub}"))
-        assert threshold["filter"] == subscription_filter("cotton-erp", sub, DEAD_LETTERED)
-        assert threshold["thresholdValue"] == 0
-        assert threshold["aggregations"] == [
-            {"alignmentPeriod": "300s", "perSeriesAligner": "ALIGN_SUM"}
-        ]
-        # no data for a count means nothing was dead-lettered
-        assert threshold["evaluationMissingData"] == INACTIVE
+        policy = prod.named(f"alerting-dead-letter-rate-{sub}")
+        pubsub, library = (c["conditionThreshold"] for c in policy.inputs["conditions"])
+        assert pubsub["filter"] == subscription_filter("cotton-erp", sub, DEAD_LETTERED)
+        assert library["filter"] == log_metrics.subscription_filter(sub)
+        assert policy.inputs["combiner"] == "OR"
+        for threshold in (pubsub, library):
+            assert threshold["thresholdValue"] == 0
+            assert threshold["aggregations"] == [
+                {"alignmentPeriod": "300s", "perSeriesAligner": "ALIGN_SUM"}
+            ]
+            # no data for a count means nothing was dead-lettered
+            assert threshold["evaluationMissingData"] == INACTIVE
+        assert metric.urn in policy.dependencies  # a new log metric must exist first
+
+
+def test_the_library_dead_letter_metric_counts_the_line_the_consumer_logs(prod: Run) -> None:
+    from events_infra.consumer import log_metrics
+
+    [metric] = prod.of_type("gcp:logging/metric:Metric")
+    assert metric.inputs["name"] == log_metrics.METRIC_NAME
+    assert metric.inputs["filter"] == 'jsonPayload.event="poison_dead_lettered"'
+    assert metric.inputs["labelExtractors"] == {"subscription": "EXTRACT(jsonPayload.subscription)"}
+    descriptor = metric.inputs["metricDescriptor"]
+    assert (descriptor["metricKind"], descriptor["valueType"]) == ("DELTA", "INT64")
+    assert [label["key"] for label in descriptor["labels"]] == ["subscription"]
 
 
 def test_stuck_consumer_alert(prod: Run) -> None:
@@ -324,11 +345,15 @@ def test_missing_data_control_only_with_a_minute_or_more(prod: Run) -> None:
                 assert parse_duration(threshold["duration"]) >= 60, policy.name
                 checked += 1
     assert checked >= 3
-    rate = [p for p in prod.of_type(POLICY) if "dead-letter-rate" in p.name]
+    rate = [
+        c["conditionThreshold"]
+        for p in prod.of_type(POLICY)
+        if "dead-letter-rate" in p.name
+        for c in p.inputs["conditions"]
+    ]
     assert rate and all(
-        threshold_of(p)["evaluationMissingData"] == "EVALUATION_MISSING_DATA_INACTIVE"
-        and threshold_of(p)["duration"] == "60s"
-        for p in rate
+        t["evaluationMissingData"] == "EVALUATION_MISSING_DATA_INACTIVE" and t["duration"] == "60s"
+        for t in rate
     )
     retention = threshold_of(prod.named("alerting-dlq-retention"))
     assert retention["duration"] == "0s" and "evaluationMissingData" not in retention

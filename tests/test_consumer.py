@@ -15,7 +15,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from events_infra.consumer import PoisonEvent, ReceivedEvent, cleanup_processed
+from events_infra.consumer import PoisonEvent, ReceivedEvent, cleanup_processed, log_metrics
 from events_infra.consumer.dead_letter import POISON_REASON
 from events_infra.dlq import messages
 from tests.support.consumer_support import (
@@ -96,10 +96,12 @@ def test_a_handler_failing_every_time_ends_in_the_dlq_after_five_attempts(
 
 
 def test_poison_and_undecodable_events_go_straight_to_the_dlq(
-    stack: DlqStack, service_db: str
+    stack: DlqStack, service_db: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     """Copied to the dead-letter topic as Pub/Sub would (so `dlq replay` routes them back),
-    then acked; the handler ran once; a healthy event in the same stream is unaffected."""
+    then acked; the handler ran once; a healthy event in the same stream is unaffected. Each
+    is logged as the JSON line the stack's log-based dead-letter metric counts."""
+    caplog.set_level(logging.WARNING, logger="events_infra.consumer")
     poison_id, healthy_id = publish_events(stack.publisher, stack.topic, 2)
     stack.publisher.publish(stack.topic, b"not from the outbox", key="x").result(timeout=30)
     seen: list[str] = []
@@ -124,6 +126,13 @@ def test_poison_and_undecodable_events_go_straight_to_the_dlq(
     assert [row[0] for row in effects(service_db)] == [uuid.UUID(healthy_id)]
     assert consumer.counts["poison"] == 2
     assert stack.pull(stack.subscription(SUB), timeout=2.0) == []
+    records = [r.getMessage() for r in caplog.records]
+    logged = [json.loads(m) for m in records if "poison event sent" in m]
+    assert len(logged) == 2  # what consumer.log_metrics.log_filter() selects, by subscription
+    assert {(line["event"], line["subscription"]) for line in logged} == {
+        (log_metrics.POISON_LOGGED, SUB)
+    }
+    assert poison_id in {line.get("event_id") for line in logged}
 
 
 def test_a_failed_dead_letter_publish_nacks_instead_of_losing_the_event(

@@ -20,6 +20,7 @@ def test_prod_enables_what_its_resources_use_and_never_disables_it(prod: Run) ->
         "monitoring.googleapis.com", "sqladmin.googleapis.com",
         "servicenetworking.googleapis.com",  # its outbox has only a private IP
         "run.googleapis.com", "artifactregistry.googleapis.com",  # relay and migration job
+        "logging.googleapis.com",  # the consumer library's dead letters: a log-based metric
     }  # fmt: skip
     for service in apis.values():
         assert service.inputs["disableOnDestroy"] is False

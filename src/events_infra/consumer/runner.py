@@ -31,6 +31,7 @@ from typing import Any
 from events_infra.consumer.batch import Outcome, Result, process_batch
 from events_infra.consumer.dead_letter import publish_dead_letter
 from events_infra.consumer.event import LegacyMessages
+from events_infra.consumer.log_metrics import POISON_LOGGED
 from events_infra.consumer.transactions import AsyncTransactions, SyncTransactions
 from events_infra.errors import EventsInfraError, first_line
 
@@ -267,7 +268,14 @@ class Consumer:
         except Exception as err:
             LOG.error(_line("dead-letter publish failed; nacked", result=result, error=err))
             return Outcome.RETRY
-        LOG.warning(_line("poison event sent to the dead-letter topic", result=result))
+        LOG.warning(
+            _line(
+                "poison event sent to the dead-letter topic",
+                result=result,
+                event=POISON_LOGGED,  # counted by the stack's log-based metric (log_metrics)
+                subscription=self.subscription.rsplit("/", 1)[-1],
+            )
+        )
         return Outcome.POISON
 
     def _nack_queued(self) -> None:
