@@ -154,7 +154,10 @@ class OutboxDatabase(pulumi.ComponentResource):
             deletion_protection=production,
             settings=self._settings(config, spec),
             opts=pulumi.ResourceOptions(
-                parent=self, protect=production, retain_on_delete=spec.retain_data
+                parent=self,
+                protect=production,
+                retain_on_delete=spec.retain_data,
+                depends_on=self._private_services_access(name, spec),
             ),
         )
         self.connection_name = self.instance.connection_name
@@ -172,6 +175,37 @@ class OutboxDatabase(pulumi.ComponentResource):
 
         self.instance_name = self.instance.name
         self.database_name = self.database.name
+
+    def _private_services_access(
+        self, name: str, spec: OutboxDatabaseArgs
+    ) -> list[pulumi.Resource]:
+        """With `private_services_access: create`: the allocated range and the Service
+        Networking connection a private-IP instance is created on (retained on delete: other
+        instances of the network use the peering too). Else nothing (the project's own)."""
+        config = spec.database
+        assert config is not None
+        if config.private_services_access != "create" or config.private_network is None:
+            return []
+        network_name = config.private_network.rsplit("/", 1)[-1]
+        self.private_services_range = gcp.compute.GlobalAddress(
+            f"{name}-psa-range",
+            name=f"{network_name}-cloudsql-psa"[:63],
+            project=spec.project,
+            network=config.private_network,
+            purpose="VPC_PEERING",
+            address_type="INTERNAL",
+            prefix_length=16,
+            opts=pulumi.ResourceOptions(parent=self, retain_on_delete=True),
+        )
+        self.private_services_connection = gcp.servicenetworking.Connection(
+            f"{name}-psa",
+            network=config.private_network,
+            service="servicenetworking.googleapis.com",
+            reserved_peering_ranges=[self.private_services_range.name],
+            deletion_policy="ABANDON",
+            opts=pulumi.ResourceOptions(parent=self, retain_on_delete=True),
+        )
+        return [self.private_services_connection]
 
     def connect_grants(
         self, prefix: str, member: pulumi.Input[str], parent: pulumi.Resource
@@ -236,7 +270,7 @@ class OutboxDatabase(pulumi.ComponentResource):
                     vpc_access=gcp.cloudrunv2.JobTemplateTemplateVpcAccessArgs(
                         network_interfaces=[
                             gcp.cloudrunv2.JobTemplateTemplateVpcAccessNetworkInterfaceArgs(
-                                network=config.private_network
+                                network=config.private_network, subnetwork=config.subnetwork
                             )
                         ],
                         egress="PRIVATE_RANGES_ONLY",

@@ -52,6 +52,8 @@ class OutboxRelayArgs:
     database_user: pulumi.Input[str]
     """The IAM database user (the service account's email without .gserviceaccount.com)."""
     private_network: str | None = None
+    subnetwork: str | None = None
+    """The subnet Direct VPC egress uses (required by the stack model with a private network)."""
     min_instances: int = 1
     max_instances: int = 2
     cpu: str = "1"
@@ -146,7 +148,7 @@ class OutboxRelay(pulumi.ComponentResource):
             vpc_access = gcp.cloudrunv2.ServiceTemplateVpcAccessArgs(
                 network_interfaces=[
                     gcp.cloudrunv2.ServiceTemplateVpcAccessNetworkInterfaceArgs(
-                        network=args.private_network
+                        network=args.private_network, subnetwork=args.subnetwork
                     )
                 ],
                 egress="PRIVATE_RANGES_ONLY",

@@ -104,6 +104,7 @@ def declare_relay(
             database=db.database_name,
             database_user=access.relay_email.apply(lambda e: iam_database_user(e)[0]),
             private_network=database.private_network,
+            subnetwork=database.subnetwork,
             min_instances=topology.relay.min_instances,
             max_instances=topology.relay.max_instances,
             cpu=topology.relay.cpu,

@@ -33,6 +33,7 @@ EXISTING = {
     "instance": "erp-main",
     "database": "trading",
     "private_network": "projects/cotton-erp/global/networks/cotton-erp-vpc",
+    "subnetwork": "projects/cotton-erp/regions/asia-south1/subnetworks/cotton-erp-vpc",
     "migration_principal": "pulumi-deployer@cotton-erp.iam.gserviceaccount.com",
 }
 
@@ -274,6 +275,7 @@ def test_outboxes_need_a_relay(prod_config: dict[str, Any]) -> None:
             "database": {
                 **BILLING["database"],
                 "private_network": None,
+                "subnetwork": None,
                 "migration_principal": None,
             },
         }

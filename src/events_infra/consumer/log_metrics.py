@@ -30,6 +30,5 @@ def log_filter() -> str:
 def subscription_filter(subscription: str) -> str:
     """The Monitoring filter for one subscription's library dead letters."""
     return (
-        f'metric.type = "{METRIC_TYPE}" AND '
-        f'metric.labels.{SUBSCRIPTION_LABEL} = "{subscription}"'
+        f'metric.type = "{METRIC_TYPE}" AND metric.labels.{SUBSCRIPTION_LABEL} = "{subscription}"'
     )

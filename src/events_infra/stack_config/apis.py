@@ -27,6 +27,8 @@ def required_apis(topology: StackConfig) -> list[str]:
         apis.add("sqladmin.googleapis.com")
     if any(d.private_ip_only for d in databases):
         apis.add("servicenetworking.googleapis.com")  # private services access
+    if any(d.private_services_access == "create" for d in databases):
+        apis.add("compute.googleapis.com")  # its allocated range
     if topology.alerting.dead_letter_rate is not None:  # the library's dead letters: a log metric
         apis.add("logging.googleapis.com")
     if topology.relay is not None:  # the relay service and the migration job run on Cloud Run

@@ -15,6 +15,7 @@ _SQL_INSTANCE = re.compile(r"^[a-z][a-z0-9-]{0,96}[a-z0-9]$")
 REGION = re.compile(r"^[a-z]+-[a-z]+[0-9]+$")
 """A GCP region id such as asia-south1."""
 _NETWORK = re.compile(r"^projects/[^/]+/global/networks/[^/]+$")
+_SUBNETWORK = re.compile(r"^projects/[^/]+/regions/([a-z]+-[a-z]+[0-9]+)/subnetworks/[^/]+$")
 _HHMM = re.compile(r"^([01][0-9]|2[0-3]):[0-5][0-9]$")
 _TIER = re.compile(r"^db-[A-Za-z0-9-]+$")
 _PG_VERSION = re.compile(r"^POSTGRES_(\d+)$")
@@ -129,6 +130,18 @@ class DatabaseConfig(Strict):
     private_network: (
         Annotated[str, matches(_NETWORK, "a VPC network (projects/P/global/networks/N)")] | None
     ) = None
+    subnetwork: (
+        Annotated[str, matches(_SUBNETWORK, "a subnetwork (projects/P/regions/R/subnetworks/S)")]
+        | None
+    ) = None
+    """The subnet the relay and the migration job reach the private IP through (Cloud Run's
+    Direct VPC egress), in the database's region; required with `private_network`: left out,
+    Cloud Run uses the subnet named like the network, which may not exist."""
+    private_services_access: Literal["create", "existing"] | None = None
+    """How Cloud SQL's private IP is reached: `create` declares the allocated range (/16) and
+    the Service Networking connection on `private_network`; `existing` relies on the one the
+    project has (a private-IP Cloud SQL instance needs one). Required when the stack creates a
+    private-IP instance."""
     logical_decoding: bool = False
     password_user: Annotated[str, matches(_PG_IDENT, "a PostgreSQL user name")] | None = None
     migration_principal: Annotated[str, AfterValidator(email)] | None = None
@@ -154,6 +167,48 @@ class DatabaseConfig(Strict):
                 "remove {them} or let the stack create the instance",
                 keys=", ".join(settings),
                 them="it" if len(settings) == 1 else "them",
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _private_ip_is_reachable(self) -> DatabaseConfig:
+        if self.private_network is None:
+            if self.subnetwork or self.private_services_access:
+                raise fail(
+                    "private_network",
+                    "subnetwork and private_services_access apply to a private IP: set "
+                    "private_network too, or remove them",
+                )
+            return self
+        if self.subnetwork is None:
+            raise fail(
+                "subnetwork",
+                "private_network needs database.subnetwork (the subnet in {region} the relay "
+                "and the migration job egress through): without it Cloud Run uses one named "
+                "like the network, which may not exist",
+                region=self.region,
+            )
+        found = _SUBNETWORK.match(self.subnetwork)
+        if found and found.group(1) != self.region:
+            raise fail(
+                "subnetwork",
+                "database.subnetwork is in {there}, the database in {here}: use a subnet of {here}",
+                there=found.group(1),
+                here=self.region,
+            )
+        if self.existing and self.private_services_access == "create":
+            raise fail(
+                "private_services_access",
+                "an existing private-IP instance has its private services access already: "
+                "use private_services_access: existing or leave it out",
+            )
+        if not self.existing and self.private_services_access is None:
+            raise fail(
+                "private_services_access",
+                "a private-IP instance needs private services access on {network}: set "
+                "database.private_services_access to create (the stack declares the range and "
+                "the connection) or existing (the project has one)",
+                network=self.private_network,
             )
         return self
 
