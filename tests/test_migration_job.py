@@ -39,7 +39,10 @@ def test_prod_applies_its_schema_with_a_job_inside_the_vpc(prod: Any) -> None:
     assert task["serviceAccount"] == principal
     assert task["maxRetries"] == 0  # a failed migration is rolled back; up reports it
     assert task["vpcAccess"]["networkInterfaces"] == [
-        {"network": "projects/cotton-erp/global/networks/cotton-erp-vpc"}
+        {
+            "network": "projects/cotton-erp/global/networks/cotton-erp-vpc",
+            "subnetwork": "projects/cotton-erp/regions/asia-south1/subnetworks/cotton-erp-vpc",
+        }
     ]
     [schema] = [r for r in prod.resources if r.name == "outbox-schema"]
     assert schema.inputs["job"] == JOB
