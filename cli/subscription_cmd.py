@@ -7,8 +7,8 @@ from typing import Any
 import typer
 
 from events_infra.cli import options
-from events_infra.cli.dlq_commands.common import AUDIT_LOG, context, interaction
-from events_infra.cli.errors import Exit, user_errors
+from events_infra.cli.dlq_commands.common import AUDIT_LOG, context, exit_for, interaction
+from events_infra.cli.errors import user_errors
 from events_infra.cli.render import emit
 from events_infra.dlq.interrupts import stopped_like_ctrl_c
 
@@ -64,12 +64,7 @@ def migrate_command(
         with stopped_like_ctrl_c():
             result = migrate_subscription(ctx, request, io)
     emit(result, as_json, _print_migrate)
-    if result["interrupted"]:
-        typer.echo("interrupted: the counts above are what was done (recorded in the audit "
-                   "log); run the same command again to continue", err=True)  # fmt: skip
-        raise typer.Exit(130)
-    if result["counts"]["failed"]:
-        raise typer.Exit(int(Exit.ERROR))
+    exit_for(result)
 
 
 def _print_migrate(result: dict[str, Any]) -> None:

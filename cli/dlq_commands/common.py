@@ -97,3 +97,16 @@ def confirm(yes: bool, question: str) -> None:
         ) from None
     if not confirmed:
         raise UserError("not confirmed: nothing changed")
+
+
+def exit_for(result: dict[str, Any]) -> None:
+    """The exit of a copying operation (replay, subscription migrate) after its summary is
+    printed: 130 when it was interrupted (what was done is recorded), 1 when copies failed."""
+    from events_infra.cli.errors import Exit
+
+    if result["interrupted"]:
+        typer.echo("interrupted: the counts above are what was done (recorded in the audit "
+                   "log); run the same command again to continue", err=True)  # fmt: skip
+        raise typer.Exit(130)
+    if result["counts"]["failed"]:
+        raise typer.Exit(int(Exit.ERROR))

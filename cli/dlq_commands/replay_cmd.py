@@ -17,6 +17,7 @@ from events_infra.cli.dlq_commands.common import (
     SOURCE,
     app,
     context,
+    exit_for,
     interaction,
     limit_flag,
     selection_flags,
@@ -94,12 +95,7 @@ def replay_command(
             raise typer.Exit(int(Exit.ERROR))
         return
     emit(result, as_json, _print_replay)
-    if result["interrupted"]:
-        typer.echo("interrupted: the counts above are what was done (recorded in the audit "
-                   "log); run the same command again to continue", err=True)  # fmt: skip
-        raise typer.Exit(130)
-    if result["counts"]["failed"]:
-        raise typer.Exit(int(Exit.ERROR))
+    exit_for(result)
 
 
 def _print_replay(result: dict[str, Any]) -> None:

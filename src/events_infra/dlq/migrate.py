@@ -32,7 +32,7 @@ from events_infra.dlq.behind import Behind
 from events_infra.dlq.messages import DeadLetter
 from events_infra.dlq.ratelimit import RateLimiter
 from events_infra.dlq.replay import PUBLISH_TIMEOUT_S, publish_copies
-from events_infra.dlq.scan import PREFETCH_BATCHES, Scanner
+from events_infra.dlq.scan import PREFETCH_BATCHES, Scanner, paced_batch_size
 from events_infra.pubsub.attributes import REPLAY_TARGET, REPLAYED_FROM
 from events_infra.pubsub.filters import Filter
 
@@ -130,9 +130,7 @@ def _migrate(
     progress: Callable[[int], None] | None,
     summary: MigrateSummary,
 ) -> None:
-    batch_size = options.batch_size
-    if options.rate:  # never pull more than can be published well inside the ack deadline
-        batch_size = max(1, min(batch_size, int(options.rate * ack_deadline_s / 3)))
+    batch_size = paced_batch_size(options.batch_size, options.rate, ack_deadline_s)
     scanner = Scanner(
         subscriber,
         options.old_path,

@@ -26,7 +26,7 @@ from events_infra.dlq.behind import Behind
 from events_infra.dlq.interrupts import deferred_stop
 from events_infra.dlq.messages import DeadLetter, data_from_record, replay_attributes
 from events_infra.dlq.ratelimit import RateLimiter
-from events_infra.dlq.scan import PREFETCH_BATCHES, Scanner
+from events_infra.dlq.scan import PREFETCH_BATCHES, Scanner, paced_batch_size
 from events_infra.dlq.selection import Selection
 from events_infra.dlq.target import DlqTarget
 from events_infra.pubsub.attributes import REPLAY_COUNT
@@ -139,9 +139,7 @@ def _replay(
     summary: ReplaySummary,
 ) -> ReplaySummary:
     limiter = RateLimiter(options.rate)
-    batch_size = options.batch_size
-    if options.rate:  # never pull more than can be published well inside the ack deadline
-        batch_size = max(1, min(batch_size, int(options.rate * ack_deadline_s / 3)))
+    batch_size = paced_batch_size(options.batch_size, options.rate, ack_deadline_s)
     scanner = Scanner(
         subscriber,
         target.subscription_path,

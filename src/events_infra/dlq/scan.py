@@ -308,6 +308,14 @@ class Scanner:
         return list(getattr(response, "_pb", response).received_messages)  # raw: see DeadLetter
 
 
+def paced_batch_size(batch_size: int, rate: float | None, ack_deadline_s: int) -> int:
+    """With a rate, never pull more than can be published well inside the ack deadline (a
+    third of it), so no pulled message waits out its deadline before its turn."""
+    if not rate:
+        return batch_size
+    return max(1, min(batch_size, int(rate * ack_deadline_s / 3)))
+
+
 def _chunks(items: list[str]) -> Iterator[list[str]]:
     for start in range(0, len(items), _CHUNK):
         yield items[start : start + _CHUNK]
