@@ -28,3 +28,13 @@ def table(title: str, columns: list[str], rows: list[list[Any]]) -> None:
     for row in rows:
         out.add_row(*(str(cell) for cell in row))
     Console().print(out)
+
+
+_CONTROL = {c: f"\\x{c:02x}" for c in [*range(0x20), *range(0x7F, 0xA0)] if c not in (0x09,)}
+
+
+def printable(value: object) -> str:
+    """`value` as text safe for a terminal: control characters (ESC sequences that would move
+    the cursor, rewrite the screen or set the title) shown as \\xNN. For strings anyone with
+    publish rights wrote: attributes, ordering keys, forged dead-letter bookkeeping."""
+    return str(value).translate(_CONTROL)

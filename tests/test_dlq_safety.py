@@ -172,8 +172,9 @@ def test_export_file_is_complete_or_absent(pubsub: str, tmp_path: Path) -> None:
     out_file = tmp_path / "export.jsonl"
     result = runner.invoke(app, ["dlq", "export", *stack.cli_args(), "--out", str(out_file)])
     assert result.exit_code == 0, result.output
-    assert not (tmp_path / "export.jsonl.partial").exists()
+    assert not list(tmp_path.glob("*.partial"))
     assert len([json.loads(x) for x in out_file.read_text().splitlines()]) == 3
+    assert out_file.stat().st_mode & 0o777 == 0o600  # whole payloads: the owner's only
 
 
 def test_a_stop_signal_waits_for_the_publish_on_the_wire_and_a_second_one_does_not() -> None:

@@ -19,7 +19,7 @@ from events_infra.cli.dlq_commands.common import (
     limit_flag,
 )
 from events_infra.cli.errors import UserError, user_errors
-from events_infra.cli.render import emit
+from events_infra.cli.render import emit, printable
 from events_infra.pubsub.attributes import DEAD_LETTER_PREFIX
 
 
@@ -66,9 +66,11 @@ def _print_letters(records: list[dict[str, Any]]) -> None:
         typer.echo("no dead letters match", err=True)
     for record in records:
         typer.echo(
-            f"── {record['message_id']}  from {record['source_subscription']}  "
-            f"delivered {record['delivery_count']}x  published {record['original_publish_time']}"
-            f"  dead-lettered {record['dead_lettered_at']}  replays {record['replay_count']}"
+            printable(
+                f"── {record['message_id']}  from {record['source_subscription']}  delivered "
+                f"{record['delivery_count']}x  published {record['original_publish_time']}  "
+                f"dead-lettered {record['dead_lettered_at']}  replays {record['replay_count']}"
+            )
         )
         shown = {
             k: v for k, v in record["attributes"].items() if not k.startswith(DEAD_LETTER_PREFIX)
@@ -76,7 +78,7 @@ def _print_letters(records: list[dict[str, Any]]) -> None:
         if shown:
             typer.echo(f"   attributes: {json.dumps(shown, sort_keys=True)}")
         if record["ordering_key"]:
-            typer.echo(f"   ordering key: {record['ordering_key']}")
+            typer.echo(f"   ordering key: {printable(record['ordering_key'])}")
         if "json" in record:
             body = json.dumps(record["json"], indent=2, sort_keys=True)
             typer.echo("   payload (JSON):\n" + "\n".join("     " + ln for ln in body.splitlines()))

@@ -67,6 +67,11 @@ class ConsumerOptions:
     delivery rate is bounded (about 2,000 messages/s on the emulator); more streams scale it.
     An ordered subscription always uses one, so one process sees each key's messages in order."""
     shutdown_timeout_s: float = 30.0
+    max_lease_extension_s: int = 30
+    """Longest ack-deadline extension asked for while a message is held (the client's
+    `max_duration_per_lease_extension`). Left to itself the client picks its p99 processing
+    time, up to 600 s: a consumer killed then (OOM, SIGKILL, a lost node) would keep its held
+    messages from every other consumer that long; with the cap they come back within it."""
     pubsub_endpoint: str | None = None
     """The stack's Pub/Sub endpoint (`pubsub.endpoint` / `<region>-pubsub.googleapis.com:443`,
     what the relay publishes through) for the poison copies; None: the global endpoint."""
@@ -139,6 +144,7 @@ class Consumer:
         flow = pubsub_v1.types.FlowControl(
             max_messages=max(1, self.options.max_messages // streams),
             max_bytes=max(1, self.options.max_bytes // streams),
+            max_duration_per_lease_extension=self.options.max_lease_extension_s,
         )
         subscribers = [subscriber] + [pubsub_v1.SubscriberClient() for _ in range(streams - 1)]
         futures = [

@@ -11,6 +11,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from events_infra.dlq.private_files import open_append, private_dir
+
 AUDIT_LOG_ENV = "EVENTSCTL_AUDIT_LOG"
 
 
@@ -32,8 +34,8 @@ def append_audit(path: Path, operation: str, **fields: Any) -> dict[str, Any]:
         "operation": operation,
         **fields,
     }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a", encoding="utf-8") as log:
+    private_dir(path.parent)
+    with open_append(path) as log:
         log.write(json.dumps(record, sort_keys=True, default=str) + "\n")
         log.flush()
         os.fsync(log.fileno())

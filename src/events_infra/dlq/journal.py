@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from events_infra.dlq.messages import DeadLetter, data_from_record
+from events_infra.dlq.private_files import open_append, private_dir
 
 
 def journal_dir() -> Path:
@@ -36,8 +37,8 @@ class Journal:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._file = path.open("a", encoding="utf-8")
+        private_dir(path.parent)
+        self._file = open_append(path)  # 0600: it holds whole payloads
         self.count = 0
 
     def record(self, letters: Iterable[DeadLetter]) -> None:

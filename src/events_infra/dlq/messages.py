@@ -71,8 +71,7 @@ class DeadLetter:
 
     @property
     def delivery_count(self) -> int | None:
-        value = self.attributes.get(DELIVERY_COUNT)
-        return int(value) if value and value.isdigit() else None
+        return count_attribute(self.attributes.get(DELIVERY_COUNT))
 
     @property
     def original_publish_time(self) -> str | None:
@@ -80,8 +79,7 @@ class DeadLetter:
 
     @property
     def replay_count(self) -> int:
-        value = self.attributes.get(REPLAY_COUNT, "0")
-        return int(value) if value.isdigit() else 0
+        return count_attribute(self.attributes.get(REPLAY_COUNT)) or 0
 
     @property
     def fingerprint(self) -> bytes:
@@ -131,6 +129,17 @@ class DeadLetter:
         }
         record["json" if kind == "json" else "data_base64"] = payload
         return record
+
+
+def count_attribute(value: object) -> int | None:
+    """A counter attribute (or export field) as written by anyone with publish rights: only
+    ASCII digits count ("²".isdigit() is True and int("²") fails), at most 9 of them; anything
+    else is None, never an exception that would stop a scan of the whole DLQ."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value if value >= 0 else None
+    if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= 9:
+        return int(value)
+    return None
 
 
 def replay_attributes(

@@ -74,16 +74,16 @@ def export_letters(
     Written to a temporary file and renamed, so an interrupted export never leaves a partial
     file that `purge --exported` would trust.
     """
+    from events_infra.dlq.private_files import replaced_atomically
+
     ids: list[str] = []
-    partial = path.with_name(path.name + ".partial")
-    with partial.open("w", encoding="utf-8") as out:
+    with replaced_atomically(path) as out:  # 0600: it holds whole payloads
 
         def write(letter: DeadLetter) -> None:
             out.write(json.dumps(letter.to_record(), sort_keys=True) + "\n")
             ids.append(letter.message_id)
 
         peek(subscriber, subscription, selection, limit, write, **kw)
-    partial.replace(path)
     return ids
 
 

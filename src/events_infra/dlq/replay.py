@@ -24,7 +24,12 @@ from typing import Any
 
 from events_infra.dlq.behind import Behind
 from events_infra.dlq.interrupts import deferred_stop
-from events_infra.dlq.messages import DeadLetter, data_from_record, replay_attributes
+from events_infra.dlq.messages import (
+    DeadLetter,
+    count_attribute,
+    data_from_record,
+    replay_attributes,
+)
 from events_infra.dlq.ratelimit import RateLimiter
 from events_infra.dlq.scan import PREFETCH_BATCHES, Scanner, paced_batch_size
 from events_infra.dlq.selection import Selection
@@ -352,7 +357,7 @@ def replay_records(
     limiter = RateLimiter(rate)
     messages = []
     for record in records:
-        count = int(record.get(REPLAY_COUNT) or 0)
+        count = count_attribute(record.get(REPLAY_COUNT)) or 0
         if count >= max_replays:
             summary.poison.append(record["message_id"])
             continue
