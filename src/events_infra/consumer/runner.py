@@ -67,11 +67,12 @@ class ConsumerOptions:
     delivery rate is bounded (about 2,000 messages/s on the emulator); more streams scale it.
     An ordered subscription always uses one, so one process sees each key's messages in order."""
     shutdown_timeout_s: float = 30.0
-    max_lease_extension_s: int = 30
+    max_lease_extension_s: int = 60
     """Longest ack-deadline extension asked for while a message is held (the client's
-    `max_duration_per_lease_extension`). Left to itself the client picks its p99 processing
-    time, up to 600 s: a consumer killed then (OOM, SIGKILL, a lost node) would keep its held
-    messages from every other consumer that long; with the cap they come back within it."""
+    `max_duration_per_lease_extension`, 10–600). Left to itself the client picks its p99
+    processing time, up to 600 s: a consumer killed then (OOM, SIGKILL, a lost node) would keep
+    its held messages from every other consumer that long; with the cap they come back within
+    it. 60, not less: with exactly-once delivery the client's minimum extension is 60 s."""
     pubsub_endpoint: str | None = None
     """The stack's Pub/Sub endpoint (`pubsub.endpoint` / `<region>-pubsub.googleapis.com:443`,
     what the relay publishes through) for the poison copies; None: the global endpoint."""
