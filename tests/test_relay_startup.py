@@ -82,6 +82,8 @@ def test_the_relay_waits_for_its_database_behind_healthz_then_publishes(
     child, err, port = start_relay(url, tmp_path, bus.project)
     try:
         assert healthz(port)[0] == 200 and child.poll() is None, err.text()  # serving
+        # it has tried and failed at least once (and says why) before the database appears
+        assert wait_until(lambda: any("database_unreachable" in x for x in err.lines), 30)
         # the database becomes reachable, schema and one event already in (renamed in at once)
         with psycopg.connect(postgres_server_url, autocommit=True) as admin:
             admin.execute(f'CREATE DATABASE "{name}_prep"')
