@@ -135,11 +135,15 @@ def test_a_backlog_moves_under_a_running_publisher_through_a_kill_exactly_once(
         first.wait(10)
         assert journal_lines(state) < 320, "the first run finished before it was killed"
         time.sleep(11)  # what the killed run held comes back after OLD's 10 s ack deadline
-        rerun = migrate_process(stack, pubsub, state)
-        out, err = rerun.communicate(timeout=120)
-        assert rerun.returncode == 0, err
-    result = json.loads(out)
-    assert result["counts"]["failed"] == 0 and result["counts"]["moved"] > 0
+        moved = []
+        for _ in range(2):  # a rerun is always safe: what NEW has already is deduped
+            rerun = migrate_process(stack, pubsub, state)
+            out, err = rerun.communicate(timeout=120)
+            assert rerun.returncode == 0, err
+            result = json.loads(out)
+            assert result["counts"]["failed"] == 0
+            moved.append(result["counts"]["moved"])
+        assert moved[0] > 0, moved
     assert "billing-team-sub" in err and "no replay filter" in err  # the stranger is named
 
     # every event reaches a library consumer on NEW, and is processed there exactly once
