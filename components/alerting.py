@@ -37,8 +37,7 @@ from events_infra.stack_config.alerting_config import (
     WebhookChannel,
 )
 from events_infra.stack_config.durations import gcp_duration, human_duration
-from events_infra.stack_config.outbox_config import OutboxConfig
-from events_infra.stack_config.pulumi_names import RELAY_SERVICE
+from events_infra.stack_config.outbox_config import OutboxConfig, relay_service_of
 
 NO_OP = "EVALUATION_MISSING_DATA_NO_OP"
 """A gap keeps the incident as it is: it neither pages nor closes (hides) a backlog."""
@@ -99,7 +98,7 @@ def outbox_runbook(
     """What on-call reads when events stop leaving the outbox (`outbox`: one of `outboxes`,
     None for the first, `database`)."""
     database = outbox.database if outbox is not None else spec.database
-    service = outbox.relay_service if outbox is not None else RELAY_SERVICE
+    service = relay_service_of(outbox)
     region = spec.relay.region if spec.relay else None
     region = region or (database.region if database else "REGION")
     alert = spec.alerting.stuck_outbox
@@ -296,7 +295,7 @@ class DlqAlerting(pulumi.ComponentResource):
         relays of one outbox database (the first, or `outbox`): each database pages on its own,
         and a relay that stops is not hidden by another database's relay still reporting."""
         documentation = dashboard_url.apply(lambda url: outbox_runbook(stack, spec, url, outbox))
-        job = outbox.relay_service if outbox is not None else RELAY_SERVICE
+        job = relay_service_of(outbox)
         suffix = f"-{outbox.name}" if outbox is not None else ""
         of = f" of {outbox.name}" if outbox is not None else ""
         stuck_policy = self._policy(
@@ -569,7 +568,7 @@ def dashboard_layout(spec: DlqAlertingArgs, stack: str) -> dict[str, Any]:
     if spec.relay is not None:
         stuck = spec.alerting.stuck_outbox
         for outbox in (None, *spec.outboxes):  # the first outbox, then each of `outboxes`
-            job = outbox.relay_service if outbox is not None else RELAY_SERVICE
+            job = relay_service_of(outbox)
             of = f" ({outbox.name})" if outbox is not None else ""
             widgets += [
                 chart(f"Outbox backlog{of} (events not yet published)",

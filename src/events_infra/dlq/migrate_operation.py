@@ -14,7 +14,7 @@ from typing import Any
 
 from events_infra.dlq.context import DlqContext
 from events_infra.dlq.errors import DlqError
-from events_infra.dlq.operations import Interaction, close_journal
+from events_infra.dlq.operations import Interaction, backlog_of, close_journal
 from events_infra.pubsub.attributes import REPLAY_TARGET
 from events_infra.pubsub.paths import subscription_path
 
@@ -69,6 +69,7 @@ def migrate_subscription(
             "every copy reaches it as well (its consumers dedupe by event_id, or ask its owners)"
         )
     snapshot, journal = _undo_points(ctx, request, io)
+    backlog = backlog_of(ctx, walk=False, subscription=request.old)  # Monitoring's, if any
     options = MigrateOptions(
         old=request.old,
         old_path=old_path,
@@ -80,7 +81,7 @@ def migrate_subscription(
         rate=request.rate,
         dry_run=request.dry_run,
         journal=journal,
-        expected=_monitored_backlog(ctx, request.old),
+        expected=backlog[0] if backlog else None,  # with it the scan knows what to cover
         pull_timeout=ctx.pull_timeout,
     )
     with io.progress(request.limit) as advance, ctx.errors(f"subscription {request.old!r}"):
@@ -176,21 +177,6 @@ def _also_reaches(ctx: DlqContext, skip: set[str]) -> list[str]:
             if REPLAY_TARGET not in live.filter:
                 reaches.append(name)
     return reaches
-
-
-def _monitored_backlog(ctx: DlqContext, subscription: str) -> int | None:
-    """OLD's undelivered count from Cloud Monitoring, where there is a figure (None here in
-    the emulator): with it the scan knows how much it must cover."""
-    from events_infra.dlq.clients import metrics_client
-    from events_infra.dlq.status import latest_metric
-    from events_infra.pubsub.metrics import UNDELIVERED
-
-    with ctx.errors():
-        metrics = metrics_client()
-        if metrics is None:
-            return None
-        value = latest_metric(metrics, ctx.target.project, subscription, UNDELIVERED)
-    return None if value is None else int(value)
 
 
 def _undo_points(

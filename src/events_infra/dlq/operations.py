@@ -320,12 +320,15 @@ def restore_dead_letters(
 
 
 def backlog_of(
-    ctx: DlqContext, walk: bool, say: Callable[[str], None] | None = None
+    ctx: DlqContext,
+    walk: bool,
+    say: Callable[[str], None] | None = None,
+    subscription: str | None = None,
 ) -> tuple[int, bool] | None:
-    """(dead letters the subscription holds, whether that is Cloud Monitoring's estimate):
+    """(messages the subscription holds, whether that is Cloud Monitoring's estimate):
     Monitoring's figure where there is one (minutes old), else — only if `walk` — counted from
-    Pub/Sub by walking the subscription (said first via `say`: it takes a moment); None when
-    neither."""
+    Pub/Sub by walking the dead-letter subscription (said first via `say`: it takes a moment);
+    None when neither. `subscription`: another one than the DLQ's (Monitoring only)."""
     from events_infra.dlq.clients import metrics_client
     from events_infra.dlq.status import dlq_status, latest_metric
     from events_infra.pubsub.metrics import UNDELIVERED
@@ -335,11 +338,12 @@ def backlog_of(
         metrics = metrics_client()
         if metrics is not None:
             value = latest_metric(
-                metrics, target.project, target.dead_letter_subscription, UNDELIVERED
-            )
+                metrics, target.project, subscription or target.dead_letter_subscription,
+                UNDELIVERED,
+            )  # fmt: skip
             if value is not None:
                 return int(value), True
-        if not walk:
+        if not walk or subscription is not None:
             return None
         if say is not None:
             say(

@@ -43,3 +43,8 @@ class OutboxConfig(Strict):
     @property
     def migration_job(self) -> str:
         return f"{MIGRATION_JOB}-{self.name}"
+
+
+def relay_service_of(outbox: OutboxConfig | None) -> str:
+    """The relay service (and metrics `job`) of one of `outboxes`, or of the first outbox."""
+    return outbox.relay_service if outbox is not None else RELAY_SERVICE
