@@ -8,6 +8,7 @@ import socket
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import psutil
 import pytest
 from typer.testing import CliRunner
@@ -75,6 +76,12 @@ def test_up_twice_changes_nothing_and_down_leaves_nothing(local_services: Path) 
 
     env = (local_dir / "local.env").read_text()
     assert f"PUBSUB_EMULATOR_HOST={state.pubsub_host}" in env and "DATABASE_URL=" in env
+    assert f"CLOUDSDK_API_ENDPOINT_OVERRIDES_PUBSUB=http://{state.pubsub_host}/" in env
+    listed = httpx.get(f"http://{state.pubsub_host}/v1/projects/{state.project}/subscriptions")
+    assert listed.status_code == 200  # REST clients reach the local stack at the same address
+    assert f"projects/{state.project}/subscriptions/events-sub" in {
+        s["name"] for s in listed.json()["subscriptions"]
+    }
     status = runner.invoke(app, ["local", "status", "--json"])
     assert status.exit_code == 0 and json.loads(status.stdout)["running"] is True
     assert json.loads(status.stdout)["pubsub"]["strict_proxy"] is True

@@ -304,8 +304,11 @@ def status(base: Path | None = None) -> dict[str, Any]:
 
 
 def env_lines(state: LocalState) -> list[str]:
+    """What `source .eventsctl/local.env` sets: client libraries and `gcloud pubsub` (through
+    its documented endpoint override, which speaks HTTP/JSON) both reach the local stack."""
     return [
         f"export PUBSUB_EMULATOR_HOST={state.pubsub_host}",
+        f"export CLOUDSDK_API_ENDPOINT_OVERRIDES_PUBSUB=http://{state.pubsub_host}/",
         f"export DATABASE_URL='{state.database_url}'",
         f"export EVENTSCTL_STACK={state.stack}",
     ]

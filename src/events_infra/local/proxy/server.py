@@ -1,7 +1,9 @@
-"""The strict Pub/Sub proxy: a loopback gRPC server in front of the emulator.
+"""The strict Pub/Sub proxy: a loopback server in front of the emulator, over gRPC and over
+Pub/Sub's HTTP/JSON API on the same address (`front`, `http_json`), as Google serves both.
 
-Every Publisher, Subscriber, IAM and Schema call is forwarded to the emulator as raw bytes. On
-top, the proxy applies the production rules the emulator skips:
+Every Publisher, Subscriber, IAM and Schema call is forwarded to the emulator as raw bytes (a
+REST call first becomes the gRPC request its route names). On top, the proxy applies the
+production rules the emulator skips, whichever protocol the client speaks:
 
 - Publish requests that break Pub/Sub's limits (one ordering key per request, 1,000 messages,
   10 MB, attribute limits) are refused with INVALID_ARGUMENT (`events_infra.pubsub.limits`);
@@ -32,6 +34,8 @@ from google.pubsub_v1.types import pubsub as types
 
 from events_infra.local.proxy.ack_ledger import AckLedger
 from events_infra.local.proxy.control import CONTROL_METHOD, ProxyState
+from events_infra.local.proxy.front import Front
+from events_infra.local.proxy.http_json import HttpJsonServer
 from events_infra.pubsub.filters import Filter, FilterError, parse
 from events_infra.pubsub.limits import publish_request_problem
 
@@ -89,6 +93,8 @@ class StrictProxy:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._server: Any = None
         self._channel: Any = None
+        self._front: Front | None = None
+        self._http: HttpJsonServer | None = None
         self._thread: threading.Thread | None = None
         self._started = threading.Event()
         self._error: BaseException | None = None
@@ -123,11 +129,14 @@ class StrictProxy:
                 handlers=[_Handler(self)],
                 options=[("grpc.max_receive_message_length", 64 * 1024 * 1024)],
             )
-            port = self._server.add_insecure_port(f"{self.host}:{self.port}")
-            if not port:
-                raise OSError(f"cannot listen on {self.host}:{self.port}")
-            self.port = port
+            grpc_port = self._server.add_insecure_port("127.0.0.1:0")
+            if not grpc_port:
+                raise OSError("cannot listen on a loopback port for gRPC")
             await self._server.start()
+            self._http = HttpJsonServer(self.unary)
+            http_port = await self._http.start()
+            self._front = Front(grpc_port, http_port)
+            self.port = await self._front.start(self.host, self.port)
         except BaseException as err:
             self._error = err
             self._started.set()
@@ -135,6 +144,8 @@ class StrictProxy:
         self._stopping = asyncio.Event()
         self._started.set()
         await self._stopping.wait()
+        await self._front.stop()
+        await self._http.stop()
         await self._server.stop(self._grace)
         await self._channel.close()
 
