@@ -28,11 +28,12 @@ def plan_command(
     """Compare what the stack declares with what exists in its project, before the first
     `pulumi up` on a running estate.
 
-    Lists each declared topic and subscription as absent (up creates it) or existing (import it
-    first), each difference as applied in place or needing a migration (GCP would replace the
-    resource and drop its backlog) or losing data in place (a lower retention), and the
-    subscriptions on the topic the stack does not declare. Exit 1, and no import file, when
-    something would lose data; 0 when everything can be adopted.
+    Lists each declared topic, subscription and outbox Cloud SQL instance and database as absent
+    (up creates it) or existing (import it first), each difference as applied in place, needing
+    a migration (GCP would replace the resource and drop its backlog), losing data in place (a
+    lower retention) or a prerequisite (an `existing` database the stack relies on lacks what
+    it needs), and the subscriptions on the topic the stack does not declare. Exit 1, and no
+    import file, when something would lose data or fail; 0 when everything can be adopted.
     """
     from events_infra.adopt.plan import plan_stack
 
@@ -43,9 +44,12 @@ def plan_command(
 
 
 def _print(plan: dict[str, Any], out: str | None) -> None:
+    from events_infra.adopt.model import MIGRATION, PREREQUISITE
+
     rows = []
     for r in plan["resources"]:
-        rows.append([r["id"], r["state"], "" if r["differences"] else "-"])
+        state = r["state"] if r["managed"] else f"{r['state']} (relied on, not managed)"
+        rows.append([r["id"], state, "" if r["differences"] else "-"])
         for d in r["differences"]:
             rows.append(["", "", f"{d['field']}: {d['live']} -> {d['declared']} ({d['change']})"])
     table(
@@ -55,8 +59,12 @@ def _print(plan: dict[str, Any], out: str | None) -> None:
     )
     for r in plan["resources"]:
         for d in r["differences"]:
-            if d["how"]:
+            if d["how"] and d["change"] == PREREQUISITE:
+                typer.echo(f"{r['id']}: {d['field']} must be fixed first: {d['how']}", err=True)
+            elif d["how"] and d["change"] == MIGRATION:
                 typer.echo(f"{r['id']}: {d['field']} cannot change in place: {d['how']}", err=True)
+    for what in plan["not_read"]:
+        typer.echo(f"not checked: {what}", err=True)
     for path in plan["undeclared_subscriptions"]:
         typer.echo(
             f"not in the stack: {path} keeps receiving every message on the topic; "

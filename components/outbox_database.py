@@ -11,6 +11,7 @@ import pulumi_random as random
 from events_infra.components.args import OutboxDatabaseArgs
 from events_infra.components.migration_job import JobMigrationProvider
 from events_infra.components.outbox_schema import MigrationProvider, OutboxSchema
+from events_infra.stack_config import pulumi_names as names
 from events_infra.stack_config.topology import DatabaseConfig
 
 SERVICE_ACCOUNT_SUFFIX = ".gserviceaccount.com"
@@ -44,7 +45,7 @@ class OutboxDatabase(pulumi.ComponentResource):
     ) -> None:
         """`spec.migration_image` (the project's image by digest) is needed when the instance
         has only a private IP: the schema is then applied by a Cloud Run job inside the VPC."""
-        super().__init__("events-infra:outbox_database:OutboxDatabase", name, None, opts)
+        super().__init__(names.OUTBOX_DATABASE_TYPE, name, None, opts)
         migration_image = spec.migration_image
         config = spec.database
         if config is None:
@@ -145,7 +146,7 @@ class OutboxDatabase(pulumi.ComponentResource):
         assert config is not None
         production, project = spec.production, spec.project
         self.instance = gcp.sql.DatabaseInstance(
-            f"{name}-instance",
+            names.sql_instance(name),
             name=config.instance,
             project=project,
             region=config.region,
@@ -162,7 +163,7 @@ class OutboxDatabase(pulumi.ComponentResource):
         )
         self.connection_name = self.instance.connection_name
         self.database = gcp.sql.Database(
-            f"{name}-database",
+            names.sql_database(name),
             name=config.database,
             project=project,
             instance=self.instance.name,

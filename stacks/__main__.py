@@ -60,7 +60,7 @@ pulumi.export("subscription_ids", bus.subscription_ids)
 pulumi.export("pubsub_service_agent", bus.service_agent.email)
 
 outbox_db = (
-    OutboxDatabase("outbox", OutboxDatabaseArgs.from_stack(topology))
+    OutboxDatabase(pulumi_names.outbox_database(), OutboxDatabaseArgs.from_stack(topology))
     if topology.database is not None
     else None
 )
@@ -71,7 +71,9 @@ if outbox_db is not None:
         pulumi.export("outbox_schema_version", outbox_db.schema.schema_version)
 # further outbox databases (a service's own each), with a relay each
 outbox_dbs = {
-    o.name: OutboxDatabase(f"outbox-{o.name}", OutboxDatabaseArgs.from_stack(topology, o))
+    o.name: OutboxDatabase(
+        pulumi_names.outbox_database(o.name), OutboxDatabaseArgs.from_stack(topology, o)
+    )
     for o in topology.outboxes
 }
 if outbox_dbs:

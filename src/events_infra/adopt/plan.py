@@ -22,7 +22,20 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from events_infra.errors import EventsInfraError
+from events_infra.adopt.cloud_sql import (
+    SQLADMIN_ENDPOINT_ENV,
+    database_resources,
+    outbox_databases,
+    sql_admin_clients,
+)
+from events_infra.adopt.model import (
+    DISRUPTIVE,
+    IN_PLACE,
+    MIGRATION,
+    AdoptError,
+    Difference,
+    Resource,
+)
 from events_infra.pubsub.api_calls import bounded, google_errors
 from events_infra.pubsub.paths import subscription_path, topic_path
 from events_infra.stack_config import pulumi_names as names
@@ -34,44 +47,6 @@ from events_infra.stack_config.resource_labels import (
 )
 from events_infra.stack_config.topology import StackConfig, SubscriptionConfig
 
-IN_PLACE = "in place"
-DISRUPTIVE = "in place, loses data"
-"""Applied in place, but it drops data: a lower retention expires older messages at once."""
-MIGRATION = "migration"
-BLOCKING = (DISRUPTIVE, MIGRATION)
-
-
-class AdoptError(EventsInfraError):
-    """The live estate could not be read; the message says what and how to fix it."""
-
-
-@dataclass(frozen=True)
-class Difference:
-    field: str
-    live: str
-    declared: str
-    change: str
-    """IN_PLACE (the next `up` applies it), DISRUPTIVE (applied in place, losing data) or
-    MIGRATION (GCP would replace the resource)."""
-    how: str = ""
-    """For a migration: the way through that keeps the backlog."""
-
-
-@dataclass
-class Resource:
-    """One resource the stack declares, as the program registers it and as GCP holds it."""
-
-    type: str
-    logical_name: str
-    path: str
-    exists: bool = False
-    differences: list[Difference] = field(default_factory=list)
-
-    @property
-    def needs_migration(self) -> bool:
-        """A difference that would lose data: a replacement, or a lower retention."""
-        return any(d.change in BLOCKING for d in self.differences)
-
 
 @dataclass
 class AdoptPlan:
@@ -80,11 +55,14 @@ class AdoptPlan:
     resources: list[Resource] = field(default_factory=list)
     undeclared: list[str] = field(default_factory=list)
     """Subscriptions on the events topic the stack does not declare (full paths)."""
+    not_read: list[str] = field(default_factory=list)
+    """What the plan could not check, and why (Cloud SQL in local mode)."""
 
     @property
     def blocked(self) -> bool:
         """True when adopting as the stack stands would lose data (a replacement of a resource
-        holding messages, or a lower retention): no import file is written then."""
+        holding messages, or a lower retention) or fail half-way (a missing prerequisite): no
+        import file is written then."""
         return any(r.needs_migration for r in self.resources)
 
     def to_dict(self) -> dict[str, Any]:
@@ -97,20 +75,28 @@ class AdoptPlan:
                     "name": r.logical_name,
                     "id": r.path,
                     "state": "exists" if r.exists else "absent",
+                    "managed": r.managed,
                     "differences": [vars(d) for d in r.differences],
                 }
                 for r in self.resources
             ],
             "undeclared_subscriptions": self.undeclared,
+            "not_read": self.not_read,
             "needs_migration": self.blocked,
         }
 
 
 def adopt_plan(
-    topology: StackConfig, stack: str, publisher: Any, subscriber: Any, emulator: str | None
+    topology: StackConfig,
+    stack: str,
+    publisher: Any,
+    subscriber: Any,
+    emulator: str | None,
+    sql: tuple[Any, Any] | None = None,
 ) -> AdoptPlan:
     """Read the live topic, dead-letter topic and subscriptions the stack declares (Pub/Sub
-    admin API, read-only, each call bounded) and compare them with the model."""
+    admin API, read-only, each call bounded) and compare them with the model; with `sql`
+    (Cloud SQL Admin instances and databases clients), the outbox databases too."""
     project = topology.project
     plan = AdoptPlan(stack=stack, project=project)
 
@@ -124,14 +110,19 @@ def adopt_plan(
             "adopt plan needs roles/pubsub.viewer on the project",
         )
 
-    def get(call: Callable[..., Any], resource: str, **request: Any) -> Any | None:
-        from google.api_core.exceptions import NotFound
+    def reader(errors: Callable[[str], Any]) -> Callable[..., Any | None]:
+        def get(call: Callable[..., Any], resource: str, **request: Any) -> Any | None:
+            from google.api_core.exceptions import NotFound
 
-        with errors(resource):
-            try:
-                return call(request=request, **bounded())
-            except NotFound:
-                return None
+            with errors(resource):
+                try:
+                    return call(request=request, **bounded())
+                except NotFound:
+                    return None
+
+        return get
+
+    get = reader(errors)
 
     events = topic_path(project, topology.topic.name)
     dlq_topic = topic_path(project, topology.dead_letter.topic)
@@ -165,6 +156,23 @@ def adopt_plan(
         with errors(f"the subscriptions of topic {topology.topic.name!r}"):
             attached = publisher.list_topic_subscriptions(request={"topic": events}, **bounded())
             plan.undeclared = sorted(set(attached) - declared)
+    if any(True for _ in outbox_databases(topology)):
+        if sql is None:
+            plan.not_read.append(
+                "Cloud SQL: no Cloud SQL Admin API in local mode (the emulator has none); set "
+                f"{SQLADMIN_ENDPOINT_ENV} or run against the project"
+            )
+        else:
+
+            def sql_errors(resource: str) -> Any:
+                return google_errors(
+                    AdoptError, resource, project, None,
+                    "check the database section and the stack's gcp:project",
+                    "adopt plan needs roles/cloudsql.viewer on the project",
+                    service="the Cloud SQL Admin API",
+                )  # fmt: skip
+
+            plan.resources += database_resources(topology, *sql, reader(sql_errors))
     return plan
 
 
@@ -380,16 +388,19 @@ def _dur(seconds: float) -> str:
 
 
 def import_file(plan: AdoptPlan) -> dict[str, Any]:
-    """A `pulumi import --file` document for exactly the resources that exist, under the
-    program's own types, logical names and parent (the EventBus component, created empty by
-    the import), so the URNs are those the next `pulumi up` registers."""
-    existing = [r for r in plan.resources if r.exists]
-    resources: list[dict[str, Any]] = []
-    if existing:
-        resources.append({"type": names.EVENT_BUS_TYPE, "name": names.BUS, "component": True})
+    """A `pulumi import --file` document for exactly the stack's resources that exist, under
+    the program's own types, logical names and parents (each component created empty by the
+    import), so the URNs are those the next `pulumi up` registers. What the stack relies on but
+    does not manage (an `existing` database) is never imported."""
+    existing = [r for r in plan.resources if r.exists and r.managed]
+    components: dict[str, str] = {}
+    for r in existing:
+        components.setdefault(r.parent, r.parent_type)
+    resources: list[dict[str, Any]] = [
+        {"type": type_, "name": name, "component": True} for name, type_ in components.items()
+    ]
     resources += [
-        {"type": r.type, "name": r.logical_name, "id": r.path, "parent": names.BUS}
-        for r in existing
+        {"type": r.type, "name": r.logical_name, "id": r.path, "parent": r.parent} for r in existing
     ]
     return {"resources": resources}
 
@@ -412,7 +423,9 @@ def plan_stack(stack: str, stacks_dir: str | None = None, out: str | None = None
     emulator = os.environ.get("PUBSUB_EMULATOR_HOST")
     with google_errors(AdoptError, "Pub/Sub", topology.project, emulator, "", ""):
         publisher, subscriber = make_publisher(), pubsub_v1.SubscriberClient()
-    plan = adopt_plan(topology, stack, publisher, subscriber, emulator)
+    with google_errors(AdoptError, "Cloud SQL", topology.project, None, "", ""):
+        sql = sql_admin_clients() if any(True for _ in outbox_databases(topology)) else None
+    plan = adopt_plan(topology, stack, publisher, subscriber, emulator, sql)
     if out and not plan.blocked:  # importing now would let the next `up` lose data
         target = Path(out)
         partial = target.with_name(target.name + ".partial")

@@ -39,12 +39,14 @@ def google_errors(
     emulator: str | None,
     not_found_hint: str,
     permission_hint: str,
+    service: str = "Pub/Sub",
 ) -> Iterator[None]:
-    """Google API failures -> `error(message)`, one line naming the resource and the fix."""
+    """Google API failures -> `error(message)`, one line naming the resource and the fix.
+    `emulator`: the emulator address `service` is reached at, if any."""
     from google.api_core import exceptions as gexc
     from google.auth.exceptions import DefaultCredentialsError
 
-    where = f"Pub/Sub emulator at {emulator}" if emulator else "Pub/Sub"
+    where = f"{service} emulator at {emulator}" if emulator else service
     try:
         yield
     except gexc.NotFound as err:

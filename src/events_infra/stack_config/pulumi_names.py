@@ -1,4 +1,5 @@
-"""The Pulumi types and logical names of the Pub/Sub resources the stack program declares.
+"""The Pulumi types and logical names of the resources the stack program declares and
+`eventsctl adopt plan` may import (Pub/Sub's, and the outbox's Cloud SQL instance and database).
 
 Pulumi-free facts shared by `EventBus` (which declares the resources under these names) and
 `eventsctl adopt plan` (whose import file must name them exactly so, or `pulumi import` would
@@ -22,6 +23,12 @@ MIGRATION_JOB = "outbox-migrate"
 EVENT_BUS_TYPE = "events-infra:event_bus:EventBus"
 TOPIC_TYPE = "gcp:pubsub/topic:Topic"
 SUBSCRIPTION_TYPE = "gcp:pubsub/subscription:Subscription"
+OUTBOX_DATABASE_TYPE = "events-infra:outbox_database:OutboxDatabase"
+SQL_INSTANCE_TYPE = "gcp:sql/databaseInstance:DatabaseInstance"
+SQL_DATABASE_TYPE = "gcp:sql/database:Database"
+OUTBOX_DATABASE = "outbox"
+"""The first outbox database's component (`database`); a further one's (`outboxes`) adds
+`-<name>`."""
 
 
 def topic(bus: str = BUS) -> str:
@@ -41,6 +48,19 @@ def subscription(name: str, bus: str = BUS) -> str:
     return f"{bus}-sub-{name}"
 
 
-def child_urn(stack: str, type_: str, logical_name: str) -> str:
-    """The URN of a resource EventBus declares (its parent chain: the stack, then the bus)."""
-    return f"urn:pulumi:{stack}::{PROJECT}::{EVENT_BUS_TYPE}${type_}::{logical_name}"
+def outbox_database(outbox: str | None = None) -> str:
+    return f"{OUTBOX_DATABASE}-{outbox}" if outbox else OUTBOX_DATABASE
+
+
+def sql_instance(component: str) -> str:
+    """The Cloud SQL instance an OutboxDatabase creates (a greenfield stack's)."""
+    return f"{component}-instance"
+
+
+def sql_database(component: str) -> str:
+    return f"{component}-database"
+
+
+def child_urn(stack: str, type_: str, logical_name: str, parent_type: str = EVENT_BUS_TYPE) -> str:
+    """The URN of a resource a top-level component declares (EventBus unless told)."""
+    return f"urn:pulumi:{stack}::{PROJECT}::{parent_type}${type_}::{logical_name}"
