@@ -13,7 +13,7 @@ from events_infra.outbox.enqueue import NOTIFY_CHANNEL
 from events_infra.outbox.queries import CLAIM_SQL
 from events_infra.outbox.status import read_status
 
-CLAIM_10 = {"batch": 10, "per_key": 10}
+CLAIM_10 = {"batch": 10, "per_key": 10, "max_bytes": 1 << 30}
 
 TRADE = uuid.UUID("7b0c6a4e-54a4-4a36-9d1e-6a7f5b1a0001")
 
@@ -92,7 +92,9 @@ def test_autocommit_connection_is_refused(outbox_db: str) -> None:
         ({"attributes": {"k" * 257: "v"}}, "is over 256 bytes"),
         ({"attributes": {"k": "v" * 1025}}, "value is over 1024 bytes"),
         ({"attributes": {f"a{i}": "v" for i in range(95)}}, "Pub/Sub allows 100"),
-        ({"attributes": {"replay_target": "x"}}, "is set by the relay"),
+        ({"attributes": {"event_id": "x"}}, "is set by the relay"),
+        ({"attributes": {"replay_target": "x"}}, "is reserved for replay"),
+        ({"attributes": {"replayed_from": "x"}}, "is reserved for replay"),
         ({"ordering_key": "k" * 1025}, "ordering_key is over"),
     ],
 )
@@ -138,7 +140,7 @@ def test_claim_takes_runs_of_each_key_in_order_up_to_per_key(outbox_db: str) -> 
         rows = relay.execute(
             "SELECT o.aggregate_id, o.event_version FROM (" + CLAIM_SQL + ") c "
             "JOIN event_outbox o USING (id) ORDER BY o.seq",
-            {"batch": 10, "per_key": 3},
+            {"batch": 10, "per_key": 3, "max_bytes": 1 << 30},
         ).fetchall()
     assert rows == [(one, 1), (one, 2), (one, 3), (other, 1)]  # a prefix of each key's run
 
@@ -172,8 +174,8 @@ def test_two_relays_never_claim_the_same_key_at_once(outbox_db: str) -> None:
         for i in range(6):
             enqueue(conn, trade_event(aggregate_id=uuid.UUID(int=i % 2 + 1), event_version=i + 1))
     with psycopg.connect(outbox_db) as first, psycopg.connect(outbox_db) as second:
-        mine = {r[0] for r in first.execute(CLAIM_SQL, {"batch": 10, "per_key": 10})}
-        theirs = {r[0] for r in second.execute(CLAIM_SQL, {"batch": 10, "per_key": 10})}
+        mine = {r[0] for r in first.execute(CLAIM_SQL, CLAIM_10)}
+        theirs = {r[0] for r in second.execute(CLAIM_SQL, CLAIM_10)}
     assert len(mine) == 6 and theirs == set()  # both heads are locked by the first claim
 
 
@@ -188,7 +190,10 @@ def test_claim_query_uses_the_pending_partial_indexes(outbox_db: str) -> None:
         conn.commit()
         conn.execute("ANALYZE event_outbox")
         plan = "\n".join(
-            r[0] for r in conn.execute("EXPLAIN " + CLAIM_SQL, {"batch": 100, "per_key": 100})
+            r[0]
+            for r in conn.execute(
+                "EXPLAIN " + CLAIM_SQL, {"batch": 100, "per_key": 100, "max_bytes": 1 << 30}
+            )
         )
         cleanup = "\n".join(
             r[0]

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
 from events_infra.errors import EventsInfraError
 from events_infra.pubsub import attributes as names
+from events_infra.pubsub import event_json
 from events_infra.pubsub.attributes import IDENTITY, REPLAYED_FROM
 
 
@@ -111,10 +111,7 @@ def _body(data: bytes) -> tuple[Any, str | None]:
     JSON we can take, like any other malformed body."""
     if not data:
         return None, None
-    try:
-        return json.loads(data), None
-    except (ValueError, RecursionError) as err:
-        return None, type(err).__name__ if isinstance(err, RecursionError) else str(err)
+    return event_json.decode(data)
 
 
 def _legacy_id(

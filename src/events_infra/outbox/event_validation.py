@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from events_infra.errors import EventsInfraError
-from events_infra.pubsub.attributes import RESERVED
+from events_infra.pubsub.attributes import IDENTITY, RESERVED, is_reserved
 from events_infra.pubsub.limits import (  # Pub/Sub's own limits, checked before the INSERT
     MAX_ATTRIBUTE_KEY_BYTES,
     MAX_ATTRIBUTE_VALUE_BYTES,
@@ -120,8 +120,8 @@ def validated_row(event: Event) -> tuple[Any, ...]:
 def _check_attributes(attributes: dict[Any, Any]) -> int:
     if len(attributes) > MAX_ATTRIBUTES - len(RESERVED_ATTRIBUTES):
         raise InvalidEventError(
-            f"{len(attributes)} attributes; Pub/Sub allows {MAX_ATTRIBUTES} and the relay adds "
-            f"{len(RESERVED_ATTRIBUTES)}"
+            f"{len(attributes)} attributes; Pub/Sub allows {MAX_ATTRIBUTES} and the relay and "
+            f"replay add up to {len(RESERVED_ATTRIBUTES)}"
         )
     size = 0
     for key, value in attributes.items():
@@ -131,8 +131,13 @@ def _check_attributes(attributes: dict[Any, Any]) -> int:
             raise InvalidEventError(f"attribute {key!r} must be a string, got {value!r}")
         if key.lower().startswith("goog"):
             raise InvalidEventError(f"attribute {key!r}: keys starting with 'goog' are Google's")
-        if key in RESERVED_ATTRIBUTES:
+        if key in IDENTITY:
             raise InvalidEventError(f"attribute {key!r} is set by the relay; use another name")
+        if is_reserved(key):
+            raise InvalidEventError(
+                f"attribute {key!r} is reserved for replay and Pub/Sub (replay_*, "
+                "CloudPubSubDeadLetter*); use another name"
+            )
         if len(key.encode()) > MAX_ATTRIBUTE_KEY_BYTES:
             raise InvalidEventError(f"attribute key {key[:40]!r}... is over 256 bytes")
         if len(value.encode()) > MAX_ATTRIBUTE_VALUE_BYTES:

@@ -19,37 +19,54 @@ WITH heads AS (
     ORDER BY o.seq
     LIMIT %(batch)s
     FOR UPDATE OF o SKIP LOCKED
+), runs AS (
+    SELECT run.id, h.seq AS head_seq, run.seq, run.bytes
+    FROM heads h
+    CROSS JOIN LATERAL (
+        SELECT r.id, r.seq,
+               coalesce(r.event_bytes, pg_column_size(r.payload) + pg_column_size(r.attributes))
+                   AS bytes,
+               bool_and(r.txid < pg_snapshot_xmin(pg_current_snapshot())
+                        AND (r.lease_expires_at IS NULL OR r.lease_expires_at < now()))
+                   OVER (ORDER BY r.seq) AS claimable
+        FROM event_outbox r
+        WHERE NOT r.published AND r.ordering_key = h.ordering_key AND r.seq >= h.seq
+        ORDER BY r.seq
+        LIMIT %(per_key)s
+    ) run
+    WHERE run.claimable
+    ORDER BY h.seq, run.seq
+    LIMIT %(batch)s
 )
-SELECT run.id
-FROM heads h
-CROSS JOIN LATERAL (
-    SELECT r.id, r.seq,
-           bool_and(r.txid < pg_snapshot_xmin(pg_current_snapshot())
-                    AND (r.lease_expires_at IS NULL OR r.lease_expires_at < now()))
-               OVER (ORDER BY r.seq) AS claimable
-    FROM event_outbox r
-    WHERE NOT r.published AND r.ordering_key = h.ordering_key AND r.seq >= h.seq
-    ORDER BY r.seq
-    LIMIT %(per_key)s
-) run
-WHERE run.claimable
-ORDER BY h.seq, run.seq
-LIMIT %(batch)s
+SELECT id FROM (
+    SELECT id, head_seq, seq,
+           sum(bytes) OVER (ORDER BY head_seq, seq) AS upto,
+           row_number() OVER (ORDER BY head_seq, seq) AS n
+    FROM runs
+) sized
+WHERE upto <= %(max_bytes)s OR n = 1
+ORDER BY head_seq, seq
 """
 """Rows a relay may publish now, in runs per ordering key: the key's head (committed before
 every running transaction began — the fence —, due, not leased, no earlier unpublished row of
 its key) and up to `per_key` consecutive rows after it, stopping at the first row that is not
 past the fence or is leased. Locking the head (`FOR UPDATE SKIP LOCKED`) keeps two relays from
 starting a run on one key at once. Whole runs of the oldest heads fill the batch first, so a
-burst on one aggregate goes out together. Walks `event_outbox_pending`; the head check and the
+burst on one aggregate goes out together. The batch is bounded by bytes too (`max_bytes`, from
+`event_bytes`, set at insert; the stored size for rows written before it existed): it ends at
+the row that would cross the budget, so a run may be cut short (its rest is the key's next
+head), and always holds at least one row. Walks `event_outbox_pending`; the head check and the
 runs probe `event_outbox_pending_by_key`."""
 
 LEASE_SQL = """
 UPDATE event_outbox SET lease_owner = %s, lease_expires_at = now() + %s * interval '1 second'
 WHERE id = ANY(%s)
 RETURNING id, seq, event_type, event_version, aggregate_type, aggregate_id, ordering_key,
-          payload, attributes, retry_count
+          payload::text AS payload, attributes::text AS attributes, retry_count
 """
+"""The claimed rows. Payload and attributes come back as JSON text, decoded row by row by the
+relay (`pubsub.publish_requests.to_message`): decoding them in the driver would let one row
+nested too deep for the decoder fail the whole claim, every time (a crash loop)."""
 
 PUBLISHED_SQL = """
 UPDATE event_outbox AS o

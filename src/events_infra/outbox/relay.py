@@ -59,6 +59,9 @@ class RelayConfig:
     topic_path: str
     batch_size: int = 500
     """Rows claimed per batch, over all keys."""
+    claim_bytes: int = 32 * 1024 * 1024
+    """Bytes of events claimed per batch (at least one row): what the relay holds at once is
+    a few times this, so its memory is sized from it (`stack_config.relay_config`)."""
     per_key: int = 100
     """Consecutive rows of one ordering key claimed together (and sent in one request)."""
     publish_concurrency: int = 32
@@ -218,7 +221,12 @@ class Relay:
         try:
             with self._work.transaction(), self._work.cursor(row_factory=dict_row) as cur:
                 cur.execute(
-                    CLAIM_SQL, {"batch": self.config.batch_size, "per_key": self.config.per_key}
+                    CLAIM_SQL,
+                    {
+                        "batch": self.config.batch_size,
+                        "per_key": self.config.per_key,
+                        "max_bytes": self.config.claim_bytes,
+                    },
                 )
                 ids = [r["id"] for r in cur.fetchall()]
                 if not ids:

@@ -24,8 +24,20 @@ REPLAY_TARGET = "replay_target"
 REPLAY_COUNT = "replay_count"
 REPLAYED_FROM = "replayed_from"
 
-RESERVED = frozenset({*IDENTITY, REPLAY_TARGET})
-"""Set by the relay (and by replay) on every message; a service's own attributes may not."""
+RESERVED = frozenset({*IDENTITY, REPLAY_TARGET, REPLAY_COUNT, REPLAYED_FROM})
+"""Set by the relay (identity) and by replay (`replay_*`); a service's own attributes may not:
+`replay_target` on an event would make it reach one subscription or none, `replayed_from` would
+make consumers dedupe it as someone else's copy."""
+RESERVED_PREFIXES = ("replay_", "CloudPubSubDeadLetter")
+"""Whole families kept for replay and for Pub/Sub's dead-letter bookkeeping (and `goog…`, in
+any case, for Google: Pub/Sub refuses those keys itself)."""
+
+
+def is_reserved(key: str) -> bool:
+    """Whether a writer may not set attribute `key` (the database's insert check, migration
+    0004, refuses the same keys: tests/test_outbox_hardening.py pins them together)."""
+    return key in RESERVED or key.startswith(RESERVED_PREFIXES) or key.lower().startswith("goog")
+
 
 DEAD_LETTER_PREFIX = "CloudPubSubDeadLetter"
 SOURCE_SUBSCRIPTION = f"{DEAD_LETTER_PREFIX}SourceSubscription"

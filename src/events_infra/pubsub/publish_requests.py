@@ -13,6 +13,7 @@ from typing import Any
 
 from events_infra.errors import EventsInfraError
 from events_infra.pubsub import attributes as names
+from events_infra.pubsub import event_json
 from events_infra.pubsub.limits import (
     MAX_REQUEST_BYTES,
     MAX_REQUEST_MESSAGES,
@@ -42,9 +43,9 @@ class Outgoing:
         return message_size(self.data, self.attributes, self.ordering_key)
 
 
-def message_attributes(row: dict[str, Any]) -> dict[str, str]:
+def message_attributes(row: dict[str, Any], own: dict[str, Any]) -> dict[str, str]:
     """The row's own attributes plus the event identity consumers dedupe and route on."""
-    attributes = {str(k): str(v) for k, v in (row["attributes"] or {}).items()}
+    attributes = {str(k): str(v) for k, v in own.items()}
     attributes[names.EVENT_ID] = str(row["id"])
     attributes[names.EVENT_TYPE] = row["event_type"]
     attributes[names.EVENT_VERSION] = str(row["event_version"])
@@ -54,14 +55,38 @@ def message_attributes(row: dict[str, Any]) -> dict[str, str]:
 
 
 def to_message(row: dict[str, Any]) -> Outgoing | MessageRefused:
-    """The message for `row`, or why Pub/Sub would refuse it for good (rows written by
-    `enqueue` are already checked; this catches rows inserted by other means)."""
-    data = json.dumps(row["payload"], separators=(",", ":")).encode()
-    attributes = message_attributes(row)
+    """The message for `row`, or why it can never be published as it is. `payload` and
+    `attributes` are the row's JSON text (or already decoded values): rows written by `enqueue`
+    are checked already, and the database refuses most bad rows (migration 0004), but rows
+    written before that, or by a role the checks do not bind, are untrusted."""
+    payload_text, own_text = row["payload"], row["attributes"]
+    payload, why = _json(payload_text)
+    if why:
+        return MessageRefused(f"payload: {why}")
+    own, why = _json(own_text) if own_text is not None else ({}, None)
+    if why or not isinstance(own, dict):
+        return MessageRefused(f"attributes: {why or 'not a JSON object'}")
+    if isinstance(payload_text, str) and event_json.too_deep(payload_text, payload):
+        return MessageRefused(f"payload nests more than {event_json.MAX_DEPTH} levels")
+    reserved = sorted(k for k in own if names.is_reserved(str(k)))
+    if reserved:
+        return MessageRefused(
+            f"attribute {reserved[0]!r} is reserved (replay and identity attributes are set "
+            "by the relay and by replay, never by a writer)"
+        )
+    try:
+        data = json.dumps(payload, separators=(",", ":")).encode()
+    except (RecursionError, ValueError) as err:
+        return MessageRefused(f"payload cannot be encoded: {type(err).__name__}")
+    attributes = message_attributes(row, own)
     problem = message_problem(data, attributes, row["ordering_key"])
     if problem:
         return MessageRefused(problem)
     return Outgoing(row["id"], row["ordering_key"], data, attributes)
+
+
+def _json(value: Any) -> tuple[Any, str | None]:
+    return event_json.decode(value) if isinstance(value, str | bytes) else (value, None)
 
 
 def by_key(rows: list[dict[str, Any]]) -> tuple[dict[str, list[Outgoing]], dict[Any, Exception]]:
