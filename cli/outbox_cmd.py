@@ -178,6 +178,13 @@ def relay_command(
     project: str = options.PROJECT,
     topic: str = options.TOPIC,
     batch_size: int = typer.Option(500, "--batch-size", help="Rows claimed per batch."),
+    claim_mib: int = typer.Option(
+        32,
+        "--claim-mib",
+        envvar=RelayEnvironment.CLAIM_MIB,
+        help="MiB of events claimed per batch at most (at least one row): what the relay holds "
+        "in memory is a few times this.",
+    ),
     per_key: int = typer.Option(
         100, "--per-key", help="Consecutive rows of one ordering key sent in one request."
     ),
@@ -258,6 +265,7 @@ def relay_command(
         topic_path=topic_path,
         endpoint=endpoint,
         batch_size=batch_size,
+        claim_mib=claim_mib,
         per_key=per_key,
         publish_concurrency=concurrency,
         poll_interval=poll_interval,

@@ -58,6 +58,8 @@ class OutboxRelayArgs:
     max_instances: int = 2
     cpu: str = "1"
     memory: str = "512Mi"
+    claim_mib: int = 32
+    """The relay's claim budget; `memory` is validated against it by the stack model."""
     proxy_image: str = ""
     production: bool = False
     labels: dict[str, str] = field(default_factory=dict)
@@ -84,6 +86,7 @@ class OutboxRelay(pulumi.ComponentResource):
                 (RelayEnvironment.METRICS_LOCATION, args.region),
                 (RelayEnvironment.METRICS_JOB, name),
                 (RelayEnvironment.PUBLISH_TIMEOUT, str(SHUTDOWN_PUBLISH_TIMEOUT_S)),
+                (RelayEnvironment.CLAIM_MIB, str(args.claim_mib)),
             )
         ]
         relay = gcp.cloudrunv2.ServiceTemplateContainerArgs(

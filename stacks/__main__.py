@@ -111,6 +111,7 @@ def declare_relay(
             max_instances=topology.relay.max_instances,
             cpu=topology.relay.cpu,
             memory=topology.relay.memory,
+            claim_mib=topology.relay.claim_mib,
             proxy_image=topology.relay.proxy_image,
             production=topology.production,
             labels=topology.resource_labels(),

@@ -55,6 +55,7 @@ def test_relay_runs_from_the_image_digest_as_its_own_account(
         "EVENTSCTL_METRICS_LOCATION": "asia-south1",
         "EVENTSCTL_METRICS_JOB": "outbox-relay",  # what the outbox alerts filter on
         "EVENTSCTL_PUBLISH_TIMEOUT": "7",  # the batch in flight fits in Cloud Run's 10 s
+        "EVENTSCTL_CLAIM_MIB": "32",  # what the container's 512Mi is sized for
     }  # IAM login through the proxy: no password, no secret anywhere in the revision
     assert relay["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": 8080}
     assert relay["dependsOns"] == ["cloud-sql-proxy"]
@@ -100,6 +101,9 @@ def test_without_the_image_digest_the_program_stops_with_one_line() -> None:
         ({"image_digest": "latest"}, "relay.image_digest: 'latest' is not an image digest"),
         ({"min_instances": 0}, "relay.min_instances: 0 is outside the allowed range 1–100"),
         ({"min_instances": 3, "max_instances": 2}, "max_instances 2 is less than min_instances 3"),
+        ({"memory": "256Mi"}, "memory 256Mi is under what a 32 MiB claim needs (320Mi"),
+        ({"memory": "1Gi", "claim_mib": 200},
+         "memory 1Gi is under what a 200 MiB claim needs (1328Mi"),
         ({"proxy_image": "gcr.io/cloud-sql-connectors/cloud-sql-proxy:latest"},
          "relay.proxy_image: 'gcr.io/cloud-sql-connectors/cloud-sql-proxy:latest' is not an "
          "image pinned"),

@@ -30,6 +30,7 @@ class RelayEnvironment:
     METRICS_LOCATION = "EVENTSCTL_METRICS_LOCATION"
     METRICS_JOB = "EVENTSCTL_METRICS_JOB"
     PUBLISH_TIMEOUT = "EVENTSCTL_PUBLISH_TIMEOUT"
+    CLAIM_MIB = "EVENTSCTL_CLAIM_MIB"
 
 
 class RelaySettingsError(EventsInfraError):
@@ -49,6 +50,8 @@ class RelaySettings:
     topic_path: str | None = None
     endpoint: str | None = None
     batch_size: int = 500
+    claim_mib: int = 32
+    """Bytes of events one claim may hold, in MiB (the container's memory is sized from it)."""
     per_key: int = 100
     publish_concurrency: int = 32
     poll_interval: float = 1.0
@@ -70,10 +73,11 @@ def resolve(settings: RelaySettings) -> tuple[str, str | None]:
     from events_infra.stack_config.stack_files import load_stack, stacks_dir
 
     require_url(settings.database_url)
-    counts = (settings.batch_size, settings.max_attempts, settings.per_key)
+    counts = (settings.batch_size, settings.max_attempts, settings.per_key, settings.claim_mib)
     if min(*counts, settings.publish_concurrency) < 1:
         raise RelaySettingsError(
-            "--batch-size, --per-key, --publish-concurrency and --max-attempts must be 1 or more"
+            "--batch-size, --per-key, --publish-concurrency, --max-attempts and --claim-mib "
+            "must be 1 or more"
         )
     if min(settings.poll_interval, settings.lease, settings.publish_timeout) <= 0:
         raise RelaySettingsError(
@@ -136,6 +140,7 @@ def run_relay_process(
             database_url=settings.database_url or "",
             topic_path=path,
             batch_size=settings.batch_size,
+            claim_bytes=settings.claim_mib * 1024 * 1024,
             per_key=settings.per_key,
             publish_concurrency=settings.publish_concurrency,
             poll_interval=settings.poll_interval,
