@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from events_infra.stack_config import pulumi_names as names
 from events_infra.stack_config.access_config import AccessConfig
 from events_infra.stack_config.alerting_config import AlertingConfig
 from events_infra.stack_config.database_config import DatabaseConfig
@@ -67,6 +68,8 @@ class OutboxDatabaseArgs(StackBasics):
     """The project's image by digest: a private-IP instance is migrated by a job running it."""
     migration_job: str = MIGRATION_JOB
     """The Cloud Run job's name (one per outbox database)."""
+    migration_account: str = names.MIGRATION_ACCOUNT
+    """The account id the job runs as (one per outbox database)."""
 
     @classmethod
     def from_stack(
@@ -77,7 +80,8 @@ class OutboxDatabaseArgs(StackBasics):
         if outbox is None:
             return cls(**_basics(stack), database=stack.database, migration_image=image)
         return cls(**_basics(stack), database=outbox.database, migration_image=image,
-                   migration_job=outbox.migration_job)  # fmt: skip
+                   migration_job=outbox.migration_job,
+                   migration_account=names.migration_account(outbox.name))  # fmt: skip
 
 
 @dataclass(frozen=True)

@@ -65,8 +65,15 @@ class OutboxDatabase(pulumi.ComponentResource):
 
         self.schema: OutboxSchema | None = None
         self.migration_user: gcp.sql.User | None = None
+        self.migration_account: gcp.serviceaccount.Account | None = None
+        self.deployer_acts_as_migration: gcp.serviceaccount.IAMMember | None = None
         if config.migration_principal:
-            user_name, user_type = iam_database_user(config.migration_principal)
+            migrator = config.migration_principal
+            if config.private_ip_only:
+                # the job runs as an account of its own, not as the deployer: its IAM database
+                # user owns the schema; the deployer may start the job as it, nothing more
+                migrator = self._migration_identity(name, spec, config.migration_principal)
+            user_name, user_type = iam_database_user(migrator)
             # cloudsqlsuperuser: since PostgreSQL 15 a new user may not create tables in the
             # public schema, and the migration user must.
             self.migration_user = gcp.sql.User(
@@ -76,19 +83,24 @@ class OutboxDatabase(pulumi.ComponentResource):
                 instance=self.instance_name,
                 type=user_type,
                 database_roles=["cloudsqlsuperuser"],
-                opts=pulumi.ResourceOptions(parent=self),
+                opts=pulumi.ResourceOptions(
+                    parent=self,
+                    depends_on=[self.migration_account] if self.migration_account else [],
+                ),
             )
             self.migration_job: gcp.cloudrunv2.Job | None = None
             self.migration_grants: list[gcp.projects.IAMMember] = []
             job_path: pulumi.Output[str] | None = None
             depends: list[pulumi.Resource] = [
-                r for r in (self.database, self.migration_user) if r is not None
+                r
+                for r in (self.database, self.migration_user, self.deployer_acts_as_migration)
+                if r is not None
             ]
             if config.private_ip_only:
                 if not migration_image:
                     raise ValueError("a private-IP outbox needs migration_image (relay.image)")
                 self.migration_job = self._migration_job(
-                    name, spec, migration_image, user_name, config.migration_principal
+                    name, spec, migration_image, user_name, migrator
                 )
                 job_path = pulumi.Output.concat(
                     "projects/", project, "/locations/", config.region, "/jobs/",
@@ -230,6 +242,27 @@ class OutboxDatabase(pulumi.ComponentResource):
             for role in ("roles/cloudsql.client", "roles/cloudsql.instanceUser")
         ]
 
+    def _migration_identity(self, name: str, spec: OutboxDatabaseArgs, deployer: str) -> str:
+        """The migration job's own service account (its email), and the one grant the deployer
+        gets on it: `iam.serviceAccountUser`, to run the job as it (actAs)."""
+        project = spec.project
+        email = f"{spec.migration_account}@{project}.iam.gserviceaccount.com"
+        self.migration_account = gcp.serviceaccount.Account(
+            f"{name}-migration-account",
+            project=project,
+            account_id=spec.migration_account,
+            display_name="events-infra outbox migrations (owns the outbox schema)",
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        self.deployer_acts_as_migration = gcp.serviceaccount.IAMMember(
+            f"{name}-migration-act-as",
+            service_account_id=self.migration_account.name,
+            role="roles/iam.serviceAccountUser",
+            member=f"serviceAccount:{deployer}",
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        return email
+
     def _migration_job(
         self,
         name: str,
@@ -239,12 +272,16 @@ class OutboxDatabase(pulumi.ComponentResource):
         principal: str,
     ) -> gcp.cloudrunv2.Job:
         """`eventsctl outbox migrate` in the relay's image, on the VPC, as the migration
-        principal (its IAM database user owns the schema). Run by OutboxSchema, never retried
-        on its own: a failed migration is rolled back and fails `pulumi up` with its error."""
+        account (its IAM database user owns the schema; only the conditioned Cloud SQL grants
+        are its). Run by OutboxSchema, never retried on its own: a failed migration is rolled
+        back and fails `pulumi up` with its error."""
         config = spec.database
         assert config is not None and config.private_network is not None
+        account: pulumi.Input[str] = principal
+        if self.migration_account is not None:  # the email as an output: created first
+            account = self.migration_account.email
         self.migration_grants = self.connect_grants(
-            f"{name}-migration", f"serviceAccount:{principal}", self
+            f"{name}-migration", pulumi.Output.concat("serviceAccount:", account), self
         )
         args = pulumi.Output.all(self.connection_name, self.database_name).apply(
             lambda v: [
@@ -262,7 +299,7 @@ class OutboxDatabase(pulumi.ComponentResource):
             template=gcp.cloudrunv2.JobTemplateArgs(
                 task_count=1,
                 template=gcp.cloudrunv2.JobTemplateTemplateArgs(
-                    service_account=principal,
+                    service_account=account,
                     max_retries=0,
                     timeout="600s",
                     containers=[

@@ -33,10 +33,10 @@ def test_prod_applies_its_schema_with_a_job_inside_the_vpc(prod: Any) -> None:
     )
     assert container["args"] == [
         "outbox", "migrate", "--cloud-sql-instance", "cotton-erp:asia-south1:events-outbox",
-        "--iam-user", "pulumi-deployer@cotton-erp.iam", "--database", "events", "--private-ip",
+        "--iam-user", "outbox-migrate@cotton-erp.iam", "--database", "events", "--private-ip",
     ]  # fmt: skip
-    principal = "pulumi-deployer@cotton-erp.iam.gserviceaccount.com"
-    assert task["serviceAccount"] == principal
+    principal = "outbox-migrate@cotton-erp.iam.gserviceaccount.com"
+    assert task["serviceAccount"] == principal  # its own account, not the deployer
     assert task["maxRetries"] == 0  # a failed migration is rolled back; up reports it
     assert task["vpcAccess"]["networkInterfaces"] == [
         {
@@ -50,13 +50,42 @@ def test_prod_applies_its_schema_with_a_job_inside_the_vpc(prod: Any) -> None:
     assert job.urn in schema.dependencies
     for role in ("client", "instanceuser"):
         grant = prod.named(f"outbox-migration-{role}")
-        assert (
-            grant.inputs["member"]
-            == "serviceAccount:pulumi-deployer@cotton-erp.iam.gserviceaccount.com"
-        )
+        assert grant.inputs["member"] == f"serviceAccount:{principal}"
         assert "events-outbox" in grant.inputs["condition"]["expression"]
         # the job's first run connects with these: the schema step waits for them
         assert grant.urn in schema.dependencies
+
+
+def test_the_deployer_may_only_act_as_the_migration_account(prod: Any) -> None:
+    """Least privilege: the job's account holds only the two Cloud SQL grants conditioned on the
+    instance; the deployer gets actAs on that one account (to start the job as it), and no grant
+    or database login of its own from the migrations."""
+    deployer = "serviceAccount:pulumi-deployer@cotton-erp.iam.gserviceaccount.com"
+    account = prod.named("outbox-migration-account")
+    assert account.inputs["accountId"] == "outbox-migrate"
+    act_as = prod.named("outbox-migration-act-as")
+    assert (act_as.inputs["role"], act_as.inputs["member"]) == (
+        "roles/iam.serviceAccountUser",
+        deployer,
+    )
+    migrator = "serviceAccount:outbox-migrate@cotton-erp.iam.gserviceaccount.com"
+    project_grants = [
+        g
+        for g in prod.of_type("gcp:projects/iAMMember:IAMMember")
+        if g.inputs["member"] == migrator
+    ]
+    assert sorted(g.inputs["role"] for g in project_grants) == [
+        "roles/cloudsql.client",
+        "roles/cloudsql.instanceUser",
+    ]
+    assert all("events-outbox" in g.inputs["condition"]["expression"] for g in project_grants)
+    assert not [
+        g
+        for g in prod.of_type("gcp:projects/iAMMember:IAMMember")
+        if g.inputs["member"] == deployer
+    ]
+    [schema] = [r for r in prod.resources if r.name == "outbox-schema"]
+    assert act_as.urn in schema.dependencies  # the job cannot be started before actAs holds
 
 
 def test_dev_with_a_public_ip_migrates_directly(dev: Any) -> None:

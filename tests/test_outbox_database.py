@@ -107,14 +107,18 @@ def test_password_never_reaches_stack_outputs_in_plain_text(dev: Run) -> None:
 
 
 def test_migration_user_and_schema_step(prod: Run) -> None:
+    """Prod's schema is owned by the migration job's own account, not by the deployer (which
+    used to be a cloudsqlsuperuser login besides running every `up`)."""
     user = prod.named("outbox-migration-user")
     assert user.inputs["type"] == "CLOUD_IAM_SERVICE_ACCOUNT"
-    assert user.inputs["name"] == "pulumi-deployer@cotton-erp.iam"
+    assert user.inputs["name"] == "outbox-migrate@cotton-erp.iam"
     assert user.inputs["databaseRoles"] == ["cloudsqlsuperuser"]
+    assert prod.named("outbox-migration-account").urn in user.dependencies  # the account first
+    assert not [u for u in prod.of_type(USER) if "deployer" in u.inputs["name"]]
     [schema] = prod.of_type(SCHEMA)
     assert schema.inputs["instance_connection_name"] == "cotton-erp:asia-south1:events-outbox"
     assert schema.inputs["database"] == "events"
-    assert schema.inputs["user"] == "pulumi-deployer@cotton-erp.iam"
+    assert schema.inputs["user"] == "outbox-migrate@cotton-erp.iam"
     assert schema.inputs["private_ip"] is True
     assert schema.inputs["migrations_digest"] == migrations_digest()
     assert schema.inputs["provider_class"].startswith("events_infra.components.")

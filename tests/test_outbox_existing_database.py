@@ -193,6 +193,9 @@ def test_the_relay_and_writers_log_in_to_each_database_they_serve(two_outboxes: 
         ("billing-db", relay): ["events_outbox_relay"],
         ("billing-db", writer): ["events_outbox_writer"],
         ("billing-db", "billing-writer@cotton-erp.iam"): ["events_outbox_writer"],
+        # each database's schema is owned by the migration job's own account
+        ("events-outbox", "outbox-migrate@cotton-erp.iam"): ["cloudsqlsuperuser"],
+        ("billing-db", "migrate-billing@cotton-erp.iam"): ["cloudsqlsuperuser"],
     }
     accounts = [
         a.inputs["accountId"] for a in two_outboxes.of_type("gcp:serviceaccount/account:Account")

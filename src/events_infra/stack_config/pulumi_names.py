@@ -19,6 +19,14 @@ RELAY_SERVICE = "outbox-relay"
 outbox's (`outboxes`) is `outbox-relay-<name>`."""
 MIGRATION_JOB = "outbox-migrate"
 """The first outbox's migration job (Cloud Run job name); a further outbox's adds `-<name>`."""
+MIGRATION_ACCOUNT = "outbox-migrate"
+"""The service account the first outbox's migration job runs as (its IAM database user owns
+the schema); a further outbox's is `migrate-<name>` (account ids stop at 30 characters)."""
+
+
+def migration_account(outbox: str | None = None) -> str:
+    return f"migrate-{outbox}" if outbox else MIGRATION_ACCOUNT
+
 
 EVENT_BUS_TYPE = "events-infra:event_bus:EventBus"
 TOPIC_TYPE = "gcp:pubsub/topic:Topic"

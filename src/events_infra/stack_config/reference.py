@@ -106,8 +106,11 @@ NOTES: dict[str, str] = {
     "database.logical_decoding": "sets `cloudsql.logical_decoding=on`",
     "database.password_user": "a built-in user whose password is generated and kept as a "
     "Pulumi secret",
-    "database.migration_principal": "the IAM email `pulumi up` runs as; it becomes an IAM "
-    "database user (`cloudsqlsuperuser`) and applies the migrations",
+    "database.migration_principal": "the IAM email `pulumi up` runs as. With a public IP it "
+    "becomes an IAM database user (`cloudsqlsuperuser`) and applies the migrations; with a "
+    "private IP the migration job runs as an account of its own (`outbox-migrate`, "
+    "`migrate-<name>` for `outboxes`) whose login owns the schema, and this principal only "
+    "gets actAs on it",
     "database.labels": "over the stack's `labels`",
     "alerting": "alert policies, notification channels and the dashboard: "
     "[Alerting](alerting-and-access.md#alerting-the-page-when-dead-letters-pile-up)",
