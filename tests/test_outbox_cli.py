@@ -86,7 +86,7 @@ def test_status_before_migrate_says_what_to_run(database_url: str) -> None:
 
 def test_unreachable_database_is_one_line_without_the_password() -> None:
     url = "postgresql://relay:hunter2@127.0.0.1:9/events"
-    result = runner.invoke(app, ["outbox", "status", "--database-url", url])
+    result = runner.invoke(app, ["outbox", "status"], env={"DATABASE_URL": url})
     assert result.exit_code == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1

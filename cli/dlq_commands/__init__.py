@@ -7,7 +7,14 @@ stderr, and exits 2 with one line on any error (nothing acknowledged).
 
 # isort: off
 # Importing a module registers its commands, in this order in `eventsctl dlq --help`.
-from events_infra.cli.dlq_commands import status_cmd, read_cmd, replay_cmd, purge_cmd, doctor_cmd  # noqa: F401
+from events_infra.cli.dlq_commands import (  # noqa: F401
+    status_cmd,
+    read_cmd,
+    replay_cmd,
+    purge_cmd,
+    doctor_cmd,
+    journals_cmd,
+)
 from events_infra.cli.dlq_commands.common import app
 
 # isort: on

@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from events_infra.dlq.private_files import open_append, private_dir
+from events_infra.dlq.private_files import open_append, private_dir, state_dir
 
 AUDIT_LOG_ENV = "EVENTSCTL_AUDIT_LOG"
 
@@ -21,8 +21,7 @@ def audit_log_path(override: str | None = None) -> Path:
         return Path(override)
     if os.environ.get(AUDIT_LOG_ENV):
         return Path(os.environ[AUDIT_LOG_ENV])
-    state = Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state")
-    return state / "eventsctl" / "audit.jsonl"
+    return state_dir() / "audit.jsonl"
 
 
 def append_audit(path: Path, operation: str, **fields: Any) -> dict[str, Any]:

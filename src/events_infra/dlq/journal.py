@@ -13,18 +13,20 @@ from __future__ import annotations
 
 import json
 import os
+import stat
+import time
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from events_infra.dlq.messages import DeadLetter, data_from_record
-from events_infra.dlq.private_files import open_append, private_dir
+from events_infra.dlq.private_files import open_append, private_dir, state_dir
 
 
 def journal_dir() -> Path:
-    state = Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state")
-    return state / "eventsctl" / "journal"
+    return state_dir() / "journal"
 
 
 def new_journal_path(subscription: str, operation: str) -> Path:
@@ -76,3 +78,96 @@ def restore_journal(publisher: Any, dlq_topic: str, records: list[dict[str, Any]
     finally:
         sender.close()
     return restored
+
+
+# --- retention ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class JournalFile:
+    path: Path
+    age_seconds: float
+    size: int
+
+
+def journal_files(directory: Path | None = None) -> list[JournalFile]:
+    """The journals in `directory` (the journal dir by default), oldest first: regular files
+    named `*.jsonl` and owned by this user; a symlink or someone else's file is never listed
+    (so never deleted)."""
+    directory = directory or journal_dir()
+    if not directory.is_dir():
+        return []
+    now = time.time()
+    found = []
+    for path in directory.iterdir():
+        info = path.lstat()
+        if path.suffix != ".jsonl" or not stat.S_ISREG(info.st_mode):
+            continue
+        if info.st_uid != os.getuid():
+            continue
+        found.append(JournalFile(path, now - info.st_mtime, info.st_size))
+    return sorted(found, key=lambda j: -j.age_seconds)
+
+
+def prune_journals(
+    older_than: float, dry_run: bool = False, directory: Path | None = None
+) -> list[JournalFile]:
+    """Delete the journals last written more than `older_than` seconds ago (they hold whole
+    payloads: kept no longer than the dead letters they could restore); the ones (to be)
+    deleted. A journal of a run still going is written to, so it is never that old."""
+    expired = [j for j in journal_files(directory) if j.age_seconds > older_than]
+    if not dry_run:
+        for journal in expired:
+            journal.path.unlink(missing_ok=True)
+    return expired
+
+
+def journals_report(
+    stack: str,
+    stacks_dir: str | None,
+    older_than: str | None,
+    prune: bool,
+    dry_run: bool,
+    audit_log: str | None,
+) -> dict[str, Any]:
+    """What `eventsctl dlq journals` shows and does: the journals, which are past retention
+    (by default the stack's dead-letter retention: a journal restores dead letters, and those
+    would be gone from the DLQ by then), and with `prune` those deleted (audited)."""
+    from events_infra.dlq.audit import append_audit, audit_log_path
+    from events_infra.dlq.errors import DlqError
+    from events_infra.stack_config.durations import human_duration, parse_duration
+    from events_infra.stack_config.stack_files import load_stack
+    from events_infra.stack_config.stack_files import stacks_dir as find_dir
+
+    if older_than is not None:
+        try:
+            retention = parse_duration(older_than)
+        except ValueError as err:
+            raise DlqError(f"--older-than {older_than!r}: {err}") from None
+    else:
+        retention = load_stack(stack, find_dir(stacks_dir)).dead_letter.message_retention
+    files = journal_files()
+    expired = {j.path for j in files if j.age_seconds > retention}
+    removed: list[JournalFile] = []
+    if prune:
+        removed = prune_journals(retention, dry_run=dry_run)
+        if removed and not dry_run:
+            append_audit(
+                audit_log_path(audit_log), "journals-prune",
+                retention=human_duration(retention), removed=[str(j.path) for j in removed],
+            )  # fmt: skip
+    return {
+        "directory": str(journal_dir()),
+        "retention": human_duration(retention),
+        "journals": [
+            {
+                "path": str(j.path),
+                "age": human_duration(int(j.age_seconds)),
+                "bytes": j.size,
+                "expired": j.path in expired,
+            }
+            for j in files
+        ],
+        "pruned": [str(j.path) for j in removed],
+        "dry_run": dry_run,
+    }

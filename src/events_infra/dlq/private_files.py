@@ -18,6 +18,12 @@ FILE_MODE = 0o600
 DIR_MODE = 0o700
 
 
+def state_dir() -> Path:
+    """Where the tools keep their journals and audit log: `$XDG_STATE_HOME/eventsctl`."""
+    state = Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state")
+    return state / "eventsctl"
+
+
 class UnsafePath(EventsInfraError, OSError):
     """The path is a symlink: one line, nothing written."""
 
