@@ -394,7 +394,14 @@ class DlqAlerting(pulumi.ComponentResource):
                 ),
             }
         else:
-            args = {"type": "webhook_tokenauth", "labels": {"url": channel.url}}
+            password = pulumi.Output.secret(channel.password.get_secret_value())
+            args = {
+                "type": "webhook_basicauth",
+                "labels": {"url": channel.url, "username": channel.username},
+                "sensitive_labels": gcp.monitoring.NotificationChannelSensitiveLabelsArgs(
+                    password=password
+                ),
+            }
         return gcp.monitoring.NotificationChannel(
             f"{self._name}-channel-{channel.name}",
             project=self._project,

@@ -67,17 +67,65 @@ def test_filter_selects_one_subscription_exactly() -> None:
         assert prefix_match not in text
 
 
-def test_policies_notify_every_configured_channel(prod: Run) -> None:
-    channels = {c.inputs["displayName"]: c for c in prod.of_type(CHANNEL)}
+WEBHOOK = {
+    "type": "webhook",
+    "name": "chatops",
+    "url": "https://chatops.cotton-erp.com/hooks/events",
+    "username": "monitoring",
+    "password": "hook-password-123",
+}
+
+
+def with_webhook(prod_config: dict[str, Any], **change: Any) -> dict[str, Any]:
+    alerting = prod_config["events-infra:alerting"]
+    alerting["channels"] = [*alerting["channels"], {**WEBHOOK, **change}]
+    return prod_config
+
+
+def test_policies_notify_every_configured_channel(prod_config: dict[str, Any]) -> None:
+    run = run_program(engine(with_webhook(prod_config)), secret_keys=["events-infra:alerting"])
+    channels = {c.inputs["displayName"]: c for c in run.of_type(CHANNEL)}
     assert channels["oncall-email"].inputs["type"] == "email"
     assert channels["oncall-email"].inputs["labels"] == {"email_address": "oncall@cotton-erp.com"}
-    assert channels["chatops"].inputs["type"] == "webhook_tokenauth"
-    assert channels["chatops"].inputs["labels"] == {
-        "url": "https://chatops.cotton-erp.com/hooks/events"
-    }
     expected = [channels["oncall-email"].id, channels["chatops"].id]
-    policies = prod.of_type(POLICY)
+    policies = run.of_type(POLICY)
     assert policies and all(p.inputs["notificationChannels"] == expected for p in policies)
+
+
+def test_a_webhook_authenticates_with_a_secret_password(prod_config: dict[str, Any]) -> None:
+    """Unauthenticated, a webhook receiver cannot tell Monitoring's alerts from forged ones:
+    basic auth, the password a Pulumi secret (encrypted in state, never in outputs)."""
+    run = run_program(engine(with_webhook(prod_config)), secret_keys=["events-infra:alerting"])
+    hook = next(c for c in run.of_type(CHANNEL) if c.inputs["displayName"] == "chatops")
+    assert hook.inputs["type"] == "webhook_basicauth"
+    assert hook.inputs["labels"] == {
+        "url": "https://chatops.cotton-erp.com/hooks/events",
+        "username": "monitoring",
+    }
+    labels = hook.inputs["sensitiveLabels"]
+    assert labels[rpc._special_sig_key] == rpc._special_secret_sig
+    assert labels["value"] == {"password": "hook-password-123"}
+    assert "hook-password-123" not in json.dumps(run.exports, default=str)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({}, r"channels\[chatops\].password: is plain text in the stack file"),
+        ({"password": None}, "password"),
+        ({"username": None}, "username"),
+    ],
+)
+def test_a_webhook_without_credentials_or_with_a_plain_password_is_refused(
+    prod_config: dict[str, Any], change: dict[str, Any], message: str
+) -> None:
+    config = with_webhook(prod_config, **change)
+    hook = config["events-infra:alerting"]["channels"][-1]
+    for key in [k for k, v in change.items() if v is None]:
+        del hook[key]
+    secret = ["events-infra:alerting"] if change else []
+    with pytest.raises(pulumi.RunError, match=message):
+        run_program(engine(config), secret_keys=secret)
 
 
 def test_runbook_names_the_commands_for_this_stack(prod: Run, dev: Run) -> None:
@@ -239,7 +287,17 @@ def test_plain_text_pagerduty_key_is_refused(prod_config: dict[str, Any]) -> Non
             "email address",
         ),
         (
-            {"channels": [{"type": "webhook", "name": "hook", "url": "http://x.invalid"}]},
+            {
+                "channels": [
+                    {
+                        "type": "webhook",
+                        "name": "hook",
+                        "url": "http://x.invalid",
+                        "username": "u",
+                        "password": "p",
+                    }
+                ]
+            },
             "not an https:// URL",
         ),
         ({"existing_channels": ["42"]}, "'42' is not a notification channel id"),

@@ -167,9 +167,16 @@ class PagerDutyChannel(Strict):
 
 
 class WebhookChannel(Strict):
+    """Cloud Monitoring's `webhook_basicauth`: without credentials the receiver cannot tell
+    Monitoring's alerts from anyone else's POSTs (a forged "resolved", a flood), so a webhook
+    always has them."""
+
     type: Literal["webhook"]
     name: ChannelName
     url: Annotated[str, AfterValidator(https_url)]
+    username: Annotated[str, Field(min_length=1, max_length=100)]
+    password: SecretStr
+    """Must come from a `secure:` value (`pulumi config set --secret --path ...`)."""
 
 
 Channel = Annotated[

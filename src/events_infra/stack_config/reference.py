@@ -121,6 +121,10 @@ NOTES: dict[str, str] = {
     "alerting.stuck_outbox": "stacks with a `relay` only; `null` turns it off",
     "alerting.channels[].service_key": "must be a `secure:` value (`pulumi config set "
     "--secret --path ...`); plain text is refused",
+    "alerting.channels[].username": "the webhook's basic-auth user (Monitoring sends "
+    "`webhook_basicauth`: a receiver without it cannot tell alerts from forgeries)",
+    "alerting.channels[].password": "must be a `secure:` value (`pulumi config set "
+    "--secret --path ...`); plain text is refused",
     "alerting.existing_channels": "channels created elsewhere, notified as well",
     "alerting.user_labels": "labels on the alert policies",
     "access": "identities and their narrow grants: "

@@ -19,7 +19,11 @@ from events_infra.errors import EventsInfraError
 from events_infra.pubsub.attributes import REPLAY_TARGET
 from events_infra.stack_config import limits
 from events_infra.stack_config.access_config import AccessConfig, default_consumer_account
-from events_infra.stack_config.alerting_config import AlertingConfig, PagerDutyChannel
+from events_infra.stack_config.alerting_config import (
+    AlertingConfig,
+    PagerDutyChannel,
+    WebhookChannel,
+)
 from events_infra.stack_config.config_types import (
     AckDeadline,
     Attempts,
@@ -425,17 +429,18 @@ def _outbox_checks(config: StackConfig) -> list[str]:
 
 
 def _plain_text_secrets(config: StackConfig, secret_keys: set[str]) -> list[str]:
-    """A PagerDuty key must reach the stack as a Pulumi secret, never as plain YAML."""
-    paging = [c for c in config.alerting.channels if isinstance(c, PagerDutyChannel)]
-    if paging and "alerting" not in secret_keys:
-        return [
-            f"{CONFIG_NAMESPACE}:alerting.channels[{c.name}].service_key: is plain text in the "
-            "stack file; store it encrypted with `pulumi config set --secret --path "
-            f"'alerting.channels[{i}].service_key' <KEY>`"
-            for i, c in enumerate(config.alerting.channels)
-            if c in paging
-        ]
-    return []
+    """A PagerDuty key or a webhook password must reach the stack as a Pulumi secret, never as
+    plain YAML."""
+    if "alerting" in secret_keys:
+        return []
+    field_of = {PagerDutyChannel: "service_key", WebhookChannel: "password"}
+    return [
+        f"{CONFIG_NAMESPACE}:alerting.channels[{c.name}].{field_of[type(c)]}: is plain text in "
+        "the stack file; store it encrypted with `pulumi config set --secret --path "
+        f"'alerting.channels[{i}].{field_of[type(c)]}' <VALUE>`"
+        for i, c in enumerate(config.alerting.channels)
+        if type(c) in field_of
+    ]
 
 
 def _validate(model: type[BaseModel], raw: Any, prefix: str) -> list[str]:
