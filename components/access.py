@@ -128,17 +128,12 @@ class Access(pulumi.ComponentResource):
                 f"consumer-{sub_name}-subscriber", subscription, "roles/pubsub.subscriber", member
             )
             # The consumer library (consumer.runner) reads its subscription's dead-letter
-            # topic and ordering at start: subscriptions.get is in viewer, not in subscriber
-            # (which holds only consume and attachSubscription).
+            # policy and ordering at start: subscriptions.get is in viewer, not in subscriber
+            # (which holds only consume and attachSubscription). No consumer may publish to the
+            # dead-letter topic: poison is nacked and Pub/Sub dead-letters it, so every letter
+            # there is Pub/Sub's own and replay can trust its source subscription.
             self._subscription_member(
                 f"consumer-{sub_name}-viewer", subscription, "roles/pubsub.viewer", member
-            )
-            # ... and copies a poison event to the dead-letter topic before acking it
-            self._topic_member(
-                f"consumer-{sub_name}-dlq-publisher",
-                bus.dead_letter_topic,
-                "roles/pubsub.publisher",
-                member,
             )
 
         # --- DLQ operators: drain and replay dead letters, read monitoring ------------------
@@ -153,40 +148,54 @@ class Access(pulumi.ComponentResource):
                 permissions=DLQ_SNAPSHOT_PERMISSIONS,
                 opts=pulumi.ResourceOptions(parent=self),
             )
+        # The operators hold no standing grant: they impersonate the replayer, which holds
+        # what `eventsctl dlq` needs (and the only publish right on the DLQ topic besides
+        # Pub/Sub's service agent, for `dlq restore`).
+        self.replayer: gcp.serviceaccount.Account | None = None
+        if config.dlq_operators:
+            self.replayer = gcp.serviceaccount.Account(
+                f"{name}-replayer",
+                project=self._project,
+                account_id=config.replayer,
+                display_name="events-infra DLQ replayer (on-call impersonates it)",
+                opts=pulumi.ResourceOptions(parent=self),
+            )
+            self._replayer_grants(bus, self.replayer.email.apply(lambda e: f"serviceAccount:{e}"))
         for member in config.dlq_operators:
-            key = _member_key(member)
-            for role in ("roles/pubsub.subscriber", "roles/pubsub.viewer"):
-                self._subscription_member(
-                    f"operator-{key}-dlq-{role.rsplit('.', 1)[-1]}",
-                    bus.dead_letter_subscription,
-                    role,
-                    member,
-                )
-            self._topic_member(
-                f"operator-{key}-publisher", bus.topic, "roles/pubsub.publisher", member
+            assert self.replayer is not None
+            gcp.serviceaccount.IAMMember(
+                f"{name}-operator-{_member_key(member)}-impersonates-replayer",
+                service_account_id=self.replayer.name,
+                role="roles/iam.serviceAccountTokenCreator",
+                member=member,
+                opts=pulumi.ResourceOptions(parent=self),
             )
-            # `dlq restore --journal` publishes acknowledged letters back to the DLQ topic;
-            # `dlq doctor` reads the DLQ topic and every consumer subscription
-            self._topic_member(
-                f"operator-{key}-dlq-publisher",
-                bus.dead_letter_topic,
-                "roles/pubsub.publisher",
-                member,
-            )
-            self._topic_member(
-                f"operator-{key}-dlq-viewer", bus.dead_letter_topic, "roles/pubsub.viewer", member
-            )
-            for sub_name, subscription in bus.subscriptions.items():
-                self._subscription_member(
-                    f"operator-{key}-{sub_name}-viewer", subscription, "roles/pubsub.viewer", member
-                )
-            self._project_member(
-                f"operator-{key}-monitoring-viewer", "roles/monitoring.viewer", member
-            )
-            assert self.dlq_operator_role is not None
-            self._project_member(f"operator-{key}-snapshots", self.dlq_operator_role.name, member)
 
         self.register_outputs({"relay": relay_email})
+
+    def _replayer_grants(self, bus: EventBus, member: pulumi.Output[str]) -> None:
+        """What `eventsctl dlq` does, granted to the replayer account alone."""
+        key = "replayer"
+        for role in ("roles/pubsub.subscriber", "roles/pubsub.viewer"):
+            self._subscription_member(
+                f"{key}-dlq-{role.rsplit('.', 1)[-1]}", bus.dead_letter_subscription, role, member
+            )
+        self._topic_member(f"{key}-publisher", bus.topic, "roles/pubsub.publisher", member)
+        # `dlq restore --journal` publishes acknowledged letters back to the DLQ topic;
+        # `dlq doctor` reads the DLQ topic and every consumer subscription
+        self._topic_member(
+            f"{key}-dlq-publisher", bus.dead_letter_topic, "roles/pubsub.publisher", member
+        )
+        self._topic_member(
+            f"{key}-dlq-viewer", bus.dead_letter_topic, "roles/pubsub.viewer", member
+        )
+        for sub_name, subscription in bus.subscriptions.items():
+            self._subscription_member(
+                f"{key}-{sub_name}-viewer", subscription, "roles/pubsub.viewer", member
+            )
+        self._project_member(f"{key}-monitoring-viewer", "roles/monitoring.viewer", member)
+        assert self.dlq_operator_role is not None
+        self._project_member(f"{key}-snapshots", self.dlq_operator_role.name, member)
 
     def _database_login(
         self, key: str, email: pulumi.Output[str], role: str, database: OutboxDatabase

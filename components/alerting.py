@@ -208,10 +208,10 @@ class DlqAlerting(pulumi.ComponentResource):
                             "ALIGN_SUM",
                             INACTIVE,
                         ),
-                        # poison events the consumer library dead-lettered itself: Pub/Sub's
-                        # count above never sees them
+                        # of those, the consumer library's poison events (logged on their last
+                        # delivery): events that can never succeed, not a failing handler
                         self._threshold(
-                            f"{sub.name} poison events dead-lettered by the consumer library > "
+                            f"{sub.name} poison events (consumer library) > "
                             f"{rate.threshold:g} per {per}",
                             library_subscription_filter(sub.name),
                             rate,
@@ -338,13 +338,13 @@ class DlqAlerting(pulumi.ComponentResource):
         return stuck_policy, silent_policy
 
     def _library_dead_letter_metric(self, name: str) -> gcp.logging.Metric:
-        """A log-based counter of the consumer library's own dead-lettering (the JSON line it
-        logs per poison event; consumer.log_metrics), labelled by subscription."""
+        """A log-based counter of the consumer library's poison events (the JSON line it logs
+        on the last delivery of each; consumer.log_metrics), labelled by subscription."""
         return gcp.logging.Metric(
             f"{name}-library-dead-letters",
             project=self._project,
             name=LIBRARY_METRIC_NAME,
-            description="Poison events the events-infra consumer library dead-lettered itself",
+            description="Poison events the events-infra consumer library nacked to the DLQ",
             filter=library_log_filter(),
             metric_descriptor=gcp.logging.MetricMetricDescriptorArgs(
                 metric_kind="DELTA",

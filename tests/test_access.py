@@ -14,7 +14,7 @@ from events_infra.components.access import (
     READ_ONLY_PROJECT_ROLES,
     WRITE_ONLY_METRICS_ROLES,
 )
-from events_infra.components.offline import Declared, Run, run_program, stack_config
+from events_infra.components.offline import PROJECT_NUMBER, Declared, Run, run_program, stack_config
 from events_infra.stack_config.topology import TopologyError, parse_topology
 
 STACKS = Path(__file__).resolve().parent.parent / "stacks"
@@ -93,15 +93,40 @@ def test_each_consumer_subscribes_to_its_own_subscription_only(prod: Run) -> Non
         member = f"serviceAccount:{account_id}@cotton-erp.iam.gserviceaccount.com"
         assert grants_of(prod, member) == {
             ("roles/pubsub.subscriber", f"projects/cotton-erp/subscriptions/{sub}"),
-            # the consumer library reads its subscription and dead-letters poison events
+            # the consumer library reads its subscription; it never publishes to the DLQ
             ("roles/pubsub.viewer", f"projects/cotton-erp/subscriptions/{sub}"),
-            ("roles/pubsub.publisher", "projects/cotton-erp/topics/events-dlq"),
         }
 
 
-def test_dlq_operators(prod: Run) -> None:
+def dlq_topic_publishers(run: Run) -> set[str]:
+    return {
+        str(r.inputs["member"])
+        for r in run.of_type(TOPIC_MEMBER)
+        if r.inputs["topic"] == "projects/cotton-erp/topics/events-dlq"
+        and r.inputs["role"] == "roles/pubsub.publisher"
+    }
+
+
+def test_only_pubsub_and_the_replayer_can_put_a_letter_in_the_dlq(prod: Run) -> None:
+    """Replay routes a letter by its source subscription: anyone who could publish to the DLQ
+    topic could have a forged event delivered to one chosen subscription. Only Pub/Sub's own
+    service agent (dead-lettering) and the replayer (`dlq restore`) may."""
+    agent = f"serviceAccount:service-{PROJECT_NUMBER}@gcp-sa-pubsub.iam.gserviceaccount.com"
+    replayer = "serviceAccount:events-replayer@cotton-erp.iam.gserviceaccount.com"
+    assert dlq_topic_publishers(prod) == {agent, replayer}
+
+
+def test_dlq_operators_impersonate_the_replayer_and_hold_nothing_else(prod: Run) -> None:
     group = "group:oncall@cotton-erp.com"
-    assert grants_of(prod, group) == {
+    assert grants_of(prod, group) == set()  # no standing publish right on the live topic
+    [impersonation] = [
+        r for r in prod.of_type("gcp:serviceaccount/iAMMember:IAMMember")
+        if r.inputs["member"] == group
+    ]  # fmt: skip
+    assert impersonation.inputs["role"] == "roles/iam.serviceAccountTokenCreator"
+    assert prod.named("access-replayer").inputs["accountId"] == "events-replayer"
+    replayer = "serviceAccount:events-replayer@cotton-erp.iam.gserviceaccount.com"
+    assert grants_of(prod, replayer) == {
         ("roles/pubsub.subscriber", "projects/cotton-erp/subscriptions/events-dlq-sub"),
         ("roles/pubsub.viewer", "projects/cotton-erp/subscriptions/events-dlq-sub"),
         ("roles/pubsub.publisher", EVENTS_TOPIC),
@@ -178,7 +203,6 @@ def test_existing_consumer_identity_is_used_not_created(prod_config: dict[str, A
     assert grants_of(run, f"serviceAccount:{existing}") == {
         ("roles/pubsub.subscriber", "projects/cotton-erp/subscriptions/notifications"),
         ("roles/pubsub.viewer", "projects/cotton-erp/subscriptions/notifications"),
-        ("roles/pubsub.publisher", "projects/cotton-erp/topics/events-dlq"),
     }
 
 

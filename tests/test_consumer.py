@@ -16,7 +16,6 @@ import psycopg
 import pytest
 
 from events_infra.consumer import PoisonEvent, ReceivedEvent, cleanup_processed, log_metrics
-from events_infra.consumer.dead_letter import POISON_REASON
 from events_infra.dlq import messages
 from tests.support.consumer_support import (
     ConsumerThread,
@@ -95,15 +94,18 @@ def test_a_handler_failing_every_time_ends_in_the_dlq_after_five_attempts(
     assert lines[0]["error"] == "RuntimeError: downstream said no"
 
 
-def test_poison_and_undecodable_events_go_straight_to_the_dlq(
-    stack: DlqStack, service_db: str, caplog: pytest.LogCaptureFixture
+def test_poison_and_undecodable_events_reach_the_dlq_through_pubsub_alone(
+    stack: DlqStack, service_db: str, caplog: pytest.LogCaptureFixture, strict_proxy: Any
 ) -> None:
-    """Copied to the dead-letter topic as Pub/Sub would (so `dlq replay` routes them back),
-    then acked; the handler ran once; a healthy event in the same stream is unaffected. Each
-    is logged as the JSON line the stack's log-based dead-letter metric counts."""
+    """A poison event (and one that is no event at all) is nacked until Pub/Sub dead-letters it
+    after max_delivery_attempts: the consumer publishes nothing (it holds no publish right on
+    the DLQ, so no consumer can forge a letter there), the letter is Pub/Sub's own, with the
+    source subscription Pub/Sub sets. A healthy event in the same stream is unaffected. The
+    last delivery of each is logged as the JSON line the stack's log-based metric counts."""
     caplog.set_level(logging.WARNING, logger="events_infra.consumer")
     poison_id, healthy_id = publish_events(stack.publisher, stack.topic, 2)
     stack.publisher.publish(stack.topic, b"not from the outbox", key="x").result(timeout=30)
+    published_before = strict_proxy.stats()["stats"].get("publish_requests", 0)
     seen: list[str] = []
 
     def handler(event: ReceivedEvent, conn: Any) -> None:
@@ -112,43 +114,24 @@ def test_poison_and_undecodable_events_go_straight_to_the_dlq(
             raise PoisonEvent("trade references an unknown instrument")
         record_effect(event, conn)
 
+    attempts = stack.topology.subscription(SUB).max_delivery_attempts
     with ConsumerThread(stack.subscription(SUB), handler, service_db) as consumer:
-        letters = stack.drain(stack.dlq_subscription, expected=2, seconds=30)
+        letters = stack.drain(stack.dlq_subscription, expected=2, seconds=60)
         assert wait_until(lambda: len(effects(service_db)) == 1, seconds=20)
-    by_reason = {m.message.attributes[POISON_REASON]: m.message.attributes for m in letters}
-    poisoned = by_reason["trade references an unknown instrument"]
-    assert poisoned["event_id"] == poison_id
-    assert poisoned[messages.SOURCE_SUBSCRIPTION] == SUB
-    assert poisoned[messages.DELIVERY_COUNT] == "1"
-    [undecodable] = [a for r, a in by_reason.items() if "no valid event_id" in r]
-    assert undecodable["key"] == "x"
-    assert seen.count(poison_id) == 1
+    assert strict_proxy.stats()["stats"].get("publish_requests", 0) == published_before
+    by_event = {m.message.attributes.get("event_id"): m.message.attributes for m in letters}
+    assert by_event[poison_id][messages.SOURCE_SUBSCRIPTION] == SUB  # set by Pub/Sub
+    assert by_event[None]["key"] == "x"  # the undecodable one
+    assert seen.count(poison_id) == attempts
     assert [row[0] for row in effects(service_db)] == [uuid.UUID(healthy_id)]
-    assert consumer.counts["poison"] == 2
+    assert consumer.counts["poison"] == 2 * attempts
     assert stack.pull(stack.subscription(SUB), timeout=2.0) == []
-    records = [r.getMessage() for r in caplog.records]
-    logged = [json.loads(m) for m in records if "poison event sent" in m]
-    assert len(logged) == 2  # what consumer.log_metrics.log_filter() selects, by subscription
-    assert {(line["event"], line["subscription"]) for line in logged} == {
-        (log_metrics.POISON_LOGGED, SUB)
-    }
-    assert poison_id in {line.get("event_id") for line in logged}
-
-
-def test_a_failed_dead_letter_publish_nacks_instead_of_losing_the_event(
-    stack: DlqStack, service_db: str, strict_proxy: Any
-) -> None:
-    [event_id] = publish_events(stack.publisher, stack.topic, 1)
-    strict_proxy.fail("Publish", "UNAVAILABLE", count=1000)
-
-    def poison(event: ReceivedEvent, conn: Any) -> None:
-        raise PoisonEvent("bad")
-
-    with ConsumerThread(stack.subscription(SUB), poison, service_db) as consumer:
-        assert wait_until(lambda: consumer.counts["retry"] >= 1, seconds=60)
-        strict_proxy.reset()
-        letters = stack.drain(stack.dlq_subscription, expected=1, seconds=60)
-    assert [m.message.attributes["event_id"] for m in letters] == [event_id]
+    lines = [json.loads(r.getMessage()) for r in caplog.records if "poison event" in r.message]
+    counted = [line for line in lines if line["event"] == log_metrics.POISON_LOGGED]
+    assert len(counted) == 2  # one per event: what consumer.log_metrics.log_filter() selects
+    assert {line["subscription"] for line in counted} == {SUB}
+    assert {line["delivery_attempt"] for line in counted} == {attempts}
+    assert poison_id in {line.get("event_id") for line in counted}
 
 
 def test_async_handlers_get_an_async_connection(stack: DlqStack, service_db: str) -> None:
@@ -349,8 +332,8 @@ def test_a_subscriber_only_identity_still_consumes_and_dead_letters_poison(
     stack: DlqStack, service_db: str, strict_proxy: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
     """roles/pubsub.subscriber has no subscriptions.get: production answers GetSubscription
-    with PERMISSION_DENIED (injected here). The consumer still runs, on one stream, and takes
-    the dead-letter topic from its options."""
+    with PERMISSION_DENIED (injected here). The consumer still runs, on one stream; poison is
+    nacked as always and Pub/Sub applies the dead-letter policy it knows."""
     good, bad = publish_events(stack.publisher, stack.topic, 2)
     strict_proxy.fail("GetSubscription", "PERMISSION_DENIED", count=1)
 
@@ -360,9 +343,8 @@ def test_a_subscriber_only_identity_still_consumes_and_dead_letters_poison(
         record_effect(event, conn)
 
     caplog.set_level(logging.WARNING, logger="events_infra.consumer")
-    with ConsumerThread(stack.subscription(SUB), handler, service_db,
-                        dead_letter_topic=stack.dlq_topic) as consumer:  # fmt: skip
-        letters = stack.drain(stack.dlq_subscription, expected=1, seconds=30)
+    with ConsumerThread(stack.subscription(SUB), handler, service_db) as consumer:
+        letters = stack.drain(stack.dlq_subscription, expected=1, seconds=60)
         assert wait_until(lambda: len(effects(service_db)) == 1, seconds=30)
     assert [m.message.attributes["event_id"] for m in letters] == [bad]
     assert [row[0] for row in effects(service_db)] == [uuid.UUID(good)]

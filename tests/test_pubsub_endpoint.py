@@ -1,7 +1,7 @@
 """One Pub/Sub endpoint per stack for every publisher: ordered delivery holds only among
 publishes of a key in one region (https://cloud.google.com/pubsub/docs/ordering), and the relay
 publishes through the stack's locational endpoint, so DLQ replay, restore, `subscription
-migrate` and the consumer's poison copies must take the same one, not the global endpoint."""
+migrate` must take the same one, not the global endpoint (the consumer publishes nothing)."""
 
 from __future__ import annotations
 
@@ -44,21 +44,3 @@ def test_the_dlq_tools_publish_through_the_stacks_endpoint(
     assert endpoints == ["asia-south1-pubsub.googleapis.com:443"]
     # what the relay of the same stack publishes through (outbox.relay_process)
     assert ctx.topology.pubsub.api_endpoint == endpoints[0]
-
-
-def test_the_consumers_poison_copies_take_the_configured_endpoint(
-    endpoints: list[str | None], pubsub: str, database_url: str, tmp_path: Path
-) -> None:
-    from events_infra.consumer import Consumer, ConsumerOptions
-    from tests.support.dlq_support import make_stack
-
-    stack = make_stack(tmp_path)
-    endpoint = "asia-south1-pubsub.googleapis.com:443"
-    consumer = Consumer(
-        stack.subscription("orders-sub"),
-        lambda event, conn: None,
-        database_url,
-        ConsumerOptions(pubsub_endpoint=endpoint),
-    )
-    consumer._connect_pubsub()
-    assert endpoints == [endpoint]

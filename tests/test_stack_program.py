@@ -211,8 +211,7 @@ def test_removing_a_subscription_leaves_the_others_untouched(prod_config: dict[s
         "access-consumer-notifications",
         "access-consumer-notifications-subscriber",
         "access-consumer-notifications-viewer",
-        "access-consumer-notifications-dlq-publisher",
-        "access-operator-group-oncall-cotton-erp-com-notifications-viewer",
+        "access-replayer-notifications-viewer",
         "alerting-dead-letter-rate-notifications",
         "alerting-oldest-unacked-notifications",
     }

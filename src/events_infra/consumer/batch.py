@@ -21,7 +21,7 @@ class Outcome(enum.Enum):
     PROCESSED = "processed"
     DUPLICATE = "duplicate"
     RETRY = "retry"  # nack: Pub/Sub redelivers with backoff, dead-letters after max attempts
-    POISON = "poison"  # straight to the dead-letter topic
+    POISON = "poison"  # can never succeed: logged, nacked until Pub/Sub dead-letters it
 
 
 @dataclass

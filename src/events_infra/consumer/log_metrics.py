@@ -1,11 +1,11 @@
-"""What the consumer library logs when it dead-letters a poison event itself, and the
-log-based metric the stack counts it with.
+"""What the consumer library logs for a poison event, and the log-based metric the stack
+counts it with.
 
-Pub/Sub's `subscription/dead_letter_message_count` (what the per-subscription dead-letter alert
-watches) counts only what Pub/Sub forwards after max_delivery_attempts. A poison event the
-library copies to the dead-letter topic and acknowledges is invisible to it, so the library
-logs one structured line per such event (`event`, `subscription` and the event's ids, as JSON:
-Cloud Logging reads a JSON line on stdout/stderr as `jsonPayload`), and the stack declares a
+The library nacks a poison event and Pub/Sub dead-letters it after max_delivery_attempts, so
+Pub/Sub's `subscription/dead_letter_message_count` sees it like any other failure. To tell
+events that can never succeed from handlers that keep failing, the library logs one structured
+line on the last delivery of each (`event`, `subscription` and the event's ids, as JSON: Cloud
+Logging reads a JSON line on stdout/stderr as `jsonPayload`), and the stack declares a
 log-based counter over those lines, labelled by subscription, beside Pub/Sub's count in each
 dead-letter alert (components.alerting).
 

@@ -29,7 +29,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from events_infra.consumer.batch import Outcome, Result, process_batch
-from events_infra.consumer.dead_letter import publish_dead_letter
 from events_infra.consumer.event import LegacyMessages
 from events_infra.consumer.log_metrics import POISON_LOGGED
 from events_infra.consumer.transactions import AsyncTransactions, SyncTransactions
@@ -39,8 +38,11 @@ LOG = logging.getLogger("events_infra.consumer")
 
 
 class PoisonEvent(EventsInfraError):
-    """Raise from a handler for an event that can never succeed: it goes to the dead-letter
-    topic at once instead of being retried max_delivery_attempts times."""
+    """Raise from a handler for an event that can never succeed: it is logged as poison and
+    nacked, and Pub/Sub itself moves it to the dead-letter topic after the subscription's
+    max_delivery_attempts. The consumer never publishes to the dead-letter topic: a letter
+    there is then always Pub/Sub's own, so `dlq replay` can trust where it came from (no
+    consumer holds publish rights on the DLQ to forge one)."""
 
 
 class ConsumerError(EventsInfraError, RuntimeError):
@@ -51,8 +53,6 @@ class ConsumerError(EventsInfraError, RuntimeError):
 class ConsumerOptions:
     consumer_name: str | None = None
     """Dedupe scope in processed_events; default: the subscription's short name."""
-    dead_letter_topic: str | None = None
-    """Where poison events go; default: the subscription's dead-letter policy topic."""
     poison: tuple[type[BaseException], ...] = (PoisonEvent,)
     max_messages: int = 1000
     """Flow control: messages held (queued or in a batch) at once."""
@@ -73,9 +73,6 @@ class ConsumerOptions:
     processing time, up to 600 s: a consumer killed then (OOM, SIGKILL, a lost node) would keep
     its held messages from every other consumer that long; with the cap they come back within
     it. 60, not less: with exactly-once delivery the client's minimum extension is 60 s."""
-    pubsub_endpoint: str | None = None
-    """The stack's Pub/Sub endpoint (`pubsub.endpoint` / `<region>-pubsub.googleapis.com:443`,
-    what the relay publishes through) for the poison copies; None: the global endpoint."""
     legacy: LegacyMessages | None = None
     """Take in old-path messages (no event_id attribute) during a cutover instead of
     dead-lettering them; see LegacyMessages and docs/services.md."""
@@ -105,8 +102,8 @@ class Consumer:
         self._stopping = False
         self._stop = threading.Event()
         self._counts_lock = threading.Lock()
-        self._publisher: Any = None
         self._dead_letter_topic: str | None = None
+        self._max_attempts: int | None = None
         self.held = 0
         """Messages received and not yet acked or nacked (flow control bounds it)."""
         self.max_held = 0
@@ -122,8 +119,10 @@ class Consumer:
         from google.cloud import pubsub_v1
 
         subscriber, settings = self._connect_pubsub()
-        self._dead_letter_topic = (
-            self.options.dead_letter_topic or settings.dead_letter_policy.dead_letter_topic or None
+        policy = settings.dead_letter_policy if "dead_letter_policy" in settings else None
+        self._dead_letter_topic = policy.dead_letter_topic if policy is not None else None
+        self._max_attempts = (
+            (policy.max_delivery_attempts or 5) if self._dead_letter_topic else None
         )
         streams = 1 if settings.enable_message_ordering else max(1, self.options.streams)
         transactions: list[Any] = []
@@ -181,15 +180,12 @@ class Consumer:
         return self.counts
 
     def _connect_pubsub(self) -> tuple[Any, Any]:
-        """The publisher (for poison events), a subscriber and the subscription's settings;
-        missing credentials or an unknown subscription are a ConsumerError, not a traceback."""
+        """A subscriber and the subscription's settings; missing credentials or an unknown
+        subscription are a ConsumerError, not a traceback."""
         from google.auth.exceptions import DefaultCredentialsError
         from google.cloud import pubsub_v1
 
-        from events_infra.pubsub.key_publisher import make_publisher
-
         try:
-            self._publisher = make_publisher(self.options.pubsub_endpoint)
             subscriber = pubsub_v1.SubscriberClient()
         except DefaultCredentialsError as err:
             raise ConsumerError(
@@ -253,8 +249,8 @@ class Consumer:
                 outcome = self._dead_letter(result)
             elif outcome is Outcome.RETRY and result.event is not None:
                 LOG.warning(_line("handler failed; Pub/Sub will redeliver", result=result))
-            if outcome is Outcome.RETRY:
-                result.message.nack()
+            if outcome in (Outcome.RETRY, Outcome.POISON):
+                result.message.nack()  # Pub/Sub redelivers, then dead-letters it itself
             else:
                 result.message.ack()
             with self._counts_lock:
@@ -262,24 +258,25 @@ class Consumer:
                 self.held -= 1
 
     def _dead_letter(self, result: Result) -> Outcome:
+        """A poison event: nacked (see PoisonEvent), and logged. The last delivery before Pub/Sub
+        dead-letters it is logged as the line the stack's log-based metric counts (every one,
+        when the subscription's policy could not be read)."""
         reason = first_line(result.error) if result.error else "poison"
-        if not self._dead_letter_topic:
-            LOG.error(_line("poison event but the subscription has no dead-letter topic; "
-                            "retrying", result=result))  # fmt: skip
-            return Outcome.RETRY
-        try:
-            publish_dead_letter(
-                self._publisher, self._dead_letter_topic, result.message, self.subscription,
-                reason,
-            )  # fmt: skip
-        except Exception as err:
-            LOG.error(_line("dead-letter publish failed; nacked", result=result, error=err))
-            return Outcome.RETRY
+        attempt = result.message.delivery_attempt or 0
+        if self._dead_letter_topic is None and self._max_attempts is None and attempt:
+            final = True  # the policy is unknown (no subscriptions.get): count each delivery
+        elif self._dead_letter_topic is None:
+            LOG.error(_line("poison event but the subscription has no dead-letter policy; "
+                            "Pub/Sub redelivers it until one is set", result=result))  # fmt: skip
+            return Outcome.POISON
+        else:
+            final = attempt >= (self._max_attempts or 5)
         LOG.warning(
             _line(
-                "poison event sent to the dead-letter topic",
+                "poison event nacked: Pub/Sub dead-letters it after "
+                f"{self._max_attempts or 'max_delivery_attempts'} deliveries ({reason})",
                 result=result,
-                event=POISON_LOGGED,  # counted by the stack's log-based metric (log_metrics)
+                event=POISON_LOGGED if final else "poison_nacked",
                 subscription=self.subscription.rsplit("/", 1)[-1],
             )
         )
@@ -305,10 +302,10 @@ def _read_subscription(subscriber: Any, subscription: str) -> Any:
         raise ConsumerError(f"subscription {subscription} does not exist") from err
     except gexc.PermissionDenied as err:
         # roles/pubsub.subscriber alone cannot read the subscription (no subscriptions.get):
-        # still consume, safely — one stream (ordering unknown), and poison events go to
-        # ConsumerOptions.dead_letter_topic if given, else they are retried.
+        # still consume, safely — one stream (ordering unknown); poison events are nacked as
+        # always, and Pub/Sub applies the dead-letter policy it knows.
         what = "cannot read the subscription (grant roles/pubsub.viewer on it): one stream"
-        LOG.warning(_line(what + "; dead-letter topic only from the options", error=err))
+        LOG.warning(_line(what, error=err))
         from google.pubsub_v1 import Subscription
 
         return Subscription(name=subscription, enable_message_ordering=True)

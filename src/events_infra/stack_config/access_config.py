@@ -48,6 +48,12 @@ class AccessConfig(Strict):
     """Subscription name -> the identity that consumes it; subscriptions not listed get an
     account `<subscription>-consumer` when that is a valid id."""
     dlq_operators: list[Member] = Field(default_factory=list)
+    """Who may run `eventsctl dlq`: each may impersonate the replayer account
+    (`roles/iam.serviceAccountTokenCreator` on it) and holds nothing else of its own."""
+    replayer: Annotated[
+        str, matches(_ACCOUNT_ID, "a service account id (6–30 lowercase letters, digits, hyphens)")
+    ] = "events-replayer"
+    """The account id of the DLQ replayer the operators impersonate (created with them)."""
     writers: list[Account] = Field(default_factory=list)
     """Services that write events: each gets a Cloud SQL IAM login as PostgreSQL role
     events_outbox_writer (an account id is created; an email is used as is)."""
