@@ -5,11 +5,15 @@
 # --- build: wheels for the project and its runtime dependencies ------------------------------
 FROM python:3.11.11-slim-bookworm AS build
 WORKDIR /src
+# Dependencies from the hashed lock only (requirements/relay.lock: the `[ops]` extra, pinned and
+# hashed, regenerated with `make lock`): a changed or substituted package fails the build.
+COPY requirements/relay.lock ./requirements/relay.lock
+RUN pip wheel --no-cache-dir --require-hashes --wheel-dir /wheels -r requirements/relay.lock
 COPY pyproject.toml README.md ./
 COPY src ./src
 COPY cli ./cli
 COPY components ./components
-RUN pip wheel --no-cache-dir --wheel-dir /wheels '.[ops]'
+RUN pip wheel --no-cache-dir --no-deps --wheel-dir /wheels '.[ops]'
 
 # --- run: a slim Python, the wheels, an unprivileged user ------------------------------------
 FROM python:3.11.11-slim-bookworm

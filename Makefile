@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test test-fast lint format bench docs
+.PHONY: demo test test-fast lint format bench docs lock
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +26,15 @@ lint: $(BIN)/.installed ## ruff lint and format check
 docs: $(BIN)/.installed ## regenerate the stack-config and CLI references in docs/
 	$(BIN)/python -m events_infra.cli.reference --write
 
+LOCK := $(BIN)/uv pip compile pyproject.toml --generate-hashes --python-version 3.11 \
+	--python-platform x86_64-unknown-linux-gnu --no-header --quiet
+
+lock: $(BIN)/.installed ## regenerate the hashed locks the image and the infra workflow install
+	$(LOCK) --extra ops -o requirements/relay.lock
+	$(LOCK) --extra deploy --extra ops -o requirements/deploy.lock
+	$(BIN)/uv pip compile policy/requirements.txt --generate-hashes --python-version 3.11 \
+		--python-platform x86_64-unknown-linux-gnu --no-header --quiet -o policy/requirements.lock
+
 format: $(BIN)/.installed
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
@@ -37,3 +46,4 @@ bench: $(BIN)/.installed ## print the performance figures
 	$(BIN)/python bench/outbox_relay.py
 	$(BIN)/python bench/consumer_throughput.py
 	$(BIN)/python bench/outbox_writer.py
+	$(BIN)/python bench/relay_memory.py

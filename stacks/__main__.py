@@ -123,6 +123,8 @@ def declare_relay(
 if topology.relay is not None and outbox_db is not None and topology.database is not None:
     relay = declare_relay(RELAY_SERVICE, topology.database, outbox_db)
     pulumi.export("relay_service", relay.service.name)
+    # what the PR preview deploys again (it builds the image but never pushes it)
+    pulumi.export("relay_image_digest", topology.relay.image_digest)
     relays = {
         o.name: declare_relay(o.relay_service, o.database, outbox_dbs[o.name], o.name)
         for o in topology.outboxes

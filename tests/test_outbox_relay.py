@@ -341,7 +341,7 @@ def test_cleanup_removes_old_published_rows_in_batches(outbox_db: str) -> None:
 
 def test_relay_command_errors_are_one_line(tmp_path: Path) -> None:
     result = runner.invoke(
-        app, ["outbox", "relay", "--database-url", "postgresql://x:y@127.0.0.1:9/db"]
+        app, ["outbox", "relay", "--database-url", "postgresql://x@127.0.0.1:9/db"]
     )
     assert result.exit_code == 2
     assert result.stderr.startswith("error: cannot connect to PostgreSQL at 127.0.0.1:9/db")

@@ -70,8 +70,9 @@ def test_the_image_action_reads_each_stacks_repository() -> None:
     action = yaml.safe_load(
         (ROOT / ".github" / "actions" / "relay-image" / "action.yml").read_text()
     )
-    command = re.search(r'python -c "(.*)"\)', action["runs"]["steps"][0]["run"]).group(1)
+    code = re.search(r'python -c "(.*)" "\$1"', action["runs"]["steps"][0]["run"]).group(1)
     for stack, project in (("dev", "cotton-erp-dev"), ("prod", "cotton-erp")):
-        code = command.replace("${{ inputs.stack }}", stack)
-        out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
+        out = subprocess.run(
+            [sys.executable, "-c", code, stack], cwd=ROOT, capture_output=True, text=True
+        )
         assert out.stdout.strip() == f"asia-south1-docker.pkg.dev/{project}/events/events-infra"
