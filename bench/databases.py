@@ -40,3 +40,11 @@ def fresh_database(server_url: str, prepare: Callable[[Any], None]) -> str:
     with psycopg.connect(url) as conn:
         prepare(conn)
     return url
+
+
+def unsettled(url: str) -> int:
+    """Outbox rows not yet published (what a relay bench waits to drain)."""
+    import psycopg
+
+    with psycopg.connect(url) as conn:
+        return conn.execute("SELECT count(*) FROM event_outbox WHERE NOT published").fetchone()[0]

@@ -22,7 +22,7 @@ import psycopg
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from databases import fresh_database, postgres_server  # the benches' own PostgreSQL
+from databases import fresh_database, postgres_server, unsettled  # the benches' own PostgreSQL
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -37,11 +37,6 @@ def prepare(count: int):
         enqueue_many(conn, events)
 
     return fill
-
-
-def unsettled(url: str) -> int:
-    with psycopg.connect(url) as conn:
-        return conn.execute("SELECT count(*) FROM event_outbox WHERE NOT published").fetchone()[0]
 
 
 def one_run(server: str, pubsub: str, events: int, latency: float, deadline: float) -> dict:

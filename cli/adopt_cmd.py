@@ -28,8 +28,9 @@ def plan_command(
     """Compare what the stack declares with what exists in its project, before the first
     `pulumi up` on a running estate.
 
-    Lists each declared topic, subscription and outbox Cloud SQL instance and database as absent
-    (up creates it) or existing (import it first), each difference as applied in place, needing
+    Lists each declared topic, subscription, outbox Cloud SQL instance and database and
+    service account as absent (up creates it) or existing (import it first), each difference as
+    applied in place, needing
     a migration (GCP would replace the resource and drop its backlog), losing data in place (a
     lower retention) or a prerequisite (an `existing` database the stack relies on lacks what
     it needs), and the subscriptions on the topic the stack does not declare. Exit 1, and no

@@ -19,6 +19,7 @@ from events_infra.components.args import AccessArgs
 from events_infra.components.event_bus import EventBus
 from events_infra.components.outbox_database import WRITER_ROLE as WRITER_DATABASE_ROLE
 from events_infra.components.outbox_database import OutboxDatabase, iam_database_user
+from events_infra.stack_config import pulumi_names as names
 from events_infra.stack_config.access_config import is_account_id
 
 RELAY_DATABASE_ROLE = "events_outbox_relay"
@@ -57,7 +58,7 @@ class Access(pulumi.ComponentResource):
         outboxes: Mapping[str, OutboxDatabase] | None = None,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
-        super().__init__("events-infra:access:Access", name, None, opts)
+        super().__init__(names.ACCESS_TYPE, name, None, opts)
         self._name = name
         self._project = spec.project
         config = spec.access

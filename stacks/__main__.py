@@ -84,7 +84,7 @@ pulumi.export("dlq_backlog_alert_policy", alerting.dlq_backlog_policy.name)
 if alerting.dashboard is not None:
     pulumi.export("dashboard", alerting.dashboard.id)
 
-access = Access("access", AccessArgs.from_stack(topology), bus, outbox_db, outbox_dbs)
+access = Access(pulumi_names.ACCESS, AccessArgs.from_stack(topology), bus, outbox_db, outbox_dbs)
 pulumi.export("relay_service_account", access.relay.email if access.relay else None)
 
 

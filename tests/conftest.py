@@ -138,6 +138,22 @@ def outbox_db(database_url: str) -> str:
     return database_url
 
 
+@pytest.fixture
+def writer_login(outbox_db: str) -> Iterator[str]:
+    """A login in the writer role on `outbox_db`, as a service's Cloud SQL IAM user is."""
+    import psycopg
+
+    role = f"svc_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(outbox_db, autocommit=True) as admin:
+        admin.execute(f"CREATE ROLE {role} LOGIN IN ROLE events_outbox_writer")
+    try:
+        yield role
+    finally:
+        with psycopg.connect(outbox_db, autocommit=True) as admin:
+            admin.execute(f"DROP OWNED BY {role}")
+            admin.execute(f"DROP ROLE {role}")
+
+
 @pytest.fixture(scope="session")
 def bare_emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """The real Pub/Sub emulator, with no proxy: `$PUBSUB_EMULATOR_HOST` if that is a bare

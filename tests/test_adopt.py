@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 from google.cloud import pubsub_v1
 from typer.testing import CliRunner
 
@@ -29,6 +28,7 @@ from events_infra.cli.app import app
 from events_infra.components.offline import run_program
 from events_infra.stack_config import pulumi_names
 from events_infra.stack_config.stack_files import topology_from_config
+from tests.support.stack_files import write_stack
 
 runner = CliRunner()
 
@@ -53,14 +53,6 @@ def handmade_estate(project: str, backlog: int) -> None:
     futures = [publisher.publish(topic, json.dumps({"n": i}).encode()) for i in range(backlog)]
     for future in futures:
         future.result(timeout=30)
-
-
-def write_stack(tmp_path: Path, config: dict[str, Any]) -> tuple[str, Path]:
-    name = f"t{uuid.uuid4().hex[:8]}"
-    stacks = tmp_path / "stacks"
-    stacks.mkdir(exist_ok=True)
-    (stacks / f"Pulumi.{name}.yaml").write_text(yaml.safe_dump({"config": config}))
-    return name, stacks
 
 
 def plan_for(config: dict[str, Any], stack: str) -> AdoptPlan:

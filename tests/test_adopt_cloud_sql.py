@@ -1,6 +1,7 @@
-"""`eventsctl adopt plan` on the outbox's Cloud SQL side: the real `google-cloud-sql` client
-against a loopback Cloud SQL Admin API (tests/support/sqladmin_server.py), Pub/Sub on the
-emulator behind the strict proxy, the program under Pulumi's mocks.
+"""`eventsctl adopt plan` on the outbox's Cloud SQL side and the stack's service accounts: the
+real `google-cloud-sql` and `google-cloud-iam` clients against a loopback Cloud SQL Admin API
+and IAM API (tests/support/sqladmin_server.py, iam_server.py), Pub/Sub on the emulator behind
+the strict proxy, the program under Pulumi's mocks.
 
 Rules written down here, from the API reference and the provider's docs: Cloud SQL cannot move
 an instance to another region or downgrade its major version (a new instance); tier, edition
@@ -18,18 +19,20 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 from google.cloud import pubsub_v1, sqladmin_v1
 from typer.testing import CliRunner
 
 from events_infra.adopt.cloud_sql import SQLADMIN_ENDPOINT_ENV, sql_admin_clients
 from events_infra.adopt.model import IN_PLACE, MIGRATION, PREREQUISITE
 from events_infra.adopt.plan import AdoptPlan, adopt_plan, import_file
+from events_infra.adopt.service_accounts import IAM_ENDPOINT_ENV, iam_client
 from events_infra.cli.app import app
 from events_infra.components.offline import run_program
 from events_infra.stack_config import pulumi_names as names
 from events_infra.stack_config.stack_files import topology_from_config
+from tests.support.iam_server import IamServer
 from tests.support.sqladmin_server import SqlAdminServer
+from tests.support.stack_files import write_stack
 
 runner = CliRunner()
 NETWORK = "projects/cotton-erp/global/networks/cotton-erp-vpc"
@@ -48,6 +51,16 @@ EXISTING = {
 def sqladmin(monkeypatch: pytest.MonkeyPatch) -> Iterator[SqlAdminServer]:
     server = SqlAdminServer().start()
     monkeypatch.setenv(SQLADMIN_ENDPOINT_ENV, server.address)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def iam(monkeypatch: pytest.MonkeyPatch) -> Iterator[IamServer]:
+    server = IamServer().start()
+    monkeypatch.setenv(IAM_ENDPOINT_ENV, server.address)
     try:
         yield server
     finally:
@@ -206,14 +219,6 @@ def test_an_existing_database_is_checked_for_what_the_stack_relies_on(
     assert not any("instances/erp-main" in str(i) for i in ids)  # never imported: not the stack's
 
 
-def write_stack(tmp_path: Path, config: dict[str, Any]) -> tuple[str, Path]:
-    name = f"t{uuid.uuid4().hex[:8]}"
-    stacks = tmp_path / "stacks"
-    stacks.mkdir(exist_ok=True)
-    (stacks / f"Pulumi.{name}.yaml").write_text(yaml.safe_dump({"config": config}))
-    return name, stacks
-
-
 def test_cli_reads_cloud_sql_says_when_it_cannot_and_fails_in_one_line(
     prod_config: dict[str, Any],
     project: str,
@@ -248,3 +253,41 @@ def test_cli_reads_cloud_sql_says_when_it_cannot_and_fails_in_one_line(
     assert "not checked: Cloud SQL" in local.stderr
     as_json = json.loads(runner.invoke(app, [*args, "--json"]).stdout)
     assert as_json["not_read"][0].startswith("Cloud SQL:") and not as_json["needs_migration"]
+
+
+def test_service_accounts_that_exist_are_imported_under_the_programs_urns(
+    prod_config: dict[str, Any], project: str, sqladmin: SqlAdminServer, iam: IamServer
+) -> None:
+    """An account id the stack creates that someone made already (the old path's consumer, the
+    relay made by hand) would fail `up` with 409: listed as existing, imported under the
+    Access or OutboxDatabase component as the program declares it; the others are absent."""
+    config = config_for(prod_config, project)
+    domain = f"{project}.iam.gserviceaccount.com"
+    made_by_hand = {f"events-relay@{domain}", f"events-consumer@{domain}",
+                    f"outbox-migrate@{domain}"}  # fmt: skip
+    iam.accounts |= made_by_hand
+    clients = sql_admin_clients()
+    assert clients is not None
+    topology = topology_from_config(config, set())
+    publisher, subscriber = pubsub_v1.PublisherClient(), pubsub_v1.SubscriberClient()
+    plan = adopt_plan(topology, "prod", publisher, subscriber, "emulator", clients, iam_client())
+    accounts = {r.path.rsplit("/", 1)[-1]: r for r in plan.resources
+                if r.type == names.SERVICE_ACCOUNT_TYPE}  # fmt: skip
+    assert {email for email, r in accounts.items() if r.exists} == made_by_hand
+    assert f"events-replayer@{domain}" in accounts and set(iam.calls) == set(accounts)
+    assert not plan.blocked and not any("IAM" in n for n in plan.not_read)
+
+    document = import_file(plan)
+    components = {r["name"]: r["type"] for r in document["resources"] if r.get("component")}
+    assert components["access"] == names.ACCESS_TYPE
+    imported = {
+        names.child_urn("prod", r["type"], r["name"], components[r["parent"]]): r["id"]
+        for r in document["resources"]
+        if not r.get("component") and r["type"] == names.SERVICE_ACCOUNT_TYPE
+    }
+    assert {i.rsplit("/", 1)[-1] for i in imported.values()} == made_by_hand
+    engine_config = {k: v if isinstance(v, str) else json.dumps(v) for k, v in config.items()}
+    declared = {r.urn: r for r in run_program(engine_config, stack="prod").resources}
+    assert set(imported) <= set(declared)
+    for urn, id_ in imported.items():
+        assert declared[urn].inputs["accountId"] == id_.rsplit("/", 1)[-1].split("@")[0]

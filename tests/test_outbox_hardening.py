@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Iterator
 
 import psycopg
 import pytest
@@ -26,20 +25,6 @@ INSERT = (
 @pytest.fixture
 def bus(pubsub: str) -> Bus:
     return Bus.create()
-
-
-@pytest.fixture
-def writer(outbox_db: str) -> Iterator[str]:
-    """A login in the writer role, as a service's Cloud SQL IAM user is."""
-    role = f"svc_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(outbox_db, autocommit=True) as admin:
-        admin.execute(f"CREATE ROLE {role} LOGIN IN ROLE events_outbox_writer")
-    try:
-        yield role
-    finally:
-        with psycopg.connect(outbox_db, autocommit=True) as admin:
-            admin.execute(f"DROP OWNED BY {role}")
-            admin.execute(f"DROP ROLE {role}")
 
 
 def nested(levels: int) -> str:
@@ -117,19 +102,21 @@ def test_a_nested_or_forged_row_is_failed_alone_and_everything_else_flows(
     "key",
     [*sorted(RESERVED), "replay_anything", "CloudPubSubDeadLetterSourceSubscription", "GOOGx"],
 )
-def test_the_database_refuses_reserved_attributes(outbox_db: str, writer: str, key: str) -> None:
+def test_the_database_refuses_reserved_attributes(
+    outbox_db: str, writer_login: str, key: str
+) -> None:
     assert is_reserved(key)
     with (
-        psycopg.connect(outbox_db, user=writer) as conn,
+        psycopg.connect(outbox_db, user=writer_login) as conn,
         pytest.raises(psycopg.errors.CheckViolation, match=f"attribute {key} is reserved"),
     ):
         conn.execute(INSERT, ("trade:1", "{}", json.dumps({key: "x"})))
 
 
 def test_the_database_takes_ordinary_rows_and_refuses_what_the_relay_cannot_publish(
-    outbox_db: str, writer: str
+    outbox_db: str, writer_login: str
 ) -> None:
-    with psycopg.connect(outbox_db, user=writer) as conn:
+    with psycopg.connect(outbox_db, user=writer_login) as conn:
         ok = {"tenant": "acme", "replayed": "no", "source": "erp"}
         assert not any(map(is_reserved, ok))
         conn.execute(INSERT, ("trade:1", nested(event_json.MAX_DEPTH), json.dumps(ok)))
@@ -154,7 +141,9 @@ def test_the_database_takes_ordinary_rows_and_refuses_what_the_relay_cannot_publ
     ["txid", "next_attempt_at", "lease_owner", "lease_expires_at", "published",
      "retry_count", "event_bytes"],
 )  # fmt: skip
-def test_a_writer_may_not_set_the_relays_columns(outbox_db: str, writer: str, column: str) -> None:
+def test_a_writer_may_not_set_the_relays_columns(
+    outbox_db: str, writer_login: str, column: str
+) -> None:
     """A future txid or next_attempt_at, a lease or `published` written by a writer would stall
     or drop the row's key: column-level INSERT leaves them to their defaults and the relay."""
     values = {
@@ -162,7 +151,7 @@ def test_a_writer_may_not_set_the_relays_columns(outbox_db: str, writer: str, co
         "lease_owner": "'me'", "lease_expires_at": "now() + interval '10 years'",
         "published": "true", "retry_count": "0", "event_bytes": "1",
     }  # fmt: skip
-    with psycopg.connect(outbox_db, user=writer) as conn:
+    with psycopg.connect(outbox_db, user=writer_login) as conn:
         with pytest.raises(psycopg.errors.InsufficientPrivilege):
             conn.execute(
                 "INSERT INTO event_outbox (event_type, aggregate_type, aggregate_id, payload, "

@@ -240,32 +240,27 @@ def test_python_and_sql_agree_on_the_lock_bucket(outbox_db: str) -> None:
     assert len({lock_bucket(k) for k in keys}) > 300  # spread over the 1,024 buckets
 
 
-def test_plain_sql_insert_gets_the_default_key_and_wakes_relays(outbox_db: str) -> None:
+def test_plain_sql_insert_gets_the_default_key_and_wakes_relays(
+    outbox_db: str, writer_login: str
+) -> None:
     """A service in another language writes the bare INSERT, as the writer role, with RETURNING."""
-    role = f"svc_{uuid.uuid4().hex[:8]}"
+    role = writer_login
     aggregate = uuid.uuid4()
-    with psycopg.connect(outbox_db, autocommit=True) as admin:
-        admin.execute(f"CREATE ROLE {role} LOGIN IN ROLE events_outbox_writer")
-    try:
-        with psycopg.connect(outbox_db, autocommit=True) as listener:
-            listener.execute(f"LISTEN {NOTIFY_CHANNEL}")
-            with psycopg.connect(outbox_db, user=role) as writer:
-                [(event_id,)] = writer.execute(PLAIN_INSERT, ("trade.created", aggregate))
-                writer.execute(PLAIN_INSERT, ("trade.updated", aggregate))
-            notes = list(listener.notifies(timeout=1.0))
-        assert [n.channel for n in notes] == [NOTIFY_CHANNEL]  # one per transaction
-        rows = stored(outbox_db)
-        assert rows[0][0] == event_id
-        assert {r[1] for r in rows} == {f"trade:{aggregate}"}
-        with (
-            psycopg.connect(outbox_db, user=role) as writer,
-            pytest.raises(psycopg.errors.InsufficientPrivilege),
-        ):
-            writer.execute("SELECT payload FROM event_outbox")  # still write-only
-    finally:
-        with psycopg.connect(outbox_db, autocommit=True) as admin:
-            admin.execute(f"DROP OWNED BY {role}")
-            admin.execute(f"DROP ROLE {role}")
+    with psycopg.connect(outbox_db, autocommit=True) as listener:
+        listener.execute(f"LISTEN {NOTIFY_CHANNEL}")
+        with psycopg.connect(outbox_db, user=role) as writer:
+            [(event_id,)] = writer.execute(PLAIN_INSERT, ("trade.created", aggregate))
+            writer.execute(PLAIN_INSERT, ("trade.updated", aggregate))
+        notes = list(listener.notifies(timeout=1.0))
+    assert [n.channel for n in notes] == [NOTIFY_CHANNEL]  # one per transaction
+    rows = stored(outbox_db)
+    assert rows[0][0] == event_id
+    assert {r[1] for r in rows} == {f"trade:{aggregate}"}
+    with (
+        psycopg.connect(outbox_db, user=role) as writer,
+        pytest.raises(psycopg.errors.InsufficientPrivilege),
+    ):
+        writer.execute("SELECT payload FROM event_outbox")  # still write-only
 
 
 def _insert_plain(conn: psycopg.Connection, event_type: str, aggregate: uuid.UUID) -> None:

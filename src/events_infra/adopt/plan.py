@@ -36,6 +36,12 @@ from events_infra.adopt.model import (
     Difference,
     Resource,
 )
+from events_infra.adopt.service_accounts import (
+    IAM_ENDPOINT_ENV,
+    account_resources,
+    declared_accounts,
+    iam_client,
+)
 from events_infra.pubsub.api_calls import bounded, google_errors
 from events_infra.pubsub.paths import subscription_path, topic_path
 from events_infra.stack_config import pulumi_names as names
@@ -93,10 +99,12 @@ def adopt_plan(
     subscriber: Any,
     emulator: str | None,
     sql: tuple[Any, Any] | None = None,
+    iam: Any | None = None,
 ) -> AdoptPlan:
     """Read the live topic, dead-letter topic and subscriptions the stack declares (Pub/Sub
     admin API, read-only, each call bounded) and compare them with the model; with `sql`
-    (Cloud SQL Admin instances and databases clients), the outbox databases too."""
+    (Cloud SQL Admin instances and databases clients), the outbox databases too, and with
+    `iam` (the IAM admin client) the service accounts the stack creates."""
     project = topology.project
     plan = AdoptPlan(stack=stack, project=project)
 
@@ -173,6 +181,22 @@ def adopt_plan(
                 )  # fmt: skip
 
             plan.resources += database_resources(topology, *sql, reader(sql_errors))
+    if any(True for _ in declared_accounts(topology)):
+        if iam is None:
+            plan.not_read.append(
+                "IAM: no IAM API in local mode (the emulator has none); set "
+                f"{IAM_ENDPOINT_ENV} or run against the project"
+            )
+        else:
+
+            def iam_errors(resource: str) -> Any:
+                return google_errors(
+                    AdoptError, resource, project, None, "check the stack's gcp:project",
+                    "adopt plan needs roles/iam.serviceAccountViewer on the project",
+                    service="the IAM API",
+                )  # fmt: skip
+
+            plan.resources += account_resources(topology, iam, reader(iam_errors))
     return plan
 
 
@@ -425,7 +449,9 @@ def plan_stack(stack: str, stacks_dir: str | None = None, out: str | None = None
         publisher, subscriber = make_publisher(), pubsub_v1.SubscriberClient()
     with google_errors(AdoptError, "Cloud SQL", topology.project, None, "", ""):
         sql = sql_admin_clients() if any(True for _ in outbox_databases(topology)) else None
-    plan = adopt_plan(topology, stack, publisher, subscriber, emulator, sql)
+    with google_errors(AdoptError, "IAM", topology.project, None, "", ""):
+        iam = iam_client() if any(True for _ in declared_accounts(topology)) else None
+    plan = adopt_plan(topology, stack, publisher, subscriber, emulator, sql, iam)
     if out and not plan.blocked:  # importing now would let the next `up` lose data
         target = Path(out)
         partial = target.with_name(target.name + ".partial")
