@@ -10,7 +10,9 @@ from events_infra.cli import options
 from events_infra.cli.errors import user_errors
 from events_infra.cli.render import emit, table
 
-app = typer.Typer(help="Validate a stack file and show the topics and subscriptions it declares.")
+app = typer.Typer(
+    help="Validate a stack file, show what it declares, and class its changes before Pulumi runs."
+)
 
 
 def describe(stack: str, stacks_dir: str | None) -> dict[str, Any]:
@@ -79,3 +81,65 @@ def show(
     with user_errors():
         data = describe(stack, stacks_dir)
     emit(data, as_json, _print)
+
+
+@app.command("diff")
+def diff_command(
+    ref: str = typer.Option(
+        ..., "--from", help="The git revision to compare with (e.g. origin/main, a commit)."
+    ),
+    stack: str = options.STACK,
+    stacks_dir: str = options.STACKS_DIR,
+    markdown: str = typer.Option(
+        None,
+        "--markdown",
+        help="Append the report to this file as markdown (the PR comment).",
+        show_default=False,
+    ),
+    as_json: bool = options.JSON,
+) -> None:
+    """Class every change to the stack file since REF before Pulumi runs: in place,
+    restart/downtime, data loss, replacement (with the way through), create.
+
+    Exit 1 when a change loses data or replaces a resource holding data; 0 otherwise.
+    """
+    from events_infra.cli.errors import Exit
+    from events_infra.stack_config.topology_diff import diff_stack
+
+    with user_errors():
+        report = diff_stack(stack, stacks_dir, ref)
+    emit(report, as_json, _print_diff)
+    if markdown:
+        with open(markdown, "a", encoding="utf-8") as out:
+            out.write(_markdown(report))
+    raise typer.Exit(int(Exit.FOUND if report["blocking"] else Exit.OK))
+
+
+def _described(change: dict[str, Any]) -> str:
+    if not change["setting"]:
+        return "created" if change["change"] == "create" else "removed"
+    return f"{change['setting']}: {change['old']!r} -> {change['new']!r}"
+
+
+def _print_diff(report: dict[str, Any]) -> None:
+    rows = [
+        [f"{c['kind']} {c['name']}", _described(c), c["change"], c["why"]]
+        for c in report["changes"]
+    ]
+    table(f"stack {report['stack']} since {report['from']}", ["resource", "change", "class", "why"],
+          rows)  # fmt: skip
+    if not rows:
+        typer.echo("no change to what the stack declares", err=True)
+
+
+def _markdown(report: dict[str, Any]) -> str:
+    lines = [f"### Stack `{report['stack']}`: changes since `{report['from']}`", ""]
+    if not report["changes"]:
+        return "\n".join([*lines, "No change to what the stack declares.", ""])
+    lines += ["| resource | change | class | why |", "|---|---|---|---|"]
+    for c in report["changes"]:
+        flag = " **(blocks)**" if c["blocking"] else ""
+        cells = [f"{c['kind']} `{c['name']}`", _described(c).replace("|", "\\|"),
+                 c["change"] + flag, c["why"].replace("|", "\\|")]  # fmt: skip
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join([*lines, ""])

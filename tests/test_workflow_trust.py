@@ -174,3 +174,16 @@ def test_the_workflow_and_the_action_are_valid_for_github(path: Path, schema: st
         capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_the_preview_comment_classes_every_stack_file_change() -> None:
+    preview = workflow()["jobs"]["preview"]
+    [step] = [s for s in steps_of(preview) if "topology diff" in s.get("run", "")]
+    assert step["if"] == "always()"  # even when the guard failed
+    assert step["env"]["BASE_SHA"] == "${{ github.event.pull_request.base.sha }}"
+    assert 'base/.venv/bin/eventsctl topology diff --from "$BASE_SHA"' in step["run"]
+    assert '--markdown "summary-$STACK.md"' in step["run"]
+    [main] = [c for c in uses(preview, "actions/checkout@") if "path" not in c.get("with", {})]
+    assert main["with"]["fetch-depth"] == 0  # the base commit must be there to diff against
+    names = [s.get("name", "") for s in steps_of(preview)]
+    assert names.index(step["name"]) < names.index("Comment the summary on the pull request")

@@ -107,6 +107,12 @@ def read_stack_file(path: Path) -> tuple[dict[str, Any], set[str]]:
     config = document.get("config") or {}
     if not isinstance(config, Mapping):
         raise TopologyError([f"{path}: 'config' must be a mapping of keys to values"])
+    return namespaced_config(config)
+
+
+def namespaced_config(config: Mapping[str, Any]) -> tuple[dict[str, Any], set[str]]:
+    """A stack file's `config:` block with keys fully namespaced and `secure:` values read as
+    SECRET_PLACEHOLDER, and the set of keys that held them."""
     namespaced: dict[str, Any] = {}
     secret_keys: set[str] = set()
     for key, value in config.items():

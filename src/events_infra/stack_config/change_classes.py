@@ -1,0 +1,129 @@
+"""What a change to a stack setting does to the running resource, in one table.
+
+Pulumi's preview says "update" or "replace"; it does not say that an update expires messages or
+restarts a database. Each rule here is a fact about the provider or the API, with its source:
+
+- Pub/Sub subscriptions: `name`, `topic`, `filter` and `enable_message_ordering` force a new
+  subscription (pulumi_gcp `SubscriptionArgs`; the provider marks them ForceNew), and a new
+  subscription starts empty: the way through is `eventsctl subscription migrate`. Lowering
+  `message_retention_duration` expires older retained messages at once (API reference,
+  `Subscription.message_retention_duration`). Lowering `max_delivery_attempts` dead-letters
+  messages that would still have been retried. Everything else is updated in place.
+- Pub/Sub topics: `name` forces a new topic; lowering `message_retention_duration` drops older
+  retained messages (`Topic.message_retention_duration`).
+- Cloud SQL: `name`, `region` and `database_version` force a new instance in the provider
+  (`DatabaseInstanceArgs`); Cloud SQL can upgrade a major version in place (with downtime) but
+  never downgrade. Tier, edition and availability type changes restart the instance; lowering
+  `retained_backups` or `transaction_log_retention_days` deletes backups and recovery logs;
+  a database's `name` forces a new, empty database.
+
+`eventsctl topology diff` classes stack-file changes with it before Pulumi runs, and
+`eventsctl adopt plan` classes live differences with the same facts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+IN_PLACE = "in place"
+DISRUPTIVE = "restart/downtime"
+DATA_LOSS = "data loss"
+REPLACEMENT = "replacement"
+CREATE = "create"
+BLOCKING = (DATA_LOSS, REPLACEMENT)
+"""Classes that lose data or a backlog: a reviewer must see them before `up` runs."""
+
+MIGRATE = "declare a successor beside it and `eventsctl subscription migrate OLD --to NEW`"
+NEW_INSTANCE = "Cloud SQL cannot do this to an instance: a new instance and a data migration"
+
+
+@dataclass(frozen=True)
+class Rule:
+    classify: Callable[[Any, Any], str]
+    why: str
+
+
+def always(change: str) -> Callable[[Any, Any], str]:
+    return lambda old, new: change
+
+
+def lower_is(change: str, otherwise: str = IN_PLACE) -> Callable[[Any, Any], str]:
+    """`change` when the value goes down (or is removed), else `otherwise`."""
+
+    def classify(old: Any, new: Any) -> str:
+        if old and (not new or new < old):
+            return change
+        return otherwise
+
+    return classify
+
+
+def _major(version: Any) -> int:
+    return int(str(version).rsplit("_", 1)[-1]) if version else 0
+
+
+def _postgres(old: Any, new: Any) -> str:
+    return REPLACEMENT if _major(new) < _major(old) else DISRUPTIVE
+
+
+RULES: dict[tuple[str, str], Rule] = {
+    ("subscription", "filter"): Rule(always(REPLACEMENT), f"a filter is immutable: {MIGRATE}"),
+    ("subscription", "enable_message_ordering"): Rule(
+        always(REPLACEMENT), f"message ordering is immutable: {MIGRATE}"
+    ),
+    ("subscription", "message_retention"): Rule(
+        lower_is(DATA_LOSS), "lower retention expires the older retained messages at once"
+    ),
+    ("subscription", "max_delivery_attempts"): Rule(
+        lower_is(DISRUPTIVE), "fewer attempts dead-letter messages that would have been retried"
+    ),
+    ("topic", "message_retention"): Rule(
+        lower_is(DATA_LOSS), "lower retention drops the older retained messages (no replay)"
+    ),
+    ("dead_letter_subscription", "message_retention"): Rule(
+        lower_is(DATA_LOSS), "lower retention expires the older dead letters at once"
+    ),
+    ("database", "region"): Rule(always(REPLACEMENT), NEW_INSTANCE),
+    ("database", "database_version"): Rule(
+        _postgres, "a major upgrade has downtime; a downgrade is impossible (a new instance)"
+    ),
+    ("database", "tier"): Rule(always(DISRUPTIVE), "a tier change restarts the instance"),
+    ("database", "edition"): Rule(always(DISRUPTIVE), "an edition change restarts the instance"),
+    ("database", "availability_type"): Rule(
+        always(DISRUPTIVE), "an availability change restarts the instance"
+    ),
+    ("database", "private_network"): Rule(
+        always(DISRUPTIVE), "moving the private IP restarts the instance and its clients' paths"
+    ),
+    ("database", "retained_backups"): Rule(
+        lower_is(DATA_LOSS), "fewer retained backups deletes the oldest ones"
+    ),
+    ("database", "transaction_log_retention_days"): Rule(
+        lower_is(DATA_LOSS), "shorter log retention shortens point-in-time recovery at once"
+    ),
+    ("database", "database"): Rule(
+        always(REPLACEMENT), "a new, empty database: the outbox's rows stay in the old one"
+    ),
+}
+"""(kind, setting) -> what changing it does. Kinds: topic, dead_letter_topic,
+dead_letter_subscription, subscription, database. A setting not listed is updated in place."""
+
+RENAMES = {
+    "topic": f"a topic's name is immutable: a new topic ({REPLACEMENT})",
+    "dead_letter_topic": "a new dead-letter topic: letters in the old one stay there",
+    "dead_letter_subscription": "a new, empty dead-letter subscription",
+    "subscription": f"a new, empty subscription: {MIGRATE}",
+    "database": NEW_INSTANCE,
+}
+"""What renaming (or replacing) each kind means: identity is the name."""
+
+
+def classify(kind: str, setting: str, old: Any, new: Any) -> tuple[str, str]:
+    """(class, why) for one setting going from `old` to `new`."""
+    rule = RULES.get((kind, setting))
+    if rule is None:
+        return IN_PLACE, ""
+    change = rule.classify(old, new)
+    return change, rule.why if change != IN_PLACE else ""
