@@ -66,11 +66,11 @@ CASES = {
     ),
     "tier": (
         ("database", None, {"tier": "db-custom-4-15360"}),
-        ("database", "events-outbox", "tier"), classes.DISRUPTIVE,
+        ("database", "events-outbox", "tier"), classes.RESTART,
     ),
     "major upgrade": (
         ("database", None, {"database_version": "POSTGRES_17"}),
-        ("database", "events-outbox", "database_version"), classes.DISRUPTIVE,
+        ("database", "events-outbox", "database_version"), classes.RESTART,
     ),
     "major downgrade": (
         ("database", None, {"database_version": "POSTGRES_15"}),
@@ -98,7 +98,7 @@ def test_each_change_is_classed_by_what_it_does(case: str) -> None:
     before = prod()
     if case == "fewer delivery attempts":  # prod's events-sub keeps the default 5: raise first
         before = edited(before, "subscriptions", 0, max_delivery_attempts=10)
-        expected = classes.DISRUPTIVE
+        expected = classes.RESTART
     if case == "higher subscription retention":
         before = edited(before, "subscriptions", 0, message_retention="1d")
         expected = classes.IN_PLACE

@@ -44,6 +44,7 @@ from events_infra.adopt.service_accounts import (
 )
 from events_infra.pubsub.api_calls import bounded, google_errors
 from events_infra.pubsub.paths import subscription_path, topic_path
+from events_infra.stack_config import change_classes
 from events_infra.stack_config import pulumi_names as names
 from events_infra.stack_config.durations import human_duration
 from events_infra.stack_config.resource_labels import (
@@ -392,8 +393,10 @@ def _labels_diff(live: Any, labels: dict[str, str]) -> list[Difference]:
 
 
 def _retention_change(have: float, wanted: float) -> str:
-    """Lowering retention (or removing it) expires the older messages at once."""
-    return DISRUPTIVE if have and (not wanted or wanted < have) else IN_PLACE
+    """Lowering retention (or removing it) expires the older messages at once (the fact is
+    `change_classes`', shared with `topology diff`)."""
+    change, _ = change_classes.classify("subscription", "message_retention", have, wanted)
+    return DISRUPTIVE if change == change_classes.DATA_LOSS else IN_PLACE
 
 
 def _seconds(value: Any) -> float:

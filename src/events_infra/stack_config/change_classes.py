@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from typing import Any
 
 IN_PLACE = "in place"
-DISRUPTIVE = "restart/downtime"
+RESTART = "restart/downtime"
 DATA_LOSS = "data loss"
 REPLACEMENT = "replacement"
 CREATE = "create"
@@ -65,7 +65,7 @@ def _major(version: Any) -> int:
 
 
 def _postgres(old: Any, new: Any) -> str:
-    return REPLACEMENT if _major(new) < _major(old) else DISRUPTIVE
+    return REPLACEMENT if _major(new) < _major(old) else RESTART
 
 
 RULES: dict[tuple[str, str], Rule] = {
@@ -77,7 +77,7 @@ RULES: dict[tuple[str, str], Rule] = {
         lower_is(DATA_LOSS), "lower retention expires the older retained messages at once"
     ),
     ("subscription", "max_delivery_attempts"): Rule(
-        lower_is(DISRUPTIVE), "fewer attempts dead-letter messages that would have been retried"
+        lower_is(RESTART), "fewer attempts dead-letter messages that would have been retried"
     ),
     ("topic", "message_retention"): Rule(
         lower_is(DATA_LOSS), "lower retention drops the older retained messages (no replay)"
@@ -89,13 +89,13 @@ RULES: dict[tuple[str, str], Rule] = {
     ("database", "database_version"): Rule(
         _postgres, "a major upgrade has downtime; a downgrade is impossible (a new instance)"
     ),
-    ("database", "tier"): Rule(always(DISRUPTIVE), "a tier change restarts the instance"),
-    ("database", "edition"): Rule(always(DISRUPTIVE), "an edition change restarts the instance"),
+    ("database", "tier"): Rule(always(RESTART), "a tier change restarts the instance"),
+    ("database", "edition"): Rule(always(RESTART), "an edition change restarts the instance"),
     ("database", "availability_type"): Rule(
-        always(DISRUPTIVE), "an availability change restarts the instance"
+        always(RESTART), "an availability change restarts the instance"
     ),
     ("database", "private_network"): Rule(
-        always(DISRUPTIVE), "moving the private IP restarts the instance and its clients' paths"
+        always(RESTART), "moving the private IP restarts the instance and its clients' paths"
     ),
     ("database", "retained_backups"): Rule(
         lower_is(DATA_LOSS), "fewer retained backups deletes the oldest ones"
