@@ -24,6 +24,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from events_infra.adopt.model import IN_PLACE, MIGRATION, PREREQUISITE, Difference, Resource
+from events_infra.pubsub.api_calls import loopback_client, loopback_endpoint
 from events_infra.stack_config import pulumi_names as names
 from events_infra.stack_config.database_config import DatabaseConfig
 from events_infra.stack_config.topology import StackConfig
@@ -47,10 +48,10 @@ def sql_admin_clients() -> tuple[Any, Any] | None:
     emulator has no Cloud SQL: PUBSUB_EMULATOR_HOST set and no SQLADMIN endpoint given)."""
     from google.cloud import sqladmin_v1
 
-    endpoint = os.environ.get(SQLADMIN_ENDPOINT_ENV)
+    from events_infra.adopt.model import AdoptError
+
+    endpoint = loopback_endpoint(SQLADMIN_ENDPOINT_ENV, AdoptError)
     if endpoint:
-        import grpc
-        from google.auth.credentials import AnonymousCredentials
         from google.cloud.sqladmin_v1.services.sql_databases_service.transports import (
             SqlDatabasesServiceGrpcTransport,
         )
@@ -58,24 +59,12 @@ def sql_admin_clients() -> tuple[Any, Any] | None:
             SqlInstancesServiceGrpcTransport,
         )
 
-        from events_infra.adopt.model import AdoptError
-
-        if endpoint.rsplit(":", 1)[0] not in {"127.0.0.1", "localhost", "[::1]"}:
-            raise AdoptError(
-                f"{SQLADMIN_ENDPOINT_ENV}={endpoint}: only a loopback address may be used "
-                "without TLS"
-            )
-        anonymous = AnonymousCredentials()
         return (
-            sqladmin_v1.SqlInstancesServiceClient(
-                transport=SqlInstancesServiceGrpcTransport(
-                    channel=grpc.insecure_channel(endpoint), credentials=anonymous
-                )
+            loopback_client(
+                sqladmin_v1.SqlInstancesServiceClient, SqlInstancesServiceGrpcTransport, endpoint
             ),
-            sqladmin_v1.SqlDatabasesServiceClient(
-                transport=SqlDatabasesServiceGrpcTransport(
-                    channel=grpc.insecure_channel(endpoint), credentials=anonymous
-                )
+            loopback_client(
+                sqladmin_v1.SqlDatabasesServiceClient, SqlDatabasesServiceGrpcTransport, endpoint
             ),
         )
     if os.environ.get("PUBSUB_EMULATOR_HOST"):

@@ -165,39 +165,32 @@ def adopt_plan(
         with errors(f"the subscriptions of topic {topology.topic.name!r}"):
             attached = publisher.list_topic_subscriptions(request={"topic": events}, **bounded())
             plan.undeclared = sorted(set(attached) - declared)
-    if any(True for _ in outbox_databases(topology)):
-        if sql is None:
+    sources = (
+        ("Cloud SQL", "the Cloud SQL Admin API", SQLADMIN_ENDPOINT_ENV, "roles/cloudsql.viewer",
+         any(True for _ in outbox_databases(topology)), sql,
+         lambda get: database_resources(topology, *sql, get)),
+        ("IAM", "the IAM API", IAM_ENDPOINT_ENV, "roles/iam.serviceAccountViewer",
+         any(True for _ in declared_accounts(topology)), iam,
+         lambda get: account_resources(topology, iam, get)),
+    )  # fmt: skip
+    for short, service, variable, role, needed, client, read in sources:
+        if not needed:
+            continue
+        if client is None:
             plan.not_read.append(
-                "Cloud SQL: no Cloud SQL Admin API in local mode (the emulator has none); set "
-                f"{SQLADMIN_ENDPOINT_ENV} or run against the project"
+                f"{short}: no {service} in local mode (the emulator has none); set "
+                f"{variable} or run against the project"
             )
-        else:
+            continue
 
-            def sql_errors(resource: str) -> Any:
-                return google_errors(
-                    AdoptError, resource, project, None,
-                    "check the database section and the stack's gcp:project",
-                    "adopt plan needs roles/cloudsql.viewer on the project",
-                    service="the Cloud SQL Admin API",
-                )  # fmt: skip
+        def api_errors(resource: str, service: str = service, role: str = role) -> Any:
+            return google_errors(
+                AdoptError, resource, project, None,
+                "check the stack file and its gcp:project",
+                f"adopt plan needs {role} on the project", service=service,
+            )  # fmt: skip
 
-            plan.resources += database_resources(topology, *sql, reader(sql_errors))
-    if any(True for _ in declared_accounts(topology)):
-        if iam is None:
-            plan.not_read.append(
-                "IAM: no IAM API in local mode (the emulator has none); set "
-                f"{IAM_ENDPOINT_ENV} or run against the project"
-            )
-        else:
-
-            def iam_errors(resource: str) -> Any:
-                return google_errors(
-                    AdoptError, resource, project, None, "check the stack's gcp:project",
-                    "adopt plan needs roles/iam.serviceAccountViewer on the project",
-                    service="the IAM API",
-                )  # fmt: skip
-
-            plan.resources += account_resources(topology, iam, reader(iam_errors))
+        plan.resources += read(reader(api_errors))
     return plan
 
 

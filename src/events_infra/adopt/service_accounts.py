@@ -17,6 +17,7 @@ from typing import Any
 
 from events_infra.adopt.cloud_sql import outbox_databases
 from events_infra.adopt.model import AdoptError, Resource
+from events_infra.pubsub.api_calls import loopback_client, loopback_endpoint
 from events_infra.stack_config import pulumi_names as names
 from events_infra.stack_config.access_config import is_account_id
 from events_infra.stack_config.topology import StackConfig
@@ -64,20 +65,11 @@ def iam_client() -> Any | None:
     """The IAM admin API client, or None in local mode (the emulator has no IAM)."""
     from google.cloud import iam_admin_v1
 
-    endpoint = os.environ.get(IAM_ENDPOINT_ENV)
+    endpoint = loopback_endpoint(IAM_ENDPOINT_ENV, AdoptError)
     if endpoint:
-        import grpc
-        from google.auth.credentials import AnonymousCredentials
         from google.cloud.iam_admin_v1.services.iam.transports import IAMGrpcTransport
 
-        if endpoint.rsplit(":", 1)[0] not in {"127.0.0.1", "localhost", "[::1]"}:
-            raise AdoptError(
-                f"{IAM_ENDPOINT_ENV}={endpoint}: only a loopback address may be used without TLS"
-            )
-        transport = IAMGrpcTransport(
-            channel=grpc.insecure_channel(endpoint), credentials=AnonymousCredentials()
-        )
-        return iam_admin_v1.IAMClient(transport=transport)
+        return loopback_client(iam_admin_v1.IAMClient, IAMGrpcTransport, endpoint)
     if os.environ.get("PUBSUB_EMULATOR_HOST"):
         return None
     return iam_admin_v1.IAMClient()

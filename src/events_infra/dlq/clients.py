@@ -8,7 +8,7 @@ from typing import Any
 
 from events_infra.dlq.errors import DlqError
 from events_infra.dlq.target import DlqTarget
-from events_infra.pubsub.api_calls import google_errors
+from events_infra.pubsub.api_calls import google_errors, loopback_client, loopback_endpoint
 
 MONITORING_ENDPOINT_ENV = "EVENTSCTL_MONITORING_ENDPOINT"
 """host:port of a Cloud Monitoring API to use instead of Google's (plaintext, loopback only)."""
@@ -34,25 +34,16 @@ def publisher_client(endpoint: str | None = None) -> Any:
 
 def metrics_client() -> Any | None:
     """A Cloud Monitoring client, or None where there is none (the emulator has no Monitoring)."""
-    endpoint = os.environ.get(MONITORING_ENDPOINT_ENV)
+    endpoint = loopback_endpoint(MONITORING_ENDPOINT_ENV, DlqError)
     if endpoint:
-        host = endpoint.rsplit(":", 1)[0]
-        if host not in {"127.0.0.1", "localhost", "[::1]"}:
-            raise DlqError(
-                f"{MONITORING_ENDPOINT_ENV}={endpoint}: only a loopback address may be used "
-                "without TLS"
-            )
-        import grpc
-        from google.auth.credentials import AnonymousCredentials
         from google.cloud import monitoring_v3
         from google.cloud.monitoring_v3.services.metric_service.transports import (
             MetricServiceGrpcTransport,
         )
 
-        transport = MetricServiceGrpcTransport(
-            channel=grpc.insecure_channel(endpoint), credentials=AnonymousCredentials()
+        return loopback_client(
+            monitoring_v3.MetricServiceClient, MetricServiceGrpcTransport, endpoint
         )
-        return monitoring_v3.MetricServiceClient(transport=transport)
     if os.environ.get("PUBSUB_EMULATOR_HOST"):
         return None
     from google.cloud import monitoring_v3

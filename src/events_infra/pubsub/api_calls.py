@@ -72,3 +72,29 @@ def google_errors(
         ) from None
     except gexc.GoogleAPICallError as err:
         raise error(f"{where} refused the request on {resource}: {error_detail(err)}") from None
+
+
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "[::1]"})
+
+
+def loopback_endpoint(variable: str, error: Callable[[str], Exception]) -> str | None:
+    """The host:port in environment `variable` (a stand-in API for tests and local runs), or
+    None; `error` when it is not loopback: it is used without TLS or credentials."""
+    import os
+
+    endpoint = os.environ.get(variable)
+    if endpoint and endpoint.rsplit(":", 1)[0] not in LOOPBACK_HOSTS:
+        raise error(f"{variable}={endpoint}: only a loopback address may be used without TLS")
+    return endpoint or None
+
+
+def loopback_client(client_class: Any, transport_class: Any, endpoint: str) -> Any:
+    """A GAPIC client over a plaintext channel to a loopback stand-in API, without credentials
+    (tests' Monitoring, Cloud SQL Admin and IAM servers)."""
+    import grpc
+    from google.auth.credentials import AnonymousCredentials
+
+    transport = transport_class(
+        channel=grpc.insecure_channel(endpoint), credentials=AnonymousCredentials()
+    )
+    return client_class(transport=transport)
