@@ -16,7 +16,14 @@ from rules import RESOURCE_RULES, STACK_RULES
 
 # Per-policy settings, given per stack with --policy-pack-config policy/config.<stack>.json
 CONFIG_SCHEMAS = {
-    "cloudsql-backups-and-protection": {"production": {"type": "boolean", "default": False}},
+    "cloudsql-backups-and-protection": {
+        "production": {"type": "boolean", "default": False},
+        "minRetainedBackups": {"type": "integer", "minimum": 1, "maximum": 365},
+        "minLogRetentionDays": {"type": "integer", "minimum": 1, "maximum": 7},
+    },
+    "dead-letter-retention": {
+        "minRetentionSeconds": {"type": "number", "minimum": 600, "maximum": 604800},
+    },
     "subscription-dead-letter-policy": {
         "defaultMaxDeliveryAttempts": {"type": "integer", "minimum": 5, "maximum": 100},
         "minDeliveryAttempts": {"type": "integer", "minimum": 5, "maximum": 100},

@@ -107,6 +107,19 @@ def cloudsql_backups_and_protection(
         problems.append(f"Cloud SQL instance {name}: automated backups are off")
     if not backup.get("pointInTimeRecoveryEnabled"):
         problems.append(f"Cloud SQL instance {name}: point-in-time recovery is off")
+    retention = backup.get("backupRetentionSettings") or {}
+    floor = int((config or {}).get("minRetainedBackups", 1))
+    if int(retention.get("retainedBackups") or 0) < floor:
+        problems.append(
+            f"Cloud SQL instance {name}: keeps {retention.get('retainedBackups')} backups; "
+            f"this stack's floor is {floor}"
+        )
+    days_floor = int((config or {}).get("minLogRetentionDays", 1))
+    if int(backup.get("transactionLogRetentionDays") or 0) < days_floor:
+        problems.append(
+            f"Cloud SQL instance {name}: point-in-time recovery covers "
+            f"{backup.get('transactionLogRetentionDays')} days; this stack's floor is {days_floor}"
+        )
     if (config or {}).get("production") and not (
         props.get("deletionProtection") and settings.get("deletionProtectionEnabled")
     ):
@@ -115,6 +128,23 @@ def cloudsql_backups_and_protection(
             "settings.deletionProtectionEnabled"
         )
     return problems
+
+
+def dead_letter_retention(
+    resource_type: str, props: Mapping[str, Any], config: Mapping[str, Any] | None = None
+) -> list[str]:
+    """A dead-letter subscription keeps its letters at least the stack's floor (a week on
+    production): on-call replays from it, and a lower retention expires letters at once."""
+    if resource_type != SUBSCRIPTION or not _is_dead_letter(props):
+        return []
+    floor = float((config or {}).get("minRetentionSeconds", 86400))
+    have = _seconds(props.get("messageRetentionDuration")) or 7 * 86400.0  # the API's default
+    if have < floor:
+        return [
+            f"dead-letter subscription {props.get('name', '?')} keeps letters {have:g}s; this "
+            f"stack's floor is {floor:g}s"
+        ]
+    return []
 
 
 def no_broad_project_iam(
@@ -141,6 +171,7 @@ RESOURCE_RULES = {
     "subscription-dead-letter-policy": subscription_dead_letter_policy,
     "subscription-retry-policy": subscription_retry_policy,
     "cloudsql-backups-and-protection": cloudsql_backups_and_protection,
+    "dead-letter-retention": dead_letter_retention,
     "no-broad-project-iam": no_broad_project_iam,
 }
 

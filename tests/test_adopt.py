@@ -244,6 +244,7 @@ def test_the_plan_expects_the_labels_the_program_sets(pubsub: str) -> None:
     config = stack_config(project, replay_filter=False)
     config["events-infra:labels"] = {"env": "prod"}
     config["events-infra:subscriptions"][0]["max_delivery_attempts"] = 7
+    config["events-infra:subscriptions"][0]["max_delivery_attempts_reason"] = "slow consumers"
     engine_config = {k: v if isinstance(v, str) else json.dumps(v) for k, v in config.items()}
     declared = {
         r.inputs["name"]: r.inputs.get("labels", {})

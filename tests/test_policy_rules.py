@@ -92,13 +92,20 @@ def test_retry_policy_fails(retry: dict[str, str] | None, message: str) -> None:
 # --- cloudsql-backups-and-protection ------------------------------------------------------------
 
 
-def instance(deletion: bool = True, backups: bool = True, pitr: bool = True) -> dict[str, Any]:
+def instance(
+    deletion: bool = True, backups: bool = True, pitr: bool = True, kept: int = 7, days: int = 7
+) -> dict[str, Any]:
     return {
         "name": "outbox",
         "deletionProtection": deletion,
         "settings": {
             "deletionProtectionEnabled": deletion,
-            "backupConfiguration": {"enabled": backups, "pointInTimeRecoveryEnabled": pitr},
+            "backupConfiguration": {
+                "enabled": backups,
+                "pointInTimeRecoveryEnabled": pitr,
+                "backupRetentionSettings": {"retainedBackups": kept},
+                "transactionLogRetentionDays": days,
+            },
         },
     }
 
@@ -118,11 +125,38 @@ def test_cloudsql_passes() -> None:
         (instance(backups=False), {}, "automated backups are off"),
         (instance(pitr=False), {}, "point-in-time recovery is off"),
         (instance(deletion=False), {"production": True}, "production needs deletionProtection"),
+        (instance(kept=3), {"minRetainedBackups": 7}, "keeps 3 backups; this stack's floor is 7"),
+        (instance(days=2), {"minLogRetentionDays": 7}, "covers 2 days; this stack's floor is 7"),
     ],
 )
 def test_cloudsql_fails(props: dict[str, Any], config: dict[str, Any], message: str) -> None:
     [violation] = rules.cloudsql_backups_and_protection(rules.SQL_INSTANCE, props, config)
     assert message in violation
+
+
+# --- dead-letter-retention -----------------------------------------------------------------------
+
+
+def dead_letter_sub(retention: str | None) -> dict[str, Any]:
+    props = sub(name="events-dlq-sub", labels={"events-infra-role": "dead-letter"})
+    if retention is not None:
+        props["messageRetentionDuration"] = retention
+    return props
+
+
+@pytest.mark.parametrize(
+    ("retention", "floor", "fails"),
+    [("86400s", 604800, True), ("604800s", 604800, False), ("1209600s", 604800, False),
+     (None, 604800, False), ("3600s", 86400, True)],
+)  # fmt: skip
+def test_dead_letter_retention_floor(retention: str | None, floor: float, fails: bool) -> None:
+    found = rules.dead_letter_retention(
+        rules.SUBSCRIPTION, dead_letter_sub(retention), {"minRetentionSeconds": floor}
+    )
+    assert bool(found) is fails
+    assert (
+        rules.dead_letter_retention(rules.SUBSCRIPTION, sub(), {"minRetentionSeconds": 1e9}) == []
+    )
 
 
 # --- no-broad-project-iam -----------------------------------------------------------------------
@@ -192,3 +226,32 @@ def test_committed_stacks_comply_with_every_rule(path: Path) -> None:
     ]
     violations += [v for rule in rules.STACK_RULES.values() for v in rule(resources)]
     assert violations == []
+
+
+def test_the_attempts_override_label_comes_only_from_a_stated_reason() -> None:
+    """The label used to follow the attempts themselves, so the rule could never fire. Now the
+    model asks why, the label follows the answer, and a subscription declared with other
+    attempts and no reason (a program bypassing the model) fails the pack."""
+    from events_infra.stack_config.resource_labels import subscription_labels
+    from events_infra.stack_config.topology import (
+        SubscriptionConfig,
+        TopologyError,
+        parse_topology,
+    )
+
+    attempts = {"name": "orders-sub", "max_delivery_attempts": 10}
+    with pytest.raises(TopologyError, match="say why in max_delivery_attempts_reason"):
+        parse_topology({"subscriptions": [attempts]}, "cotton-erp")
+    stated = parse_topology(
+        {"subscriptions": [{**attempts, "max_delivery_attempts_reason": "slow partner API"}]},
+        "cotton-erp",
+    ).subscriptions[0]
+    assert subscription_labels({}, stated) == {rules.ATTEMPTS_OVERRIDE_LABEL: "true"}
+    policy = {"deadLetterTopic": DLQ_TOPIC, "maxDeliveryAttempts": 10}
+    passes = sub(deadLetterPolicy=policy, labels=subscription_labels({}, stated))
+    assert rules.subscription_dead_letter_policy(rules.SUBSCRIPTION, passes) == []
+    unstated = SubscriptionConfig.model_construct(name="orders-sub", max_delivery_attempts=10)
+    assert subscription_labels({}, unstated) == {}
+    fails = sub(deadLetterPolicy=policy, labels=subscription_labels({}, unstated))
+    [violation] = rules.subscription_dead_letter_policy(rules.SUBSCRIPTION, fails)
+    assert "without an explicit override" in violation

@@ -60,7 +60,11 @@ def test_dead_letter_names_follow_the_topic_name() -> None:
 
 def test_subscription_defaults_apply_and_are_overridable() -> None:
     values = minimal(
-        subscription_defaults={"max_delivery_attempts": 7, "max_backoff": "2m"},
+        subscription_defaults={
+            "max_delivery_attempts": 7,
+            "max_backoff": "2m",
+            "max_delivery_attempts_reason": "slow downstream",
+        },
         subscriptions=[{"name": "a-sub"}, {"name": "b-sub", "max_delivery_attempts": 20}],
     )
     config = parse_topology(values, "cotton-erp")
@@ -72,7 +76,15 @@ def test_subscription_defaults_apply_and_are_overridable() -> None:
 
 def test_subscriptions_may_be_a_map_keyed_by_name() -> None:
     config = parse_topology(
-        minimal(subscriptions={"a-sub": {"max_delivery_attempts": 9}, "b-sub": None}),
+        minimal(
+            subscriptions={
+                "a-sub": {
+                    "max_delivery_attempts": 9,
+                    "max_delivery_attempts_reason": "idempotent retries",
+                },
+                "b-sub": None,
+            }
+        ),
         "cotton-erp",
     )
     assert [s.name for s in config.subscriptions] == ["a-sub", "b-sub"]

@@ -97,7 +97,13 @@ def test_each_change_is_classed_by_what_it_does(case: str) -> None:
     (section, index, values), key, expected = CASES[case]
     before = prod()
     if case == "fewer delivery attempts":  # prod's events-sub keeps the default 5: raise first
-        before = edited(before, "subscriptions", 0, max_delivery_attempts=10)
+        before = edited(
+            before,
+            "subscriptions",
+            0,
+            max_delivery_attempts=10,
+            max_delivery_attempts_reason="a slow partner API",
+        )
         expected = classes.RESTART
     if case == "higher subscription retention":
         before = edited(before, "subscriptions", 0, message_retention="1d")

@@ -33,10 +33,23 @@ DEFAULT_SQL_EDITION = "ENTERPRISE"
 SQL_EDITIONS = ("ENTERPRISE", "ENTERPRISE_PLUS")
 
 
+# Floors the policy pack holds a stack to: a production stack keeps a week of backups, of
+# point-in-time recovery and of dead letters (the on-call runbook's week to replay); any stack
+# keeps at least a day of each.
+MIN_RETAINED_BACKUPS = {True: 7, False: 1}
+MIN_LOG_RETENTION_DAYS = {True: 7, False: 1}
+MIN_DLQ_RETENTION_S = {True: 7 * 86400.0, False: 86400.0}
+
+
 def policy_config(production: bool) -> dict[str, Any]:
     """The policy pack's config for a stack (`--policy-pack-config policy/config.<stack>.json`)."""
     return {
-        "cloudsql-backups-and-protection": {"production": production},
+        "cloudsql-backups-and-protection": {
+            "production": production,
+            "minRetainedBackups": MIN_RETAINED_BACKUPS[production],
+            "minLogRetentionDays": MIN_LOG_RETENTION_DAYS[production],
+        },
+        "dead-letter-retention": {"minRetentionSeconds": MIN_DLQ_RETENTION_S[production]},
         "subscription-dead-letter-policy": {
             "defaultMaxDeliveryAttempts": DEFAULT_MAX_DELIVERY_ATTEMPTS,
             "minDeliveryAttempts": MIN_DELIVERY_ATTEMPTS,

@@ -121,6 +121,9 @@ NOTES: dict[str, str] = {
     "alerting.stuck_outbox": "stacks with a `relay` only; `null` turns it off",
     "alerting.channels[].service_key": "must be a `secure:` value (`pulumi config set "
     "--secret --path ...`); plain text is refused",
+    "subscriptions[].max_delivery_attempts_reason": "why this subscription dead-letters after "
+    "other than 5 attempts: required when `max_delivery_attempts` is not 5 (EventBus then labels "
+    "it `max-delivery-attempts-override=true`, which the policy pack requires)",
     "alerting.channels[].username": "the webhook's basic-auth user (Monitoring sends "
     "`webhook_basicauth`: a receiver without it cannot tell alerts from forgeries)",
     "alerting.channels[].password": "must be a `secure:` value (`pulumi config set "

@@ -17,8 +17,9 @@ from events_infra.stack_config.topology import (
 DEAD_LETTER_LABELS = {"events-infra-role": "dead-letter"}
 """Marks the dead-letter topic and subscription for the policy pack and for people browsing."""
 ATTEMPTS_OVERRIDE_LABELS = {"max-delivery-attempts-override": "true"}
-"""Set when the stack config chose other attempts than the audit's 5, so CI can tell a
-deliberate override from a mistake."""
+"""Set only when the stack config states why it chose other attempts than the audit's 5
+(`max_delivery_attempts_reason`), so the policy pack can tell a deliberate override from a
+mistake: a subscription declared with other attempts and no reason has no label and fails it."""
 
 
 def topic_labels(stack: Mapping[str, str], topic: TopicConfig) -> dict[str, str]:
@@ -31,5 +32,7 @@ def dead_letter_labels(stack: Mapping[str, str], dead_letter: DeadLetterConfig) 
 
 
 def subscription_labels(stack: Mapping[str, str], sub: SubscriptionConfig) -> dict[str, str]:
-    override = sub.max_delivery_attempts != limits.DEFAULT_MAX_DELIVERY_ATTEMPTS
+    override = sub.max_delivery_attempts != limits.DEFAULT_MAX_DELIVERY_ATTEMPTS and bool(
+        sub.max_delivery_attempts_reason
+    )
     return merge_labels(stack, sub.labels, ATTEMPTS_OVERRIDE_LABELS if override else {})

@@ -70,6 +70,9 @@ class SubscriptionSettings(Strict):
     """Delivery settings shared by `subscription_defaults` and each subscription."""
 
     max_delivery_attempts: Attempts = limits.DEFAULT_MAX_DELIVERY_ATTEMPTS
+    max_delivery_attempts_reason: Annotated[str, Field(min_length=3, max_length=300)] | None = None
+    """Why this subscription dead-letters after other than the audit's 5 attempts: required
+    when it does, so a reviewer and the policy pack see a deliberate override, not a typo."""
     min_backoff: Backoff = limits.DEFAULT_MIN_BACKOFF_S
     max_backoff: Backoff = limits.DEFAULT_MAX_BACKOFF_S
     ack_deadline: AckDeadline = 60
@@ -88,6 +91,18 @@ class SubscriptionSettings(Strict):
                 lo=human_duration(self.min_backoff),
                 hi=human_duration(self.max_backoff),
             )
+        return self
+
+    @model_validator(mode="after")
+    def _attempts_override_is_explicit(self) -> SubscriptionSettings:
+        default = limits.DEFAULT_MAX_DELIVERY_ATTEMPTS
+        if self.max_delivery_attempts != default and not self.max_delivery_attempts_reason:
+            raise fail(
+                "attempts_reason",
+                "max_delivery_attempts {n} differs from the audit's {d}: say why in "
+                "max_delivery_attempts_reason, or use {d}",
+                n=self.max_delivery_attempts, d=default,
+            )  # fmt: skip
         return self
 
     @property
