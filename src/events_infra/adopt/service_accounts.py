@@ -15,7 +15,6 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from events_infra.adopt.cloud_sql import outbox_databases
 from events_infra.adopt.model import AdoptError, Resource
 from events_infra.pubsub.api_calls import loopback_client, loopback_endpoint
 from events_infra.stack_config import pulumi_names as names
@@ -51,14 +50,14 @@ def declared_accounts(topology: StackConfig) -> Iterator[DeclaredAccount]:
         yield from by_access(f"consumer-{sub.name}", topology.consumer_account(sub.name))
     if access.dlq_operators:
         yield from by_access("replayer", access.replayer)
-    first = [None] if topology.database is not None else []
-    outboxes = [*first, *(o.name for o in topology.outboxes)]
-    for outbox, (component, config) in zip(outboxes, outbox_databases(topology), strict=True):
-        if config.migration_principal and config.private_ip_only:
-            account = names.migration_account(outbox)
+    databases = [(None, topology.database), *((o.name, o.database) for o in topology.outboxes)]
+    for outbox, config in databases:
+        if config is not None and config.migration_principal and config.private_ip_only:
+            component = names.outbox_database(outbox)
             yield DeclaredAccount(
-                f"{component}-migration-account", account, component, names.OUTBOX_DATABASE_TYPE
-            )
+                f"{component}-migration-account", names.migration_account(outbox), component,
+                names.OUTBOX_DATABASE_TYPE,
+            )  # fmt: skip
 
 
 def iam_client() -> Any | None:

@@ -102,8 +102,8 @@ class Consumer:
         self._stopping = False
         self._stop = threading.Event()
         self._counts_lock = threading.Lock()
-        self._dead_letter_topic: str | None = None
         self._max_attempts: int | None = None
+        """The subscription's dead-letter attempts (None: no policy, or it could not be read)."""
         self.held = 0
         """Messages received and not yet acked or nacked (flow control bounds it)."""
         self.max_held = 0
@@ -120,10 +120,8 @@ class Consumer:
 
         subscriber, settings = self._connect_pubsub()
         policy = settings.dead_letter_policy if "dead_letter_policy" in settings else None
-        self._dead_letter_topic = policy.dead_letter_topic if policy is not None else None
-        self._max_attempts = (
-            (policy.max_delivery_attempts or 5) if self._dead_letter_topic else None
-        )
+        if policy is not None and policy.dead_letter_topic:
+            self._max_attempts = policy.max_delivery_attempts or 5  # 0 means the API's 5
         streams = 1 if settings.enable_message_ordering else max(1, self.options.streams)
         transactions: list[Any] = []
         try:
@@ -263,14 +261,14 @@ class Consumer:
         when the subscription's policy could not be read)."""
         reason = first_line(result.error) if result.error else "poison"
         attempt = result.message.delivery_attempt or 0
-        if self._dead_letter_topic is None and self._max_attempts is None and attempt:
-            final = True  # the policy is unknown (no subscriptions.get): count each delivery
-        elif self._dead_letter_topic is None:
+        if self._max_attempts is not None:
+            final = attempt >= self._max_attempts
+        elif attempt:  # Pub/Sub counts attempts only under a policy we could not read
+            final = True
+        else:
             LOG.error(_line("poison event but the subscription has no dead-letter policy; "
                             "Pub/Sub redelivers it until one is set", result=result))  # fmt: skip
             return Outcome.POISON
-        else:
-            final = attempt >= (self._max_attempts or 5)
         LOG.warning(
             _line(
                 "poison event nacked: Pub/Sub dead-letters it after "

@@ -109,19 +109,6 @@ def journal_files(directory: Path | None = None) -> list[JournalFile]:
     return sorted(found, key=lambda j: -j.age_seconds)
 
 
-def prune_journals(
-    older_than: float, dry_run: bool = False, directory: Path | None = None
-) -> list[JournalFile]:
-    """Delete the journals last written more than `older_than` seconds ago (they hold whole
-    payloads: kept no longer than the dead letters they could restore); the ones (to be)
-    deleted. A journal of a run still going is written to, so it is never that old."""
-    expired = [j for j in journal_files(directory) if j.age_seconds > older_than]
-    if not dry_run:
-        for journal in expired:
-            journal.path.unlink(missing_ok=True)
-    return expired
-
-
 def journals_report(
     stack: str,
     stacks_dir: str | None,
@@ -147,15 +134,17 @@ def journals_report(
     else:
         retention = load_stack(stack, find_dir(stacks_dir)).dead_letter.message_retention
     files = journal_files()
+    # past retention: they hold whole payloads, kept no longer than the letters they restore
+    # (a journal of a run still going is being written to, so it is never that old)
     expired = {j.path for j in files if j.age_seconds > retention}
-    removed: list[JournalFile] = []
-    if prune:
-        removed = prune_journals(retention, dry_run=dry_run)
-        if removed and not dry_run:
-            append_audit(
-                audit_log_path(audit_log), "journals-prune",
-                retention=human_duration(retention), removed=[str(j.path) for j in removed],
-            )  # fmt: skip
+    removed = [j for j in files if j.path in expired] if prune else []
+    if removed and not dry_run:
+        for journal in removed:
+            journal.path.unlink(missing_ok=True)
+        append_audit(
+            audit_log_path(audit_log), "journals-prune",
+            retention=human_duration(retention), removed=[str(j.path) for j in removed],
+        )  # fmt: skip
     return {
         "directory": str(journal_dir()),
         "retention": human_duration(retention),
