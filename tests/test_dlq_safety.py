@@ -18,7 +18,7 @@ from events_infra.dlq.errors import DlqError
 from events_infra.dlq.messages import REPLAYED_FROM
 from events_infra.dlq.target import DlqTarget
 from events_infra.local.emulator import free_port
-from tests.support.dlq_support import dlq_process, make_stack
+from tests.support.dlq_support import child_stderr, dlq_process, ended, make_stack
 
 runner = CliRunner()
 
@@ -36,7 +36,10 @@ def test_kill_9_mid_replay_loses_nothing(pubsub: str, tmp_path: Path) -> None:
         if batch:
             stack.subscriber.acknowledge(subscription=capture, ack_ids=[m.ack_id for m in batch])
             copies += batch
-    assert replay.poll() is None, "the replay finished before it could be killed"
+    assert replay.poll() is None, (
+        f"the replay ended ({replay.returncode}) before it could be killed: "
+        f"{child_stderr(tmp_path / 'audit.jsonl', 'replay')}"
+    )
     replay.send_signal(signal.SIGKILL)
     replay.wait(10)
 
@@ -66,7 +69,7 @@ def test_ctrl_c_mid_replay_prints_the_summary_and_records_it(
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and len(copies) < 5:
         copies += stack.drain(capture, seconds=0.5)
-    assert replay.poll() is None, "the replay finished before it could be stopped"
+    assert replay.poll() is None, f"the replay ended first: {ended(replay)}"
     replay.send_signal(stop)
     stdout, stderr = replay.communicate(timeout=60)
     assert replay.returncode == 130, stderr
@@ -103,7 +106,7 @@ def test_ctrl_c_mid_purge_prints_what_was_removed_and_loses_nothing(
         if stats.get("delays_injected.Acknowledge"):
             break
         time.sleep(0.1)
-    assert purge.poll() is None, "the purge finished before it could be stopped"
+    assert purge.poll() is None, f"the purge ended first: {ended(purge)}"
     purge.send_signal(signal.SIGINT)
     stdout, stderr = purge.communicate(timeout=60)
     assert purge.returncode == 130, stderr

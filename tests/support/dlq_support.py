@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -229,7 +228,7 @@ def dlq_process(
     `communicate`, else stdout is discarded (an unread pipe could fill and stall it) and stderr
     goes to `<audit dir>/<operation>.stderr` (read it with `child_stderr` when a test fails)."""
     command = [
-        sys.executable, "-m", "events_infra.cli.app", "dlq", operation, *stack.cli_args(),
+        sys.executable, "-c", _AS_IN_A_TERMINAL, "dlq", operation, *stack.cli_args(),
         "--yes", "--no-snapshot", "--audit-log", str(audit), *flags,
     ]  # fmt: skip
     with contextlib.ExitStack() as files:
@@ -243,8 +242,14 @@ def dlq_process(
             stderr=stderr,
             text=True,
             cwd=Path(__file__).resolve().parents[2],
-            preexec_fn=_ctrl_c_as_in_a_terminal,
         )
+
+
+def ended(process: subprocess.Popen) -> str:
+    """How an `output=True` child that should still be running ended: its exit code and the end
+    of its stderr (a native abort shows only there)."""
+    _, stderr = process.communicate(timeout=30)
+    return f"exit {process.returncode}: " + "\n".join((stderr or "").splitlines()[-20:])
 
 
 def child_stderr(audit: Path, operation: str) -> str:
@@ -253,11 +258,15 @@ def child_stderr(audit: Path, operation: str) -> str:
     return "\n".join(path.read_text().splitlines()[-20:]) if path.exists() else ""
 
 
-def _ctrl_c_as_in_a_terminal() -> None:
-    """The child gets SIGINT as a foreground command in a terminal does. A suite started in the
-    background (`make test &`, nohup, some CI runners) inherits SIGINT ignored, Python then
-    installs no KeyboardInterrupt handler, and a test's Ctrl-C would never arrive."""
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
+# The child gets SIGINT as a foreground command in a terminal does. A suite started in the
+# background (`make test &`, nohup, some CI runners) inherits SIGINT ignored, Python then installs
+# no KeyboardInterrupt handler, and a test's Ctrl-C would never arrive. The child's own interpreter
+# installs the handler before it runs the CLI: a `preexec_fn` would do it between fork and exec,
+# which is unsafe in a parent with gRPC threads (the child can abort or hang before exec).
+_AS_IN_A_TERMINAL = (
+    "import runpy, signal; signal.signal(signal.SIGINT, signal.default_int_handler); "
+    "runpy.run_module('events_infra.cli.app', run_name='__main__', alter_sys=True)"
+)
 
 
 def dlq(stack: DlqStack, *args: str, audit: Path | None = None) -> Any:
