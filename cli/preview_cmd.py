@@ -18,7 +18,17 @@ app = typer.Typer(help="Check `pulumi preview --json` output in CI.", no_args_is
 def guard_command(
     preview: Path = typer.Argument(..., help="File written by `pulumi preview --json`."),
     allow: list[str] = typer.Option(
-        None, "--allow", help="URN of an intended delete/replace (repeatable)."
+        None, "--allow", help="URN to allow (repeatable; for local use: CI reads --pr-body)."
+    ),
+    pr_body: Path = typer.Option(
+        None,
+        "--pr-body",
+        help="The pull request's description: its `guard-allow: URN reason` lines allow those.",
+    ),
+    adopt_plan: Path = typer.Option(
+        None,
+        "--adopt-plan",
+        help="`eventsctl adopt plan --json` output: creates of resources it found live fail.",
     ),
     summary: Path = typer.Option(
         None, "--summary", help="Write a markdown summary (for a pull-request comment) here."
@@ -26,31 +36,38 @@ def guard_command(
     stack: str = typer.Option(None, "--stack", help="Stack name shown in the summary."),
     as_json: bool = options.JSON,
 ) -> None:
-    """Fail (exit 1) when a topic, subscription, dead-letter resource or Cloud SQL instance or
-    database would be deleted or replaced, naming each and the property forcing it."""
-    from events_infra.preview.guard import PreviewError, find_dangerous, load_preview, summarize
+    """Fail (exit 1) when the preview would replace or delete a resource, update one in a way
+    that loses data or restarts it, create one that already exists, import one with
+    differences, take a step op the guard does not know, or when the preview itself failed;
+    name each and why. `guard-allow` lines in the pull request allow a finding by its URN."""
+    from events_infra.preview.check import PreviewError, failed_summary, guard
 
     with user_errors():
         try:
-            data = load_preview(preview)
+            verdict = guard(preview, list(allow or []), pr_body, adopt_plan, stack)
         except PreviewError as err:
+            if summary is not None:
+                summary.write_text(failed_summary(err, stack))
             raise UserError(str(err)) from None
-        findings = find_dangerous(data, set(allow or []))
         if summary is not None:
-            summary.write_text(summarize(data, findings, stack))
-    blocked = [f for f in findings if not f.allowed]
+            summary.write_text(verdict.summary)
     result = {
-        "blocked": [vars(f) | {"message": f.describe()} for f in blocked],
-        "allowed": [vars(f) | {"message": f.describe()} for f in findings if f.allowed],
+        "blocked": [_row(f) for f in verdict.blocked],
+        "allowed": [_row(f) for f in verdict.findings if f.allowed],
     }
 
     def human(d: dict[str, Any]) -> None:
         for item in d["blocked"]:
-            typer.echo(f"BLOCKED: {item['message']}\n  {item['urn']}", err=True)
+            where = f"\n  {item['urn']}" if item["urn"] else ""
+            typer.echo(f"BLOCKED: {item['message']}{where}", err=True)
         for item in d["allowed"]:
-            typer.echo(f"allowed: {item['message']}", err=True)
+            typer.echo(f"allowed: {item['message']} ({item['reason']})", err=True)
         if not d["blocked"]:
-            typer.echo("no data-losing changes", err=True)
+            typer.echo("nothing blocked", err=True)
 
     emit(result, as_json, human)
-    raise typer.Exit(int(Exit.FOUND if blocked else Exit.OK))
+    raise typer.Exit(int(Exit.FOUND if verdict.blocked else Exit.OK))
+
+
+def _row(finding: Any) -> dict[str, Any]:
+    return vars(finding) | {"message": finding.describe()}

@@ -201,8 +201,12 @@ def test_stopping_the_consumer_mid_stream_loses_and_duplicates_nothing(
         assert code == 0, child.stderr.read()
         assert "consumer stopped" in child.stderr.read()
     assert len(effects(service_db)) < 600  # stopped mid-way
-    with ConsumerThread(stack.subscription(SUB), record_effect, service_db):
-        assert wait_until(lambda: len(effect_counts(service_db)) == 600, seconds=120)
+    with ConsumerThread(stack.subscription(SUB), record_effect, service_db) as restarted:
+        done = wait_until(lambda: len(effect_counts(service_db)) == 600, seconds=120)
+        assert done, (  # if not: were the rest dead-lettered, or still leased somewhere?
+            f"{len(effect_counts(service_db))} of 600 processed; restarted consumer "
+            f"{dict(restarted.counts)}; {len(stack.peek_ids())} in the DLQ"
+        )
     counts = effect_counts(service_db)
     assert set(counts) == {uuid.UUID(i) for i in ids}
     assert set(counts.values()) == {1}

@@ -8,7 +8,9 @@ from pathlib import Path
 from typer.testing import CliRunner
 
 from events_infra.cli.app import app
-from events_infra.preview.guard import find_dangerous, load_preview, urn_component, urn_type
+from events_infra.preview.digest import load_preview, urn_component, urn_type
+from events_infra.preview.guard import REPLACE, find_findings
+from events_infra.preview.overrides import from_body
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "preview"
 runner = CliRunner()
@@ -58,7 +60,7 @@ def test_allow_lets_an_intended_replace_through(tmp_path: Path) -> None:
     result = guard("replace_subscription", "--allow", NOTIFICATIONS, "--summary", str(summary))
     assert result.exit_code == 0, result.output
     assert "allowed: subscription events-sub-notifications" in result.stderr
-    assert "Allowed on purpose" in summary.read_text()
+    assert "Allowed for this pull request" in summary.read_text()
 
 
 def test_deletes_are_blocked() -> None:
@@ -73,12 +75,12 @@ def test_deletes_are_blocked() -> None:
 
 
 def test_sql_instance_replacement_pair_is_one_finding() -> None:
-    findings = find_dangerous(load_preview(FIXTURES / "sql_replace.json"), set())
+    findings = find_findings(load_preview(FIXTURES / "sql_replace.json"), from_body(""))
     assert len(findings) == 1
     [finding] = findings
-    assert (finding.type, finding.op, finding.properties) == (
+    assert (finding.type, finding.check, finding.properties) == (
         "gcp:sql/databaseInstance:DatabaseInstance",
-        "replace",
+        REPLACE,
         ("region",),
     )
     assert "the outbox and its backups go with it" in finding.describe()

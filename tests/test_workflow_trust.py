@@ -151,12 +151,44 @@ def test_every_install_is_from_a_hashed_lock() -> None:
     assert "--no-deps --wheel-dir /wheels '.[ops]'" in dockerfile
 
 
-def test_allow_list_reaches_the_guard_as_words_not_as_shell() -> None:
-    for name in ("preview", "preview-prod"):
-        job = workflow()["jobs"][name]
-        [step] = [s for s in steps_of(job) if "eventsctl preview guard" in s.get("run", "")]
-        assert step["env"]["ALLOW_URNS"] == "${{ vars.PREVIEW_ALLOW_URNS }}"
-        assert '"${allow[@]}"' in step["run"]
+def guard_steps() -> dict[str, dict[str, Any]]:
+    found = {}
+    for name, job in workflow()["jobs"].items():
+        for step in steps_of(job):
+            if "eventsctl preview guard" in step.get("run", ""):
+                found[name] = step
+    return found
+
+
+def test_every_preview_is_guarded_with_the_pull_requests_own_overrides() -> None:
+    """No repository-wide allow list (it outlived its change and applied to both stacks):
+    each guard reads the overrides of the pull request being previewed or deployed."""
+    text = WORKFLOW_FILE.read_text()
+    assert "PREVIEW_ALLOW_URNS" not in text and "--allow" not in text
+    jobs = workflow()["jobs"]
+    guards = guard_steps()
+    assert set(guards) == {n for n, job in jobs.items() if "pulumi preview" in runs(job)}
+    assert set(guards) == {"preview", "deploy-dev", "preview-prod"}
+    for name, step in guards.items():
+        assert "--pr-body pr-body.md" in step["run"], name
+    pr = guards["preview"]
+    assert pr["if"] == "always()"  # the comment says why even when the preview failed
+    # the body is read from the event file, never interpolated into the script
+    assert 'jq -r \'.pull_request.body // ""\' "$GITHUB_EVENT_PATH" > pr-body.md' in pr["run"]
+    assert "github.event.pull_request.body" not in text
+    assert '--adopt-plan "adopt-$STACK.json"' in pr["run"]  # collisions with the live estate
+    for name in ("deploy-dev", "preview-prod"):  # the merged pull request's overrides
+        assert 'gh api "repos/$GITHUB_REPOSITORY/commits/$GITHUB_SHA/pulls"' in guards[name]["run"]
+        assert jobs[name]["permissions"]["pull-requests"] == "read"
+
+
+def test_dev_applies_only_the_plan_its_guard_passed() -> None:
+    job = workflow()["jobs"]["deploy-dev"]
+    names = [s.get("name", "") for s in steps_of(job)]
+    [apply] = [s for s in steps_of(job) if "pulumi up" in s.get("run", "")]
+    assert "--plan plan-dev.json" in apply["run"]
+    assert names.index(guard_steps()["deploy-dev"]["name"]) < names.index(apply["name"])
+    assert "--save-plan plan-dev.json" in guard_steps()["deploy-dev"]["run"]
 
 
 @pytest.mark.parametrize(

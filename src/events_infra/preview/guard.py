@@ -1,33 +1,67 @@
-"""The diff guard: refuse previews that would delete or replace data-holding resources.
+"""The diff guard: refuse previews that would lose data, stop a database, or that it cannot judge.
 
-A replaced subscription loses its backlog, a replaced dead-letter subscription loses the dead
-letters, a replaced topic drops what is published meanwhile, and a replaced Cloud SQL instance
-or database loses the outbox. `pulumi preview --json` says all of that before it happens.
+`protect` stops deletes and replaces of protected resources, but not an in-place update that
+expires a subscription's messages or restarts Cloud SQL, not a create of a name that already
+exists (the first `up` on a running estate stops half-way at 409), not the other step ops
+Pulumi emits, and not deletes of what holds no data but keeps the backbone running (alerts,
+IAM grants, service accounts, the relay). The guard reads `pulumi preview --json` and fails
+(exit 1) on each of these, one finding per resource and check:
+
+- REPLACE: a topic, subscription, Cloud SQL instance or database replaced by any replace op;
+- DELETE: any resource the stack declares deleted (or abandoned, when it is retained);
+- EFFECT: an in-place update the change-class table marks as data loss, restart or impossible;
+- COLLISION: a create of a resource `eventsctl adopt plan` found already live;
+- IMPORT_DIFF: an import whose live resource differs from the program;
+- STEP_OP: a step op the guard does not know;
+- DIAGNOSTIC: an error the preview reported (it failed: say why instead of staying silent).
+
+A finding is allowed by an override for its URN (`preview.overrides`), except a diagnostic: a
+preview that failed cannot be applied, whatever anyone allows.
 """
 
 from __future__ import annotations
 
 import json
-from collections import Counter, defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from events_infra.errors import EventsInfraError
+from events_infra.preview import digest
+from events_infra.preview.digest import PreviewError
+from events_infra.preview.effects import effects
+from events_infra.preview.overrides import Overrides
+from events_infra.stack_config import pulumi_names as names
 
 GUARDED_TYPES = {
-    "gcp:pubsub/topic:Topic": "topic",
-    "gcp:pubsub/subscription:Subscription": "subscription",
-    "gcp:sql/databaseInstance:DatabaseInstance": "Cloud SQL instance",
-    "gcp:sql/database:Database": "Cloud SQL database",
+    names.TOPIC_TYPE: "topic",
+    names.SUBSCRIPTION_TYPE: "subscription",
+    names.SQL_INSTANCE_TYPE: "Cloud SQL instance",
+    names.SQL_DATABASE_TYPE: "Cloud SQL database",
 }
-REPLACE_OPS = {"replace", "create-replacement", "delete-replaced"}
-DELETE_OPS = {"delete"}
-SUMMARY_OPS = ("create", "update", "replace", "delete")
+"""The types that hold data: replacing one loses it."""
+PLAIN_OPS = {"same", "create", "update", "read", "refresh", "import"}
+"""Step ops judged by their content (collision, effect, import diff), not by the op."""
+REPLACE_OPS = {
+    "replace", "create-replacement", "delete-replaced",
+    "read-replacement", "import-replacement", "discard-replaced",
+}  # fmt: skip
+DELETE_OPS = {"delete", "discard"}
+KNOWN_OPS = PLAIN_OPS | REPLACE_OPS | DELETE_OPS
 
+REPLACE, DELETE, EFFECT = "replace", "delete", "in-place effect"
+COLLISION, IMPORT_DIFF, STEP_OP, DIAGNOSTIC = (
+    "collision",
+    "import with diff",
+    "step op",
+    "diagnostic",
+)
 
-class PreviewError(EventsInfraError, ValueError):
-    """The file is not `pulumi preview --json` output."""
+_LOSES = {
+    "subscription": "its backlog is lost",
+    "topic": "messages published meanwhile are lost and dependants are re-created",
+    "Cloud SQL instance": "the outbox and its backups go with it",
+    "Cloud SQL database": "the outbox rows are lost",
+}
 
 
 @dataclass(frozen=True)
@@ -36,119 +70,123 @@ class Finding:
     type: str
     name: str
     op: str
-    properties: tuple[str, ...]
-    allowed: bool
+    check: str
+    properties: tuple[str, ...] = ()
+    detail: str = ""
+    allowed: bool = False
+    reason: str = ""
+    """Why it is allowed (the override's words)."""
 
     def describe(self) -> str:
         kind = GUARDED_TYPES.get(self.type, self.type)
-        if self.op == "delete":
-            what = f"{kind} {self.name} would be DELETED"
-        else:
+        if self.check == REPLACE:
             forced = ", ".join(self.properties) or "unknown properties"
-            what = f"{kind} {self.name} would be REPLACED (forced by: {forced})"
-        consequence = {
-            "subscription": "its backlog is lost",
-            "topic": "messages published meanwhile are lost and dependants are re-created",
-            "Cloud SQL instance": "the outbox and its backups go with it",
-            "Cloud SQL database": "the outbox rows are lost",
-        }.get(kind, "its data is lost")
-        return f"{what}: {consequence}"
+            return (
+                f"{kind} {self.name} would be REPLACED (forced by: {forced}): "
+                f"{_LOSES.get(kind, 'its data is lost')}"
+            )
+        if self.check == DELETE:
+            return f"{kind} {self.name} would be {self.detail}"
+        if self.check == DIAGNOSTIC:
+            where = f" ({self.name})" if self.urn else ""
+            return f"the preview failed{where}: {self.detail}"
+        return f"{kind} {self.name}: {self.detail}"
 
 
-def load_preview(path: Path) -> dict[str, Any]:
+def load_live(path: Path) -> set[tuple[str, str]]:
+    """(type, logical name) of the managed resources an `adopt plan --json` found live."""
     try:
         data = json.loads(path.read_text())
+        resources = data["resources"]
+        return {
+            (str(r["type"]), str(r["name"]))
+            for r in resources
+            if r.get("state") == "exists" and r.get("managed", True)
+        }
     except FileNotFoundError:
-        raise PreviewError(f"{path}: no such file") from None
-    except ValueError as err:
         raise PreviewError(
-            f"{path}: not JSON ({err}); pass `pulumi preview --json` output"
+            f"{path}: no such file; write it with `eventsctl adopt plan --json`"
         ) from None
-    if not isinstance(data, dict) or not isinstance(data.get("steps"), list):
-        raise PreviewError(f"{path}: no 'steps' list; pass `pulumi preview --json` output")
-    return data
+    except (ValueError, KeyError, TypeError):
+        raise PreviewError(f"{path}: not `eventsctl adopt plan --json` output") from None
 
 
-def step_type(step: dict[str, Any]) -> str:
+def _declared(step: dict[str, Any], kind: str) -> bool:
+    """A resource the stack itself declares: not the stack, a provider or a component."""
+    if kind.startswith("pulumi:"):
+        return False
     for state in (step.get("newState"), step.get("oldState")):
-        if isinstance(state, dict) and state.get("type"):
-            return str(state["type"])
-    return urn_type(step.get("urn", ""))
+        if isinstance(state, dict) and "custom" in state:
+            return bool(state["custom"])
+    return not kind.startswith(f"{names.PROJECT}:")
 
 
-def urn_type(urn: str) -> str:
-    """`urn:pulumi:prod::events-infra::parent$child::name` -> `child`."""
-    parts = urn.split("::")
-    return parts[2].split("$")[-1] if len(parts) >= 4 else ""
-
-
-def urn_name(urn: str) -> str:
-    return urn.split("::")[-1] if urn else "?"
-
-
-def urn_component(urn: str) -> str:
-    """The component a resource belongs to: its parent type in the URN (or the stack)."""
-    parts = urn.split("::")
-    if len(parts) < 4:
-        return "(stack)"
-    chain = parts[2].split("$")
-    return chain[-2] if len(chain) > 1 and chain[-2] != "pulumi:pulumi:Stack" else "(stack)"
-
-
-def find_dangerous(preview: dict[str, Any], allow: set[str]) -> list[Finding]:
-    """Deletes and replaces of guarded resources, one finding per resource."""
-    seen: dict[str, Finding] = {}
-    for step in preview["steps"]:
-        op = step.get("op", "")
-        kind = step_type(step)
-        if kind not in GUARDED_TYPES or op not in REPLACE_OPS | DELETE_OPS:
-            continue
-        urn = step.get("urn", "")
-        reasons = tuple(step.get("replaceReasons") or step.get("keys") or ())
-        if not reasons and isinstance(step.get("detailedDiff"), dict):
-            reasons = tuple(
-                path for path, diff in step["detailedDiff"].items()
-                if str((diff or {}).get("kind", "")).endswith("-replace")
-            )  # fmt: skip
-        previous = seen.get(urn)
-        merged = tuple(dict.fromkeys((previous.properties if previous else ()) + reasons))
-        final_op = "replace" if op in REPLACE_OPS or (previous and previous.op == "replace") else op
-        seen[urn] = Finding(urn, kind, urn_name(urn), final_op, merged, urn in allow)
-    return list(seen.values())
-
-
-def summarize(preview: dict[str, Any], findings: list[Finding], stack: str | None) -> str:
-    """A markdown summary for the pull request: counts per component, then what is blocked."""
-    counts: dict[str, Counter[str]] = defaultdict(Counter)
-    replaced: dict[str, set[str]] = defaultdict(set)  # a replace may come as two steps
-    for step in preview["steps"]:
-        op, urn = step.get("op", ""), step.get("urn", "")
-        if step_type(step).startswith("pulumi:providers:"):
-            continue
-        if op in REPLACE_OPS:
-            replaced[urn_component(urn)].add(urn)
-        elif op in SUMMARY_OPS:
-            counts[urn_component(urn)][op] += 1
-    for component, urns in replaced.items():
-        counts[component]["replace"] = len(urns)
-    title = f"### Pulumi preview{f': `{stack}`' if stack else ''}"
-    lines = [title, ""]
-    if counts:
-        lines += ["| component | creates | updates | replaces | deletes |", "|---|---|---|---|---|"]
-        for component in sorted(counts):
-            c = counts[component]
-            lines.append(
-                f"| `{component}` | {c['create']} | {c['update']} | {c['replace']} | "
-                f"{c['delete']} |"
+def _judge(
+    step: dict[str, Any], live: set[tuple[str, str]]
+) -> list[tuple[str, str, tuple[str, ...], str]]:
+    """(check, op, properties, detail) for one step; empty when it passes."""
+    op, urn, kind = str(step.get("op", "")), str(step.get("urn", "")), digest.step_type(step)
+    if not _declared(step, kind):
+        return []
+    name = digest.urn_name(urn)
+    if op not in KNOWN_OPS:
+        return [
+            (STEP_OP, op, (), f"step op {op!r} is one the guard does not know: review it by hand")
+        ]
+    if op in REPLACE_OPS:
+        if kind in GUARDED_TYPES:
+            return [(REPLACE, "replace", digest.replace_reasons(step), "")]
+        return []
+    if op in DELETE_OPS:
+        what = (
+            "ABANDONED (retained: it keeps running, no longer managed)"
+            if digest.retained(step)
+            else "DELETED"
+        )
+        return [(DELETE, "delete", (), what)]
+    found = []
+    if op == "create" and (kind, name) in live:
+        found.append(
+            (COLLISION, op, (), "would be CREATED but already exists live (a 409 half-way "
+             "through up): import it first (`eventsctl adopt plan --out`, `pulumi import --file`)")
+        )  # fmt: skip
+    if op == "import" and digest.changed_properties(step):
+        props = digest.changed_properties(step)
+        found.append(
+            (IMPORT_DIFF, op, props, f"is IMPORTED with differences ({', '.join(props)}): the "
+             "import must match the live resource exactly; fix the program or adopt it first")
+        )  # fmt: skip
+    if op in ("update", "import"):
+        bad = [e for e in effects(step) if e.disruptive]
+        if bad:
+            detail = "; ".join(
+                f"{e.property} {e.before!r} -> {e.after!r}: {e.change} ({e.why})" for e in bad
             )
-    else:
-        lines.append("No changes.")
-    blocked = [f for f in findings if not f.allowed]
-    allowed = [f for f in findings if f.allowed]
-    if blocked:
-        lines += ["", "**Blocked** (data would be lost; add `--allow URN` if intended):", ""]
-        lines += [f"- :x: {f.describe()}  \n  `{f.urn}`" for f in blocked]
-    if allowed:
-        lines += ["", "Allowed on purpose:", ""]
-        lines += [f"- :warning: {f.describe()}  \n  `{f.urn}`" for f in allowed]
-    return "\n".join(lines) + "\n"
+            found.append((EFFECT, op, tuple(e.property for e in bad), f"in-place update: {detail}"))
+    return found
+
+
+def find_findings(
+    preview: dict[str, Any], overrides: Overrides, live: set[tuple[str, str]] | None = None
+) -> list[Finding]:
+    """Every finding of the preview, one per resource and check, each marked allowed when an
+    override names its URN."""
+    seen: dict[tuple[str, str], Finding] = {}
+    for step in digest.steps(preview):
+        urn, kind = str(step.get("urn", "")), digest.step_type(step)
+        for check, op, properties, detail in _judge(step, live or set()):
+            previous = seen.get((urn, check))
+            if previous is not None:  # a replace comes as create-replacement + delete-replaced
+                properties = tuple(dict.fromkeys(previous.properties + properties))
+            override = overrides.get(urn)
+            seen[(urn, check)] = Finding(
+                urn, kind, digest.urn_name(urn), op, check, properties, detail,
+                allowed=override is not None, reason=override.reason if override else "",
+            )  # fmt: skip
+    found = list(seen.values())
+    for diag in digest.diagnostics(preview):
+        if diag.severity == "error":
+            kind = digest.urn_type(diag.urn)
+            name = digest.urn_name(diag.urn) if diag.urn else ""
+            found.append(Finding(diag.urn, kind, name, "", DIAGNOSTIC, (), diag.message))
+    return found

@@ -17,8 +17,10 @@ restarts a database. Each rule here is a fact about the provider or the API, wit
   `retained_backups` or `transaction_log_retention_days` deletes backups and recovery logs;
   a database's `name` forces a new, empty database.
 
-`eventsctl topology diff` classes stack-file changes with it before Pulumi runs, and
-`eventsctl adopt plan` classes live differences with the same facts.
+`eventsctl topology diff` classes stack-file changes with it before Pulumi runs,
+`eventsctl adopt plan` classes live differences with the same facts, and `eventsctl preview guard`
+classes the in-place updates of a `pulumi preview --json` by the provider properties each setting
+becomes (PROPERTIES).
 """
 
 from __future__ import annotations
@@ -26,6 +28,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+
+from events_infra.stack_config import pulumi_names as names
 
 IN_PLACE = "in place"
 RESTART = "restart/downtime"
@@ -106,6 +110,10 @@ RULES: dict[tuple[str, str], Rule] = {
     ("database", "database"): Rule(
         always(REPLACEMENT), "a new, empty database: the outbox's rows stay in the old one"
     ),
+    ("database", "logical_decoding"): Rule(
+        always(RESTART),
+        "database flags (cloudsql.logical_decoding among them) apply with an instance restart",
+    ),
 }
 """(kind, setting) -> what changing it does. Kinds: topic, dead_letter_topic,
 dead_letter_subscription, subscription, database. A setting not listed is updated in place."""
@@ -127,3 +135,60 @@ def classify(kind: str, setting: str, old: Any, new: Any) -> tuple[str, str]:
         return IN_PLACE, ""
     change = rule.classify(old, new)
     return change, rule.why if change != IN_PLACE else ""
+
+
+def duration_seconds(value: Any) -> float | None:
+    """A provider duration ("604800s", "0.5s") in seconds; None when unset."""
+    if value in (None, ""):
+        return None
+    return float(str(value).rstrip("s"))
+
+
+def number(value: Any) -> float | None:
+    return None if value in (None, "") else float(value)
+
+
+def text(value: Any) -> Any:
+    return value
+
+
+@dataclass(frozen=True)
+class Property:
+    """A provider input that one stack setting becomes, and how to read its value."""
+
+    kind: str
+    setting: str
+    value: Callable[[Any], Any] = text
+
+
+PROPERTIES: dict[str, dict[str, Property]] = {
+    names.SUBSCRIPTION_TYPE: {
+        "filter": Property("subscription", "filter"),
+        "enableMessageOrdering": Property("subscription", "enable_message_ordering"),
+        "messageRetentionDuration": Property("subscription", "message_retention", duration_seconds),
+        "deadLetterPolicy.maxDeliveryAttempts": Property(
+            "subscription", "max_delivery_attempts", number
+        ),
+    },
+    names.TOPIC_TYPE: {
+        "messageRetentionDuration": Property("topic", "message_retention", duration_seconds),
+    },
+    names.SQL_INSTANCE_TYPE: {
+        "region": Property("database", "region"),
+        "databaseVersion": Property("database", "database_version"),
+        "settings.tier": Property("database", "tier"),
+        "settings.edition": Property("database", "edition"),
+        "settings.availabilityType": Property("database", "availability_type"),
+        "settings.ipConfiguration.privateNetwork": Property("database", "private_network"),
+        "settings.databaseFlags": Property("database", "logical_decoding"),
+        "settings.backupConfiguration.backupRetentionSettings.retainedBackups": Property(
+            "database", "retained_backups", number
+        ),
+        "settings.backupConfiguration.transactionLogRetentionDays": Property(
+            "database", "transaction_log_retention_days", number
+        ),
+    },
+    names.SQL_DATABASE_TYPE: {"name": Property("database", "database")},
+}
+"""Pulumi type -> provider input path (pulumi_gcp's camelCase inputs, nested objects joined by
+dots) -> the stack setting it carries, for the settings RULES classes."""

@@ -42,7 +42,7 @@ class Change:
 
 _DATABASE_SETTINGS = (
     "region", "database_version", "edition", "tier", "availability_type", "retained_backups",
-    "transaction_log_retention_days", "private_network", "database", "existing",
+    "transaction_log_retention_days", "private_network", "database", "existing", "logical_decoding",
 )  # fmt: skip
 
 
