@@ -34,6 +34,12 @@ def migrate_command(
     no_snapshot: bool = typer.Option(
         False, "--no-snapshot", help="Do not snapshot OLD first (the journal remains)."
     ),
+    also_reach: list[str] = typer.Option(
+        None,
+        "--also-reach",
+        help="An unfiltered subscription on the topic that may receive the copies too "
+        "(repeatable); without it such a subscription stops the move.",
+    ),
     audit_log: str = AUDIT_LOG,
     as_json: bool = options.JSON,
 ) -> None:
@@ -42,7 +48,8 @@ def migrate_command(
 
     Declare NEW in the stack and deploy it first: from then on it receives every new message.
     This copies the messages OLD still holds from before (targeted at NEW, so no other
-    subscription of the stack gets a copy), acknowledging each in OLD only after Pub/Sub
+    subscription with the replay filter gets a copy; an unfiltered one would, so it stops the
+    move unless named with --also-reach), acknowledging each in OLD only after Pub/Sub
     confirmed its copy and the journal holds it; messages published since the move began stay
     in OLD (NEW has them). Killed at any point, rerun it: consumers dedupe the overlap by
     event_id. OLD is never deleted. Start with --dry-run.
@@ -57,6 +64,7 @@ def migrate_command(
         dry_run=dry_run,
         snapshot=not no_snapshot,
         audit_log=audit_log,
+        also_reach=tuple(also_reach or ()),
     )
     with user_errors():
         ctx = context(stack, stacks_dir, project, None, None)

@@ -103,6 +103,11 @@ class LivePublisher:
         self._thread.join(30)
 
 
+STRANGER_OK = ("--also-reach", "billing-team-sub")
+"""The hand-made estate's other team's subscription has no filter: the moves below accept that
+it receives the copies too (test_an_unfiltered_stranger_stops_the_move_unless_named)."""
+
+
 def migrate_process(stack: DlqStack, pubsub: str, state: Path, *flags: str) -> subprocess.Popen:
     command = [
         sys.executable, "-m", "events_infra.cli.app", "subscription", "migrate", OLD,
@@ -129,7 +134,7 @@ def test_a_backlog_moves_under_a_running_publisher_through_a_kill_exactly_once(
     stack = declare(tmp_path, project)
     state = tmp_path / "state"
     with LivePublisher(ordered_publisher(), stack.topic) as live:
-        first = migrate_process(stack, pubsub, state, "--rate", "150")
+        first = migrate_process(stack, pubsub, state, "--rate", "150", *STRANGER_OK)
         assert wait_until(lambda: journal_lines(state) >= 60, seconds=60, step=0.02)
         first.send_signal(signal.SIGKILL)  # mid-way: copies confirmed, acks perhaps not sent
         first.wait(10)
@@ -137,7 +142,7 @@ def test_a_backlog_moves_under_a_running_publisher_through_a_kill_exactly_once(
         time.sleep(11)  # what the killed run held comes back after OLD's 10 s ack deadline
         moved = []
         for _ in range(2):  # a rerun is always safe: what NEW has already is deduped
-            rerun = migrate_process(stack, pubsub, state)
+            rerun = migrate_process(stack, pubsub, state, *STRANGER_OK)
             out, err = rerun.communicate(timeout=120)
             assert rerun.returncode == 0, err
             result = json.loads(out)
@@ -170,6 +175,23 @@ def test_a_backlog_moves_under_a_running_publisher_through_a_kill_exactly_once(
     assert not {m.message.message_id for m in left} & set(old_path)
 
 
+def test_an_unfiltered_stranger_stops_the_move_unless_named(pubsub: str, tmp_path: Path) -> None:
+    """Another team's unfiltered subscription would receive every copy: the move refuses,
+    naming it and both ways on, before it changes anything."""
+    project, _, _ = handmade_estate(backlog=30, legacy=0)
+    stack = declare(tmp_path, project)
+    state = tmp_path / "state"
+    run = migrate_process(stack, pubsub, state)
+    out, err = run.communicate(timeout=60)
+    assert run.returncode == 2 and out == ""
+    [line] = err.strip().splitlines()
+    assert "billing-team-sub has no replay filter: every copy would reach it too" in line
+    assert "--also-reach billing-team-sub" in line and "snapshot of OLD" in line
+    assert not (state / "audit.jsonl").exists() and journal_lines(state) == 0
+    assert stack.pull(stack.subscription(NEW), timeout=1.0) == []
+    assert len(stack.drain(stack.subscription(OLD), expected=30)) == 30  # all still there
+
+
 def test_dry_run_counts_and_changes_nothing(pubsub: str, tmp_path: Path) -> None:
     project, _, _ = handmade_estate(backlog=40, legacy=0)
     stack = declare(tmp_path, project)
@@ -177,6 +199,7 @@ def test_dry_run_counts_and_changes_nothing(pubsub: str, tmp_path: Path) -> None
     out, err = run.communicate(timeout=60)
     assert run.returncode == 0, err
     assert json.loads(out)["counts"]["would_move"] == 40
+    assert json.loads(out)["also_reaches"] == ["billing-team-sub"]  # said, not refused
     assert stack.pull(stack.subscription(NEW), timeout=1.0) == []
     assert len(stack.drain(stack.subscription(OLD), expected=40)) == 40
     assert not (tmp_path / "state" / "audit.jsonl").exists()
@@ -198,7 +221,7 @@ def test_copies_new_would_refuse_stay_in_old(pubsub: str, tmp_path: Path) -> Non
             ],
         },
     )
-    run = migrate_process(stack, pubsub, tmp_path / "state")
+    run = migrate_process(stack, pubsub, tmp_path / "state", *STRANGER_OK)
     out, err = run.communicate(timeout=60)
     assert run.returncode == 0, err
     counts = json.loads(out)["counts"]

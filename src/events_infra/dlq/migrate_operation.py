@@ -28,6 +28,8 @@ class MigrateRequest:
     dry_run: bool = False
     snapshot: bool = True
     audit_log: str | None = None
+    also_reach: tuple[str, ...] = ()
+    """Unfiltered subscriptions the operator accepts copies reaching (`--also-reach`)."""
 
 
 def migrate_subscription(
@@ -58,6 +60,15 @@ def migrate_subscription(
         )
     cutoff = datetime.now(UTC)  # NEW exists: everything published from here on reaches it
     reaches = _also_reaches(ctx, {request.old, request.new})
+    unaccepted = sorted(set(reaches) - set(request.also_reach))
+    if unaccepted and not request.dry_run:
+        raise DlqError(
+            f"{', '.join(unaccepted)} {'has' if len(unaccepted) == 1 else 'have'} no replay "
+            "filter: every copy would reach it too. Accept that with "
+            + " ".join(f"--also-reach {name}" for name in unaccepted)
+            + " (its consumers dedupe by event_id), or move the backlog without copies by "
+            "seeking NEW to a snapshot of OLD (docs/deploying.md, 'Without copies')"
+        )
     if not request.dry_run:
         io.confirm(
             f"Move the backlog of {request.old} (messages published before now) to "
