@@ -30,6 +30,15 @@ def guard_command(
         "--adopt-plan",
         help="`eventsctl adopt plan --json` output: creates of resources it found live fail.",
     ),
+    preview_exit_code: int = typer.Option(
+        None,
+        "--preview-exit-code",
+        help="`pulumi preview`'s exit code: non-zero fails the guard even without an error in "
+        "its JSON (a policy violation is not in it).",
+    ),
+    preview_log: Path = typer.Option(
+        None, "--preview-log", help="`pulumi preview`'s stderr: its error lines are quoted."
+    ),
     summary: Path = typer.Option(
         None, "--summary", help="Write a markdown summary (for a pull-request comment) here."
     ),
@@ -40,11 +49,12 @@ def guard_command(
     that loses data or restarts it, create one that already exists, import one with
     differences, take a step op the guard does not know, or when the preview itself failed;
     name each and why. `guard-allow` lines in the pull request allow a finding by its URN."""
-    from events_infra.preview.check import PreviewError, failed_summary, guard
+    from events_infra.preview.check import PreviewError, PreviewRun, failed_summary, guard
 
+    run = PreviewRun(preview_exit_code, preview_log)
     with user_errors():
         try:
-            verdict = guard(preview, list(allow or []), pr_body, adopt_plan, stack)
+            verdict = guard(preview, list(allow or []), pr_body, adopt_plan, stack, run)
         except PreviewError as err:
             if summary is not None:
                 summary.write_text(failed_summary(err, stack))

@@ -68,5 +68,21 @@ def test_read_only_identities_and_pinned_actions() -> None:
     assert "DEPLOY" not in text and "pulumi up" not in text and "${{ secrets." not in text
     assert "vars.PULUMI_PREVIEW_TEAM" in text
     for s in job()["steps"]:
-        if "uses" in s:
-            assert PINNED.match(s["uses"].split(" ")[0]), s["uses"]
+        if "uses" in s and not s["uses"].startswith("./"):
+            assert PINNED.match(s["uses"]), s["uses"]
+    # each stack's own read-only account, or a one-line error: never a silent fallback
+    [account] = [s for s in job()["steps"] if s.get("id") == "account"]
+    assert "exit 1" in account["run"] and "::error::" in account["run"]
+    [auth] = [s for s in job()["steps"] if s.get("id") == "auth"]
+    assert auth["with"]["service_account"] == "${{ steps.account.outputs.account }}"
+
+
+def test_the_refresh_previews_the_digest_the_stack_runs() -> None:
+    """The program requires relay.image_digest; without it every drift run would fail."""
+    names = [s.get("name", s.get("uses", "")) for s in job()["steps"]]
+    [running] = [s for s in job()["steps"] if s.get("id") == "running"]
+    assert 'pulumi stack output relay_image_digest --stack "$STACK"' in running["run"]
+    [pin] = [s for s in job()["steps"] if s.get("uses") == "./.github/actions/relay-image"]
+    assert pin["with"]["digest"] == "${{ steps.running.outputs.digest }}"
+    refresh = next(s for s in job()["steps"] if s.get("id") == "refresh")
+    assert names.index(pin["uses"]) < names.index(refresh["name"])

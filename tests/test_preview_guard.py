@@ -29,7 +29,11 @@ def test_creates_pass_with_a_summary(tmp_path: Path) -> None:
     result = guard("creates", "--summary", str(summary), "--stack", "prod")
     assert result.exit_code == 0, result.output
     text = summary.read_text()
-    assert text.startswith("### Pulumi preview: `prod`")
+    marker, title = text.splitlines()[:2]
+    assert (marker, title) == (
+        "<!-- eventsctl preview guard: prod -->",
+        "### Pulumi preview: `prod`",
+    )
     assert "| `events-infra:event_bus:EventBus` | 4 | 0 | 0 | 0 |" in text
     assert "Blocked" not in text
 
@@ -51,16 +55,18 @@ def test_replaced_subscription_is_blocked_naming_the_property(tmp_path: Path) ->
     text = summary.read_text()
     assert "| `events-infra:event_bus:EventBus` | 0 | 1 | 2 | 0 |" in text
     assert ":x: subscription events-sub-notifications would be REPLACED" in text
-    # the IAM member replaced with it is not a data-holding resource
-    assert "agent-subscriber" not in result.stderr
+    # the IAM member replaced with it: deleted and created again, so it needs a word too
+    assert "agent-subscriber would be REPLACED" in result.stderr
+    assert "deleted and created again" in result.stderr
 
 
 def test_allow_lets_an_intended_replace_through(tmp_path: Path) -> None:
     summary = tmp_path / "summary.md"
     result = guard("replace_subscription", "--allow", NOTIFICATIONS, "--summary", str(summary))
-    assert result.exit_code == 0, result.output
+    assert result.exit_code == 1  # the IAM member replaced with it is not allowed
+    assert "BLOCKED: gcp:pubsub/subscriptionIAMMember:SubscriptionIAMMember" in result.stderr
     assert "allowed: subscription events-sub-notifications" in result.stderr
-    assert "Allowed for this pull request" in summary.read_text()
+    assert "**Allowed:**" in summary.read_text() and "(--allow)" in summary.read_text()
 
 
 def test_deletes_are_blocked() -> None:

@@ -13,6 +13,7 @@ import pytest
 from typer.testing import CliRunner
 
 from events_infra.cli.app import app
+from events_infra.preview.overrides import from_body
 from events_infra.stack_config import change_classes
 from events_infra.stack_config import pulumi_names as names
 from tests.support.preview_steps import OUTBOX, step, urn, write
@@ -20,7 +21,7 @@ from tests.support.preview_steps import OUTBOX, step, urn, write
 runner = CliRunner()
 SUB = names.SUBSCRIPTION_TYPE
 SQL = names.SQL_INSTANCE_TYPE
-ALERT = "gcp:monitoring/alertPolicy:AlertPolicy"
+ALERT = change_classes.ALERT_POLICY_TYPE
 
 
 def guard(path: Path, *flags: str) -> Any:
@@ -132,29 +133,72 @@ def test_fewer_backups_shorter_logs_and_flags_are_blocked_more_backups_pass(
 
 def test_a_value_known_only_at_apply_is_judged_as_the_worst_case(tmp_path: Path) -> None:
     unknown = "04da6b54-80e4-46f7-96ec-b56ff0331ba9"
-    new = instance(ipConfiguration={"privateNetwork": unknown})
-    old = instance(ipConfiguration={"privateNetwork": "projects/p/global/networks/a"})
-    [finding] = sql_update(tmp_path, old, new)
-    assert "known only at apply" in finding["message"]
+    old = {"name": "s", "messageRetentionDuration": "604800s"}
+    [finding] = blocked(
+        tmp_path, step("update", SUB, "s", old, old | {"messageRetentionDuration": unknown})
+    )
+    assert "data loss" in finding["message"] and "known only at apply" in finding["message"]
+    known = old | {"messageRetentionDuration": "1209600s"}  # the same change, known: a raise
+    assert blocked(tmp_path, step("update", SUB, "s", old, known)) == []
+
+
+def test_an_unset_value_counts_as_gcps_default(tmp_path: Path) -> None:
+    """Unset retention is 7 days, unset attempts 5, no expiration policy 31 days."""
+    lower = {"name": "s", "messageRetentionDuration": "86400s"}
+    assert blocked(tmp_path, step("update", SUB, "s", {"name": "s"}, lower))
+    week = {"name": "s", "messageRetentionDuration": "604800s"}
+    assert blocked(tmp_path, step("update", SUB, "s", {"name": "s"}, week)) == []
+    never = {"name": "d", "expirationPolicy": {"ttl": ""}}
+    month = {"name": "d", "expirationPolicy": {"ttl": "2678400s"}}
+    [finding] = blocked(tmp_path, step("update", SUB, "d", never, month))
+    assert finding["properties"] == ["expirationPolicy.ttl"]
+    assert blocked(tmp_path, step("update", SUB, "d", month, never)) == []
+
+
+def test_backups_or_pitr_off_and_a_disabled_alert_are_blocked(tmp_path: Path) -> None:
+    on = instance()
+    on["settings"]["backupConfiguration"]["pointInTimeRecoveryEnabled"] = True
+    off = instance()
+    off["settings"]["backupConfiguration"]["pointInTimeRecoveryEnabled"] = False
+    [pitr] = sql_update(tmp_path, on, off)
+    assert pitr["properties"] == ["settings.backupConfiguration.pointInTimeRecoveryEnabled"]
+    alert = {"displayName": "DLQ backlog", "enabled": True}
+    [finding] = blocked(tmp_path, step("update", ALERT, "dlq", alert, alert | {"enabled": False}))
+    assert "alerting off" in finding["message"]
+    assert blocked(tmp_path, step("update", ALERT, "dlq", {"enabled": False}, alert)) == []
 
 
 # -- step ops, deletes, imports, collisions -----------------------------------------------------
 
 
-@pytest.mark.parametrize("op", ["read-replacement", "import-replacement", "discard-replaced"])
-def test_every_replace_op_of_a_data_resource_is_blocked(tmp_path: Path, op: str) -> None:
-    [finding] = blocked(tmp_path, step(op, SUB, "events-sub", {"name": "a"}, {"name": "a"}))
-    assert finding["check"] == "replace"
-    assert "would be REPLACED" in finding["message"]
+@pytest.mark.parametrize(
+    "op", ["replace", "create-replacement", "delete-replaced", "import-replacement"]
+)
+def test_every_replace_op_is_blocked_for_data_and_other_resources(tmp_path: Path, op: str) -> None:
+    [sub] = blocked(tmp_path, step(op, SUB, "events-sub", {"name": "a"}, {"name": "a"}))
+    assert sub["check"] == "replace" and "its backlog is lost" in sub["message"]
+    account = step(op, names.SERVICE_ACCOUNT_TYPE, "relay-sa", {"accountId": "r"}, {})
+    [other] = blocked(tmp_path, account)
+    assert "would be REPLACED" in other["message"] and "grants" in other["message"]
 
 
-def test_an_unknown_step_op_is_blocked_and_plain_ops_pass(tmp_path: Path) -> None:
-    [finding] = blocked(tmp_path, step("frobnicate", ALERT, "dlq-backlog", {}, {}))
-    assert finding["check"] == "step op" and "'frobnicate'" in finding["message"]
-    plain = [
-        step(op, SUB, f"s-{op}", {"name": "a"}, {"name": "a"}) for op in ("same", "read", "refresh")
+def test_read_replacement_and_a_given_up_replacement_need_a_word(tmp_path: Path) -> None:
+    found = blocked(
+        tmp_path,
+        step("read-replacement", SUB, "events-sub", {"name": "a"}, {"name": "a"}),
+        step("remove-pending-replace", names.TOPIC_TYPE, "events-topic", old={"name": "e"}),
+    )
+    by_name = {f["name"]: f for f in found}
+    assert {f["check"] for f in found} == {"step op"}
+    assert "READ instead of managed" in by_name["events-sub"]["message"]
+    assert "was already deleted" in by_name["events-topic"]["message"]
+
+
+def test_discarding_read_resources_deletes_nothing_and_passes(tmp_path: Path) -> None:
+    discards = [
+        step(op, SUB, f"s-{op}", old={"name": "a"}) for op in ("discard", "discard-replaced")
     ]
-    assert blocked(tmp_path, *plain) == []
+    assert blocked(tmp_path, *discards) == []
 
 
 @pytest.mark.parametrize(
@@ -234,7 +278,7 @@ def test_a_protect_error_fails_the_guard_with_the_reason_and_cannot_be_allowed(
 ) -> None:
     sub = urn(SUB, "events-sub")
     diagnostics = [
-        {"urn": sub, "prefix": "error: ", "message": PROTECT.format(urn=sub), "severity": "error"},
+        {"urn": sub, "message": "error: " + PROTECT.format(urn=sub), "severity": "error"},
         {"urn": "", "message": "a deprecation", "severity": "warning"},
     ]
     path = write(tmp_path, diagnostics=diagnostics)
@@ -246,10 +290,50 @@ def test_a_protect_error_fails_the_guard_with_the_reason_and_cannot_be_allowed(
     [finding] = out["blocked"]
     assert finding["check"] == "diagnostic" and finding["allowed"] is False
     assert "the preview failed (events-sub): unable to replace resource" in finding["message"]
+    assert "error:" not in finding["message"]  # Pulumi writes the prefix into the message
     text = summary.read_text()
     assert "No plan: the preview failed before planning" in text
     assert "marked for protection" in text and "- a deprecation" in text
     assert "\n  as it is" not in text  # a multi-line message stays one markdown item
+
+
+def test_a_preview_that_failed_without_an_error_in_its_json_is_blocked_with_its_log(
+    tmp_path: Path,
+) -> None:
+    """Policy violations are not in `--json` output, and a crash writes no JSON at all."""
+    log = tmp_path / "preview.log"
+    log.write_text(
+        "Policies:\n    events-infra-policies@v1 (local: base/policy)\n"
+        "        - [mandatory]  dead-letter-retention  (gcp:pubsub/subscription:Subscription: "
+        "events-dlq-sub)\n          mandatory: the DLQ keeps letters a week on production\n"
+    )
+    summary = tmp_path / "summary.md"
+    flags = ("--preview-exit-code", "255", "--preview-log", str(log), "--summary", str(summary))
+    result, out = guard(write(tmp_path, step("same", SUB, "s", {}, {})), *flags)
+    assert result.exit_code == 1
+    [finding] = out["blocked"]
+    assert (
+        "pulumi preview exited 255: mandatory: the DLQ keeps letters a week" in finding["message"]
+    )
+    empty = tmp_path / "crashed.json"
+    empty.write_text("")
+    log.write_text("panic: something\nerror: an unhandled error occurred\n")
+    result, out = guard(empty, *flags)
+    assert result.exit_code == 1
+    assert "exited 255: error: an unhandled error occurred" in out["blocked"][0]["message"]
+    assert "No plan: the preview failed before planning" in summary.read_text()
+    passed = guard(write(tmp_path, step("same", SUB, "s", {}, {})), "--preview-exit-code", "0")
+    assert passed[0].exit_code == 0
+
+
+def test_an_empty_adopt_plan_is_a_note_not_a_pass_in_silence(tmp_path: Path) -> None:
+    plan = tmp_path / "adopt.json"
+    plan.write_text("")
+    summary = tmp_path / "summary.md"
+    create = step("create", names.TOPIC_TYPE, "events-topic", new={"name": "events"})
+    result, _ = guard(write(tmp_path, create), "--adopt-plan", str(plan), "--summary", str(summary))
+    assert result.exit_code == 0
+    assert "creates were not checked against the live estate" in summary.read_text()
 
 
 def test_an_empty_preview_file_is_exit_2_with_a_comment_saying_so(tmp_path: Path) -> None:
@@ -290,10 +374,30 @@ def test_a_pull_request_line_allows_one_urn_with_its_reason_recorded(tmp_path: P
     assert allowed["name"] == "events-sub-old"
     assert allowed["reason"] == "migrated to events-sub-new (runbook step 4)"
     text = summary.read_text()
-    assert "**Allowed for this pull request:**" in text
+    assert "**Allowed:**" in text and "(pull request)" in text
     assert "migrated to events-sub-new (runbook step 4)" in text
     assert f"override for `{urn(SUB, 'nothing-here')}` matched nothing" in text
     assert "gives no reason" in text and "needs a full URN" in text
+    # the deploy of the merge commit reads back exactly what this comment granted
+    granted = from_body(text).granted
+    assert list(granted) == [old["urn"]]
+    assert granted[old["urn"]].reason == "migrated to events-sub-new (runbook step 4)"
+
+
+def test_an_override_cannot_break_out_of_the_comment(tmp_path: Path) -> None:
+    gone = step("delete", SUB, "events-sub-old", old={"name": "o"})
+    body = tmp_path / "body.md"
+    body.write_text(
+        f"guard-allow: {gone['urn']} ok --> \nguard-allow: {urn(SUB, 'x')} <b>`x`</b>\n"
+        f"guard-allow: {gone['urn']}`-->` nice try\n"
+    )
+    summary = tmp_path / "summary.md"
+    result, out = guard(write(tmp_path, gone), "--pr-body", str(body), "--summary", str(summary))
+    assert result.exit_code == 0, result.output
+    text = summary.read_text()
+    assert text.count("-->") == text.count("<!--")  # every comment closes once, where it should
+    assert "<b>" not in text and "nice try" not in text
+    assert out["allowed"][0]["reason"] == "ok"
 
 
 # -- the table against the provider --------------------------------------------------------------
@@ -307,6 +411,7 @@ def _provider_has(kind: str, path: str) -> bool:
         SUB: ("pubsub", "SubscriptionArgs"),
         SQL: ("sql", "DatabaseInstanceArgs"),
         names.SQL_DATABASE_TYPE: ("sql", "DatabaseArgs"),
+        ALERT: ("monitoring", "AlertPolicyArgs"),
     }[kind]
     module = getattr(pulumi_gcp, module_name)
     args: Any = getattr(module, cls)
@@ -325,7 +430,7 @@ def _provider_has(kind: str, path: str) -> bool:
 
 def test_every_property_in_the_table_is_an_input_of_the_installed_provider() -> None:
     paths = [(k, p) for k, table in change_classes.PROPERTIES.items() for p in table]
-    assert len(paths) == 15
+    assert len(paths) == 19
     assert [(k, p) for k, p in paths if not _provider_has(k, p)] == []
     for table in change_classes.PROPERTIES.values():  # each names a setting the table classes
         for prop in table.values():

@@ -200,6 +200,7 @@ def test_dry_run_counts_and_changes_nothing(pubsub: str, tmp_path: Path) -> None
     assert run.returncode == 0, err
     assert json.loads(out)["counts"]["would_move"] == 40
     assert json.loads(out)["also_reaches"] == ["billing-team-sub"]  # said, not refused
+    assert "the real run refuses unless each is named with --also-reach" in err
     assert stack.pull(stack.subscription(NEW), timeout=1.0) == []
     assert len(stack.drain(stack.subscription(OLD), expected=40)) == 40
     assert not (tmp_path / "state" / "audit.jsonl").exists()

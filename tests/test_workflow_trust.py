@@ -29,8 +29,10 @@ def steps_of(job: dict[str, Any]) -> list[dict[str, Any]]:
 
 def all_steps() -> list[tuple[str, dict[str, Any]]]:
     found = [(name, step) for name, job in workflow()["jobs"].items() for step in steps_of(job)]
-    action = yaml.safe_load(ACTION_FILE.read_text())
-    return found + [("relay-image", step) for step in action["runs"]["steps"]]
+    for path in (ACTION_FILE, ROOT / ".github" / "actions" / "guarded-preview" / "action.yml"):
+        action = yaml.safe_load(path.read_text())
+        found += [("relay-image", step) for step in action["runs"]["steps"]]
+    return found
 
 
 def uses(job: dict[str, Any], prefix: str) -> list[dict[str, Any]]:
@@ -117,8 +119,10 @@ def test_prod_deploys_the_digest_that_ran_in_dev_and_the_approved_plan() -> None
         ]
         assert image["with"]["push"] == "false", name  # never rebuilt for prod
         assert image["with"]["digest"] == "${{ needs.deploy-dev.outputs.digest }}", name
-    assert "--save-plan plan-prod.json" in runs(jobs["preview-prod"])
-    assert "eventsctl preview guard preview-prod.json" in runs(jobs["preview-prod"])
+    [guarded] = uses(jobs["preview-prod"], "./.github/actions/guarded-preview")
+    assert guarded["with"]["stack"] == "prod"  # saves plan-prod.json, guarded
+    [upload] = uses(jobs["preview-prod"], "actions/upload-artifact@")
+    assert upload["with"]["path"].split() == ["plan-prod.json", "summary-prod.md"]
     deploy = jobs["deploy-prod"]
     assert set(deploy["needs"]) == {"deploy-dev", "preview-prod"}
     assert uses(deploy, "actions/download-artifact@")[0]["with"]["name"] == "plan-prod"
@@ -151,35 +155,70 @@ def test_every_install_is_from_a_hashed_lock() -> None:
     assert "--no-deps --wheel-dir /wheels '.[ops]'" in dockerfile
 
 
-def guard_steps() -> dict[str, dict[str, Any]]:
-    found = {}
-    for name, job in workflow()["jobs"].items():
-        for step in steps_of(job):
-            if "eventsctl preview guard" in step.get("run", ""):
-                found[name] = step
+GUARDED_PREVIEW = ROOT / ".github" / "actions" / "guarded-preview" / "action.yml"
+GATE = "${{ !cancelled() && steps.preview.outcome != 'skipped' }}"
+
+
+def guarded_preview() -> dict[str, Any]:
+    return yaml.safe_load(GUARDED_PREVIEW.read_text())
+
+
+def test_every_preview_is_guarded_with_overrides_of_its_own_pull_request() -> None:
+    """No repository-wide allow list (it outlived its change and applied to both stacks)."""
+    text = WORKFLOW_FILE.read_text() + GUARDED_PREVIEW.read_text()
+    assert "PREVIEW_ALLOW_URNS" not in text and "--allow " not in text
+    jobs = workflow()["jobs"]
+    previewing = {n for n, job in jobs.items() if "pulumi preview" in runs(job)}
+    via_action = {n for n, job in jobs.items() if uses(job, "./.github/actions/guarded-preview")}
+    assert previewing == {"preview"} and via_action == {"deploy-dev", "preview-prod"}
+    assert workflow()[True]["pull_request"]["types"] == [
+        "opened",
+        "synchronize",
+        "reopened",
+        "edited",
+    ]
+    # the pull request: its body, read from the event file, never interpolated into a script
+    [guard] = [s for s in steps_of(jobs["preview"]) if "preview guard" in s.get("run", "")]
+    assert 'jq -r \'.pull_request.body // ""\' "$GITHUB_EVENT_PATH" > pr-body.md' in guard["run"]
+    assert "github.event.pull_request.body" not in text
+    assert '--adopt-plan "adopt-$STACK.json"' in guard["run"]  # collisions with the live estate
+    for name in via_action:  # after the merge: only what the PR's guard comment granted
+        assert jobs[name]["permissions"]["pull-requests"] == "read", name
+
+
+def test_the_guard_is_the_gate_and_runs_after_a_failed_preview() -> None:
+    """The preview records its exit code and log instead of stopping the job, so the guard
+    (which fails on a failed preview) always runs and the comment says why."""
+    jobs = workflow()["jobs"]
+    steps = steps_of(jobs["preview"])
+    [preview] = [s for s in steps if s.get("id") == "preview"]
+    [guard] = [s for s in steps if s.get("id") == "guard"]
+    for step in (preview, guarded_preview_step("preview")):
+        assert "set +e" in step["run"] and 'echo "code=$?" >> "$GITHUB_OUTPUT"' in step["run"]
+        assert '2> "preview-$STACK.log"' in step["run"]
+    assert guard["if"] == GATE
+    for step in (guard, guarded_preview_step("guard")):
+        assert '--preview-exit-code "$PREVIEW_CODE"' in step["run"]
+        assert '--preview-log "preview-$STACK.log"' in step["run"]
+        assert step["env"]["PREVIEW_CODE"] == "${{ steps.preview.outputs.code }}"
+    [adopt] = [s for s in steps if "adopt plan" in s.get("run", "")]
+    assert adopt["if"] == GATE and ".venv/bin/eventsctl adopt plan" in adopt["run"]
+    assert not adopt["run"].lstrip().startswith("base/")  # the PR's model reads the PR's file
+
+
+def guarded_preview_step(id_: str) -> dict[str, Any]:
+    [found] = [s for s in guarded_preview()["runs"]["steps"] if s.get("id") == id_]
     return found
 
 
-def test_every_preview_is_guarded_with_the_pull_requests_own_overrides() -> None:
-    """No repository-wide allow list (it outlived its change and applied to both stacks):
-    each guard reads the overrides of the pull request being previewed or deployed."""
-    text = WORKFLOW_FILE.read_text()
-    assert "PREVIEW_ALLOW_URNS" not in text and "--allow" not in text
-    jobs = workflow()["jobs"]
-    guards = guard_steps()
-    assert set(guards) == {n for n, job in jobs.items() if "pulumi preview" in runs(job)}
-    assert set(guards) == {"preview", "deploy-dev", "preview-prod"}
-    for name, step in guards.items():
-        assert "--pr-body pr-body.md" in step["run"], name
-    pr = guards["preview"]
-    assert pr["if"] == "always()"  # the comment says why even when the preview failed
-    # the body is read from the event file, never interpolated into the script
-    assert 'jq -r \'.pull_request.body // ""\' "$GITHUB_EVENT_PATH" > pr-body.md' in pr["run"]
-    assert "github.event.pull_request.body" not in text
-    assert '--adopt-plan "adopt-$STACK.json"' in pr["run"]  # collisions with the live estate
-    for name in ("deploy-dev", "preview-prod"):  # the merged pull request's overrides
-        assert 'gh api "repos/$GITHUB_REPOSITORY/commits/$GITHUB_SHA/pulls"' in guards[name]["run"]
-        assert jobs[name]["permissions"]["pull-requests"] == "read"
+def test_after_a_merge_overrides_come_from_the_guard_comment_reviewers_saw() -> None:
+    script = guarded_preview_step("overrides")["run"]
+    assert "select(.merged_at != null" in script  # the merged pull request, not any one
+    assert '.user.login == "github-actions[bot]"' in script  # a comment the workflow wrote
+    assert '"<!-- eventsctl preview guard: $STACK -->"' in script
+    assert "--pr-body guard-comment.md" in guarded_preview_step("guard")["run"]
+    [summary] = [s for s in guarded_preview()["runs"]["steps"] if "STEP_SUMMARY" in s["run"]]
+    assert summary["if"] == "always()"  # the reasons reach the deployer and the approver
 
 
 def test_dev_applies_only_the_plan_its_guard_passed() -> None:
@@ -187,13 +226,20 @@ def test_dev_applies_only_the_plan_its_guard_passed() -> None:
     names = [s.get("name", "") for s in steps_of(job)]
     [apply] = [s for s in steps_of(job) if "pulumi up" in s.get("run", "")]
     assert "--plan plan-dev.json" in apply["run"]
-    assert names.index(guard_steps()["deploy-dev"]["name"]) < names.index(apply["name"])
-    assert "--save-plan plan-dev.json" in guard_steps()["deploy-dev"]["run"]
+    [guarded] = uses(job, "./.github/actions/guarded-preview")
+    assert guarded["with"]["stack"] == "dev"
+    assert names.index(guarded["name"]) < names.index(apply["name"])
+    assert '--save-plan "plan-$STACK.json"' in guarded_preview_step("preview")["run"]
 
 
 @pytest.mark.parametrize(
     ("path", "schema"),
-    [(WORKFLOW_FILE, "vendor.github-workflows"), (ACTION_FILE, "vendor.github-actions")],
+    [
+        (WORKFLOW_FILE, "vendor.github-workflows"),
+        (ROOT / ".github" / "workflows" / "drift.yml", "vendor.github-workflows"),
+        (ACTION_FILE, "vendor.github-actions"),
+        (ROOT / ".github" / "actions" / "guarded-preview" / "action.yml", "vendor.github-actions"),
+    ],
 )
 def test_the_workflow_and_the_action_are_valid_for_github(path: Path, schema: str) -> None:
     """GitHub's own schemas (vendored in check-jsonschema, offline): a typo in a key would
@@ -211,7 +257,7 @@ def test_the_workflow_and_the_action_are_valid_for_github(path: Path, schema: st
 def test_the_preview_comment_classes_every_stack_file_change() -> None:
     preview = workflow()["jobs"]["preview"]
     [step] = [s for s in steps_of(preview) if "topology diff" in s.get("run", "")]
-    assert step["if"] == "always()"  # even when the guard failed
+    assert step["if"] == GATE  # even when the guard failed
     assert step["env"]["BASE_SHA"] == "${{ github.event.pull_request.base.sha }}"
     assert 'base/.venv/bin/eventsctl topology diff --from "$BASE_SHA"' in step["run"]
     assert '--markdown "summary-$STACK.md"' in step["run"]

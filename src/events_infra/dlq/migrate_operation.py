@@ -75,9 +75,14 @@ def migrate_subscription(
             f"{request.new} ({target.project})? {request.old} itself is kept."
         )
     if reaches:
+        then = (
+            "; the real run refuses unless each is named with --also-reach"
+            if unaccepted
+            else " (accepted with --also-reach; its consumers dedupe by event_id)"
+        )
         io.warn(
             f"{', '.join(reaches)} {'has' if len(reaches) == 1 else 'have'} no replay filter: "
-            "every copy reaches it as well (its consumers dedupe by event_id, or ask its owners)"
+            f"every copy reaches it as well{then}"
         )
     snapshot, journal = _undo_points(ctx, request, io)
     backlog = backlog_of(ctx, walk=False, subscription=request.old)  # Monitoring's, if any

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from events_infra.preview import digest
 from events_infra.preview.digest import PreviewError
-from events_infra.preview.guard import Finding, find_findings, load_live
+from events_infra.preview.guard import Finding, failed_run, find_findings, load_live
 from events_infra.preview.overrides import from_body
 from events_infra.preview.summary import summarize
 
@@ -23,27 +23,55 @@ class Verdict:
         return [f for f in self.findings if not f.allowed]
 
 
+@dataclass(frozen=True)
+class PreviewRun:
+    """What CI knows about the `pulumi preview` it ran, beside its JSON."""
+
+    exit_code: int | None = None
+    log: Path | None = None
+    """Its stderr: a policy violation or a crash shows only there."""
+
+
+def _read(path: Path | None, what: str) -> str:
+    if path is None:
+        return ""
+    try:
+        return path.read_text(errors="replace")
+    except OSError as err:
+        raise PreviewError(f"{path}: {err.strerror}; pass {what}") from None
+
+
 def guard(
     preview_path: Path,
     allow: list[str],
     pr_body: Path | None = None,
     adopt_plan: Path | None = None,
     stack: str | None = None,
+    run: PreviewRun | None = None,
 ) -> Verdict:
-    """Judge a preview file. A file that is not a preview (the preview died before writing
-    one) is a PreviewError, with a summary still produced for the pull request's comment by
-    `failed_summary`."""
-    body = ""
-    if pr_body is not None:
-        try:
-            body = pr_body.read_text()
-        except OSError as err:
-            raise PreviewError(f"{pr_body}: {err.strerror}; pass the pull request's body") from None
-    overrides = from_body(body, allow)
+    """Judge a preview file. A file that is not a preview is a PreviewError (with
+    `failed_summary` for the comment), unless the run says the preview failed: then that
+    failure, with its log's error lines, is the finding."""
+    run = run or PreviewRun()
+    overrides = from_body(_read(pr_body, "the pull request's body"), allow)
+    notes = []
     live = load_live(adopt_plan) if adopt_plan is not None else set()
-    preview = digest.load_preview(preview_path)
-    findings = find_findings(preview, overrides, live)
-    return Verdict(findings, summarize(preview, findings, stack, overrides))
+    if live is None:
+        notes.append(
+            f"creates were not checked against the live estate: {adopt_plan} is empty "
+            "(`eventsctl adopt plan` could not read it; its step's log says why)"
+        )
+    try:
+        preview = digest.load_preview(preview_path)
+    except PreviewError:
+        if not run.exit_code:
+            raise
+        preview = {}
+    findings = find_findings(preview, overrides, live or set())
+    failed = failed_run(run.exit_code, _read(run.log, "the preview's log"), findings)
+    if failed is not None:
+        findings.append(failed)
+    return Verdict(findings, summarize(preview, findings, stack, overrides, notes))
 
 
 def failed_summary(error: PreviewError, stack: str | None) -> str:

@@ -65,6 +65,8 @@ def diagnostics(preview: dict[str, Any]) -> list[Diagnostic]:
     for item in preview.get("diagnostics") or []:
         if isinstance(item, dict):
             message = str(item.get("message", "")).strip()
+            for prefix in ("error:", "warning:"):  # Pulumi writes the prefix into the message
+                message = message.removeprefix(prefix).strip()
             found.append(
                 Diagnostic(str(item.get("severity", "")), message, str(item.get("urn") or ""))
             )

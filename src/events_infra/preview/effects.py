@@ -29,14 +29,16 @@ class Effect:
         return self.change != change_classes.IN_PLACE
 
 
-def lookup(values: dict[str, Any], path: str) -> Any:
-    """`settings.backupConfiguration.retainedBackups` in nested inputs (None when absent)."""
+def lookup(values: dict[str, Any], path: str) -> tuple[bool, Any]:
+    """(whether the object holding the input is set, the input's value or None) for a dotted
+    path such as `settings.backupConfiguration.enabled` in nested inputs."""
     found: Any = values
-    for part in path.split("."):
-        if not isinstance(found, dict):
-            return None
-        found = found.get(part)
-    return found
+    parts = path.split(".")
+    for part in parts[:-1]:
+        found = found.get(part) if isinstance(found, dict) else None
+    if not isinstance(found, dict):
+        return False, None
+    return True, found.get(parts[-1])
 
 
 def _unknown(value: Any) -> bool:
@@ -47,6 +49,17 @@ def _unknown(value: Any) -> bool:
     return value == UNKNOWN
 
 
+def _value(values: dict[str, Any], path: str, prop: change_classes.Property) -> Any:
+    """The input's value as the rule compares it: parsed, GCP's default when it is unset but
+    its holder is set, None when the holder is gone too; an unknown stays the sentinel."""
+    held, raw = lookup(values, path)
+    if _unknown(raw):
+        return raw
+    if raw is None:
+        return prop.default if held else None
+    return prop.value(raw)
+
+
 def effects(step: dict[str, Any]) -> list[Effect]:
     """The step's changes to the properties the table knows, each with its class. A value
     the preview cannot know yet is judged as the worst it could be (as if removed)."""
@@ -54,15 +67,12 @@ def effects(step: dict[str, Any]) -> list[Effect]:
     old, new = inputs(step, "oldState"), inputs(step, "newState")
     found = []
     for path, prop in table.items():
-        before, after = lookup(old, path), lookup(new, path)
+        before, after = _value(old, path, prop), _value(new, path, prop)
         if before == after:
             continue
         unknown = _unknown(after)
         change, why = change_classes.classify(
-            prop.kind,
-            prop.setting,
-            prop.value(before),
-            None if unknown else prop.value(after),
+            prop.kind, prop.setting, before, None if unknown else after
         )
         if unknown and change != change_classes.IN_PLACE:
             why = f"{why} (the new value is known only at apply: judged as the worst case)"

@@ -7,12 +7,14 @@ Pulumi emits, and not deletes of what holds no data but keeps the backbone runni
 IAM grants, service accounts, the relay). The guard reads `pulumi preview --json` and fails
 (exit 1) on each of these, one finding per resource and check:
 
-- REPLACE: a topic, subscription, Cloud SQL instance or database replaced by any replace op;
+- REPLACE: any resource the stack declares replaced (deleted and created again: a topic's,
+  subscription's or database's data goes with it; a service account's outside grants do);
 - DELETE: any resource the stack declares deleted (or abandoned, when it is retained);
 - EFFECT: an in-place update the change-class table marks as data loss, restart or impossible;
 - COLLISION: a create of a resource `eventsctl adopt plan` found already live;
 - IMPORT_DIFF: an import whose live resource differs from the program;
-- STEP_OP: a step op the guard does not know;
+- STEP_OP: a managed resource turned into a read one, a half-done replacement given up, or a
+  step op the guard does not know;
 - DIAGNOSTIC: an error the preview reported (it failed: say why instead of staying silent).
 
 A finding is allowed by an override for its URN (`preview.overrides`), except a diagnostic: a
@@ -39,14 +41,18 @@ GUARDED_TYPES = {
     names.SQL_DATABASE_TYPE: "Cloud SQL database",
 }
 """The types that hold data: replacing one loses it."""
-PLAIN_OPS = {"same", "create", "update", "read", "refresh", "import"}
-"""Step ops judged by their content (collision, effect, import diff), not by the op."""
-REPLACE_OPS = {
-    "replace", "create-replacement", "delete-replaced",
-    "read-replacement", "import-replacement", "discard-replaced",
-}  # fmt: skip
-DELETE_OPS = {"delete", "discard"}
-KNOWN_OPS = PLAIN_OPS | REPLACE_OPS | DELETE_OPS
+PLAIN_OPS = {"same", "create", "update", "read", "refresh", "import", "discard", "discard-replaced"}
+"""Step ops judged by their content (collision, effect, import diff), not by the op. `discard`
+and `discard-replaced` drop a read resource from the state: nothing live is deleted."""
+REPLACE_OPS = {"replace", "create-replacement", "delete-replaced", "import-replacement"}
+DELETE_OPS = {"delete"}
+REVIEW_OPS = {
+    "read-replacement": "would be READ instead of managed: the stack stops managing it (and a "
+    "delete-replaced of the managed one usually follows)",
+    "remove-pending-replace": "is a replacement that stopped half-way being given up: the old "
+    "resource was already deleted; check the live estate before going on",
+}
+KNOWN_OPS = PLAIN_OPS | REPLACE_OPS | DELETE_OPS | set(REVIEW_OPS)
 
 REPLACE, DELETE, EFFECT = "replace", "delete", "in-place effect"
 COLLISION, IMPORT_DIFF, STEP_OP, DIAGNOSTIC = (
@@ -64,6 +70,12 @@ _LOSES = {
 }
 
 
+_RECREATED = (
+    "deleted and created again: what refers to it from outside the stack (grants, IDs, "
+    "history) is lost, and it is missing in between"
+)
+
+
 @dataclass(frozen=True)
 class Finding:
     urn: str
@@ -76,6 +88,8 @@ class Finding:
     allowed: bool = False
     reason: str = ""
     """Why it is allowed (the override's words)."""
+    source: str = ""
+    """Who allowed it: "pull request" or "--allow"."""
 
     def describe(self) -> str:
         kind = GUARDED_TYPES.get(self.type, self.type)
@@ -83,7 +97,7 @@ class Finding:
             forced = ", ".join(self.properties) or "unknown properties"
             return (
                 f"{kind} {self.name} would be REPLACED (forced by: {forced}): "
-                f"{_LOSES.get(kind, 'its data is lost')}"
+                f"{_LOSES.get(kind, _RECREATED)}"
             )
         if self.check == DELETE:
             return f"{kind} {self.name} would be {self.detail}"
@@ -93,10 +107,15 @@ class Finding:
         return f"{kind} {self.name}: {self.detail}"
 
 
-def load_live(path: Path) -> set[tuple[str, str]]:
-    """(type, logical name) of the managed resources an `adopt plan --json` found live."""
+def load_live(path: Path) -> set[tuple[str, str]] | None:
+    """(type, logical name) of the managed resources an `adopt plan --json` found live; None
+    when the file is empty (the plan could not read the estate: collisions go unchecked, and
+    the summary says so)."""
     try:
-        data = json.loads(path.read_text())
+        raw = path.read_text()
+        if not raw.strip():
+            return None
+        data = json.loads(raw)
         resources = data["resources"]
         return {
             (str(r["type"]), str(r["name"]))
@@ -133,10 +152,10 @@ def _judge(
         return [
             (STEP_OP, op, (), f"step op {op!r} is one the guard does not know: review it by hand")
         ]
+    if op in REVIEW_OPS:
+        return [(STEP_OP, op, (), REVIEW_OPS[op])]
     if op in REPLACE_OPS:
-        if kind in GUARDED_TYPES:
-            return [(REPLACE, "replace", digest.replace_reasons(step), "")]
-        return []
+        return [(REPLACE, "replace", digest.replace_reasons(step), "")]
     if op in DELETE_OPS:
         what = (
             "ABANDONED (retained: it keeps running, no longer managed)"
@@ -182,6 +201,7 @@ def find_findings(
             seen[(urn, check)] = Finding(
                 urn, kind, digest.urn_name(urn), op, check, properties, detail,
                 allowed=override is not None, reason=override.reason if override else "",
+                source=override.source if override else "",
             )  # fmt: skip
     found = list(seen.values())
     for diag in digest.diagnostics(preview):
@@ -190,3 +210,17 @@ def find_findings(
             name = digest.urn_name(diag.urn) if diag.urn else ""
             found.append(Finding(diag.urn, kind, name, "", DIAGNOSTIC, (), diag.message))
     return found
+
+
+def failed_run(exit_code: int | None, log: str, findings: list[Finding]) -> Finding | None:
+    """A preview that exited non-zero without an error diagnostic in its JSON (a policy
+    violation is not in `--json` output; a crash writes none): blocked, quoting the error
+    lines of its log."""
+    if not exit_code or any(f.check == DIAGNOSTIC for f in findings):
+        return None
+    lines = [
+        line.strip() for line in log.splitlines()
+        if line.strip().startswith(("error:", "mandatory:", "advisory:")) or "violation" in line
+    ]  # fmt: skip
+    said = "; ".join(lines[:10]) or "its log (the preview step's output) says why"
+    return Finding("", "", "", "", DIAGNOSTIC, (), f"pulumi preview exited {exit_code}: {said}")

@@ -14,6 +14,10 @@ import re
 from dataclasses import dataclass
 
 _LINE = re.compile(r"^\s*(?:[-*]\s+)?guard-allow:\s*(?P<urn>\S+)(?:\s+(?P<reason>.*\S))?\s*$")
+_URN = re.compile(r"^urn:pulumi:[A-Za-z0-9_.:$/@=+-]+$")
+"""A URN's characters: nothing that could close a code span or an HTML comment."""
+PULL_REQUEST = "pull request"
+REASON_CHARS = 200
 
 
 @dataclass(frozen=True)
@@ -34,6 +38,13 @@ class Overrides:
         return self.granted.get(urn)
 
 
+def _plain(reason: str) -> str:
+    """The reason as one safe line: it is shown in the comment and read back from it."""
+    for bad in ("`", "<", ">", "--"):
+        reason = reason.replace(bad, " ")
+    return " ".join(reason.split()).strip(" -—–:")[:REASON_CHARS]
+
+
 def from_body(body: str, command_line: list[str] | None = None) -> Overrides:
     """The overrides a pull request's body grants (plus `--allow URN` ones, for local use)."""
     granted: dict[str, Override] = {}
@@ -42,13 +53,13 @@ def from_body(body: str, command_line: list[str] | None = None) -> Overrides:
         match = _LINE.match(line)
         if not match:
             continue
-        urn, reason = match["urn"], (match["reason"] or "").strip(" -—–:")
-        if not urn.startswith("urn:pulumi:"):
+        urn, reason = match["urn"], _plain(match["reason"] or "")
+        if not _URN.match(urn):
             refused.append(f"guard-allow needs a full URN (urn:pulumi:...), got {urn[:80]!r}")
         elif not reason:
             refused.append(f"guard-allow for {urn} gives no reason: add one after the URN")
         else:
-            granted[urn] = Override(urn, reason, "pull request")
+            granted[urn] = Override(urn, reason, PULL_REQUEST)
     for urn in command_line or []:
         granted.setdefault(urn, Override(urn, "allowed with --allow", "--allow"))
     return Overrides(granted, refused)

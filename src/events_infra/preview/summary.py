@@ -8,7 +8,7 @@ from typing import Any
 
 from events_infra.preview import digest
 from events_infra.preview.guard import REPLACE_OPS, Finding
-from events_infra.preview.overrides import Overrides
+from events_infra.preview.overrides import PULL_REQUEST, Overrides
 
 SUMMARY_OPS = ("create", "update", "replace", "delete")
 HOW_TO_ALLOW = (
@@ -38,12 +38,24 @@ def _escape(text: str) -> str:
     return " ".join(text.replace("`", "'").split())[:600]
 
 
+MARKER = "<!-- eventsctl preview guard: {stack} -->"
+"""Opens every summary: the deploy of a merge commit finds the guard's comment by it."""
+
+
 def summarize(
-    preview: dict[str, Any], findings: list[Finding], stack: str | None, overrides: Overrides
+    preview: dict[str, Any],
+    findings: list[Finding],
+    stack: str | None,
+    overrides: Overrides,
+    notes: list[str] | None = None,
 ) -> str:
     """A markdown summary for the pull request: counts per component, then what is blocked."""
     counts = _counts(preview)
-    lines = [f"### Pulumi preview{f': `{stack}`' if stack else ''}", ""]
+    lines = [
+        MARKER.format(stack=stack or "-"),
+        f"### Pulumi preview{f': `{stack}`' if stack else ''}",
+        "",
+    ]
     if counts:
         lines += ["| component | creates | updates | replaces | deletes |", "|---|---|---|---|---|"]
         for component in sorted(counts):
@@ -65,16 +77,20 @@ def summarize(
             for f in blocked
         ]
     if allowed:
-        lines += ["", "**Allowed for this pull request:**", ""]
+        lines += ["", "**Allowed:**", ""]
         lines += [
-            f"- :warning: {_escape(f.describe())}  \n  `{f.urn}` — {_escape(f.reason)}"
+            f"- :warning: {_escape(f.describe())}  \n  `{f.urn}` — {_escape(f.reason)} ({f.source})"
             for f in allowed
         ]
     used = {f.urn for f in allowed}
     unused = [urn for urn in overrides.granted if urn not in used]
-    notes = [f"override for `{urn}` matched nothing in this preview" for urn in unused]
-    notes += [_escape(message) for message in overrides.refused]
-    notes += [_escape(d.message) for d in digest.diagnostics(preview) if d.severity == "warning"]
-    if notes:
-        lines += ["", "Notes:", ""] + [f"- {note}" for note in notes]
+    extra = [f"override for `{urn}` matched nothing in this preview" for urn in unused]
+    extra += [_escape(message) for message in overrides.refused + (notes or [])]
+    extra += [_escape(d.message) for d in digest.diagnostics(preview) if d.severity == "warning"]
+    if extra:
+        lines += ["", "Notes:", ""] + [f"- {note}" for note in extra]
+    if allowed:  # what the deploy of the merge commit reads back: only what was shown here
+        lines += ["", "<!-- overrides this comment granted:"]
+        lines += [f"guard-allow: {f.urn} {f.reason}" for f in allowed if f.source == PULL_REQUEST]
+        lines += ["-->"]
     return "\n".join(lines) + "\n"

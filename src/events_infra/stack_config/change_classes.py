@@ -36,6 +36,8 @@ RESTART = "restart/downtime"
 DATA_LOSS = "data loss"
 REPLACEMENT = "replacement"
 CREATE = "create"
+BLINDS = "alerting off"
+"""Nothing is lost, but nobody is paged any more (an alert policy disabled)."""
 BLOCKING = (DATA_LOSS, REPLACEMENT)
 """Classes that lose data or a backlog: a reviewer must see them before `up` runs."""
 
@@ -62,6 +64,11 @@ def lower_is(change: str, otherwise: str = IN_PLACE) -> Callable[[Any, Any], str
         return otherwise
 
     return classify
+
+
+def turned_off(change: str) -> Callable[[Any, Any], str]:
+    """`change` when a switch goes from on to off (or is removed)."""
+    return lambda old, new: change if old and not new else IN_PLACE
 
 
 def _major(version: Any) -> int:
@@ -110,13 +117,36 @@ RULES: dict[tuple[str, str], Rule] = {
     ("database", "database"): Rule(
         always(REPLACEMENT), "a new, empty database: the outbox's rows stay in the old one"
     ),
+    ("subscription", "expiration_ttl"): Rule(
+        lower_is(DATA_LOSS),
+        "a subscription that expires is deleted, backlog and all, after that long unused",
+    ),
+    ("database", "backups_enabled"): Rule(
+        turned_off(DATA_LOSS), "without automated backups a lost instance cannot be restored"
+    ),
+    ("database", "point_in_time_recovery"): Rule(
+        turned_off(DATA_LOSS), "turning PITR off drops the recovery logs and the PITR window"
+    ),
+    ("alert_policy", "enabled"): Rule(
+        turned_off(BLINDS), "a disabled alert policy pages nobody (the DLQ backlog alert too)"
+    ),
     ("database", "logical_decoding"): Rule(
         always(RESTART),
         "database flags (cloudsql.logical_decoding among them) apply with an instance restart",
     ),
 }
 """(kind, setting) -> what changing it does. Kinds: topic, dead_letter_topic,
-dead_letter_subscription, subscription, database. A setting not listed is updated in place."""
+dead_letter_subscription, subscription, database, alert_policy. A setting not listed is updated
+in place."""
+
+PROGRAM_FIXED = {
+    ("subscription", "expiration_ttl"),
+    ("database", "backups_enabled"),
+    ("database", "point_in_time_recovery"),
+    ("alert_policy", "enabled"),
+}
+"""Rules for values the program sets itself (no stack setting carries them): a change to one
+comes from a program edit or drift, and only the guard sees it, in the preview."""
 
 RENAMES = {
     "topic": f"a topic's name is immutable: a new topic ({REPLACEMENT})",
@@ -148,8 +178,18 @@ def number(value: Any) -> float | None:
     return None if value in (None, "") else float(value)
 
 
+def expiry_seconds(value: Any) -> float | None:
+    """An expiration policy's ttl: "" means never (infinite); unset means GCP's 31 days."""
+    if value is None:
+        return None
+    return float("inf") if value == "" else duration_seconds(value)
+
+
 def text(value: Any) -> Any:
     return value
+
+
+ALERT_POLICY_TYPE = "gcp:monitoring/alertPolicy:AlertPolicy"
 
 
 @dataclass(frozen=True)
@@ -159,15 +199,23 @@ class Property:
     kind: str
     setting: str
     value: Callable[[Any], Any] = text
+    default: Any = None
+    """What GCP applies when the input is unset (while the object holding it is set): an
+    unset retention is 7 days, not nothing, so lowering it from unset loses data too."""
 
 
 PROPERTIES: dict[str, dict[str, Property]] = {
     names.SUBSCRIPTION_TYPE: {
         "filter": Property("subscription", "filter"),
         "enableMessageOrdering": Property("subscription", "enable_message_ordering"),
-        "messageRetentionDuration": Property("subscription", "message_retention", duration_seconds),
+        "messageRetentionDuration": Property(
+            "subscription", "message_retention", duration_seconds, default=7 * 86400.0
+        ),
         "deadLetterPolicy.maxDeliveryAttempts": Property(
-            "subscription", "max_delivery_attempts", number
+            "subscription", "max_delivery_attempts", number, default=5.0
+        ),
+        "expirationPolicy.ttl": Property(
+            "subscription", "expiration_ttl", expiry_seconds, default=31 * 86400.0
         ),
     },
     names.TOPIC_TYPE: {
@@ -182,13 +230,18 @@ PROPERTIES: dict[str, dict[str, Property]] = {
         "settings.ipConfiguration.privateNetwork": Property("database", "private_network"),
         "settings.databaseFlags": Property("database", "logical_decoding"),
         "settings.backupConfiguration.backupRetentionSettings.retainedBackups": Property(
-            "database", "retained_backups", number
+            "database", "retained_backups", number, default=7.0
         ),
         "settings.backupConfiguration.transactionLogRetentionDays": Property(
-            "database", "transaction_log_retention_days", number
+            "database", "transaction_log_retention_days", number, default=7.0
+        ),
+        "settings.backupConfiguration.enabled": Property("database", "backups_enabled"),
+        "settings.backupConfiguration.pointInTimeRecoveryEnabled": Property(
+            "database", "point_in_time_recovery"
         ),
     },
     names.SQL_DATABASE_TYPE: {"name": Property("database", "database")},
+    ALERT_POLICY_TYPE: {"enabled": Property("alert_policy", "enabled", default=True)},
 }
 """Pulumi type -> provider input path (pulumi_gcp's camelCase inputs, nested objects joined by
 dots) -> the stack setting it carries, for the settings RULES classes."""
