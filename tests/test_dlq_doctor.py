@@ -28,9 +28,20 @@ def failures(rows: list[dict[str, Any]]) -> set[tuple[str, str]]:
 
 
 def recreate(stack: DlqStack, name: str, **request: Any) -> None:
+    """Delete and create `name` again from `request` (the emulator's way to change what
+    cannot be updated), keeping the labels it was provisioned with unless `request` sets them."""
     path = stack.subscription(name)
+    labels = dict(stack.subscriber.get_subscription(subscription=path).labels)
     stack.subscriber.delete_subscription(subscription=path)
-    stack.subscriber.create_subscription(request={"name": path, **request})
+    stack.subscriber.create_subscription(request={"name": path, "labels": labels, **request})
+
+
+SUBSCRIPTION_CHECKS = {
+    "subscription-topic", "replay-filter", "message-ordering", "dead-letter-policy",
+    "retry-backoff", "ack-deadline", "exactly-once", "push-config", "retain-acked",
+    "message-retention", "subscription-never-expires", "labels",
+}  # fmt: skip
+"""Every field the program sets on a consumer subscription, one check each."""
 
 
 def test_healthy_stack_passes(pubsub: str, tmp_path: Path) -> None:
@@ -38,15 +49,18 @@ def test_healthy_stack_passes(pubsub: str, tmp_path: Path) -> None:
     code, rows = doctor(stack)
     assert failures(rows) == set()
     assert code == 0
-    checks = {r["check"] for r in rows}
-    assert {
-        "dead-letter-topic-has-subscription",
-        "max-delivery-attempts",
-        "retry-backoff",
-        "subscription-never-expires",
-        "dead-letter-retention",
-        "replay-filter",
-    } <= checks
+    checks: dict[str, set[str]] = {}
+    for r in rows:
+        checks.setdefault(r["resource"].rsplit("/", 1)[-1], set()).add(r["check"])
+    for name in ("orders-sub", "billing-sub", "audit-sub"):
+        assert checks[name] == SUBSCRIPTION_CHECKS
+    assert {"dead-letter-retention", "subscription-never-expires", "dead-letter-policy",
+            "labels"} <= checks["events-dlq-sub"]  # fmt: skip
+    assert checks["events"] == {"topic-retention", "kms-key", "labels"}
+    assert {"dead-letter-topic-has-subscription", "kms-key", "labels"} <= checks["events-dlq"]
+    # no Cloud Monitoring on the emulator: the alert policies are "not checked", not failed
+    [alerts] = [r for r in rows if r["check"] == "alert-policies"]
+    assert alerts["ok"] is None and "EVENTSCTL_MONITORING_ENDPOINT" in alerts["detail"]
 
 
 RETRY = {"minimum_backoff": {"seconds": 10}, "maximum_backoff": {"seconds": 600}}
@@ -108,7 +122,7 @@ def _wrong_filter(stack: DlqStack) -> None:
     ("breakage", "expected"),
     [
         (_no_dead_letter_policy, {("dead-letter-policy", "orders-sub")}),
-        (_wrong_attempts, {("max-delivery-attempts", "billing-sub")}),
+        (_wrong_attempts, {("dead-letter-policy", "billing-sub")}),
         (_wrong_backoff, {("retry-backoff", "audit-sub")}),
         (
             _dead_letter_topic_without_subscription,
