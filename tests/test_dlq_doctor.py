@@ -397,3 +397,60 @@ def test_alert_policies_monitoring_will_not_show_are_not_checked(
     [row] = [r for r in rows if r["check"].startswith("alert-")]
     assert row["ok"] is None and "roles/monitoring.viewer" in row["detail"]
     assert monitoring.alert_policy_requests  # it was asked, and refused
+
+
+def test_the_shared_comparison_covers_every_field_it_names() -> None:
+    """A subscription and topics differing from the model in everything: the comparison doctor
+    and `adopt plan` share reports each field it says it covers (doctor's one row per field),
+    and no other."""
+    from google.pubsub_v1 import types
+
+    from events_infra.stack_config import live_diff
+    from events_infra.stack_config.stack_files import topology_from_config
+
+    topology = topology_from_config(
+        {
+            "gcp:project": "cotton-erp",
+            "events-infra:topic": {"message_retention": "1d"},
+            "events-infra:subscriptions": [{"name": "orders-sub"}],
+            "events-infra:labels": {"env": "prod"},
+        },
+        set(),
+    )
+    events, dlq = "projects/cotton-erp/topics/events", "projects/cotton-erp/topics/events-dlq"
+    wrong = types.Subscription(
+        name="projects/cotton-erp/subscriptions/orders-sub",
+        topic="projects/cotton-erp/topics/other",
+        filter='attributes.x = "y"',
+        enable_message_ordering=True,
+        dead_letter_policy={"dead_letter_topic": events, "max_delivery_attempts": 9},
+        retry_policy={"minimum_backoff": {"seconds": 1}},
+        ack_deadline_seconds=11,
+        enable_exactly_once_delivery=True,
+        push_config={"push_endpoint": "https://example.com/push"},
+        retain_acked_messages=True,
+        message_retention_duration={"seconds": 3600},
+        expiration_policy={"ttl": {"seconds": 86400}},
+    )
+    sub = topology.subscription("orders-sub")
+    found = [d.field for d in live_diff.subscription_diff(wrong, sub, events, dlq, topology)]
+    assert sorted(found) == sorted(live_diff.SUBSCRIPTION_FIELDS)
+    found = [d.field for d in live_diff.dead_letter_subscription_diff(wrong, dlq, topology)]
+    assert sorted(found) == sorted(live_diff.DEAD_LETTER_SUBSCRIPTION_FIELDS)
+    topic = types.Topic(name=events, kms_key_name="projects/p/locations/l/keyRings/r/cryptoKeys/k")
+    found = [d.field for d in live_diff.topic_diff(topic, topology)]
+    assert sorted(found) == sorted(live_diff.TOPIC_FIELDS)
+
+
+def test_a_monitoring_endpoint_off_loopback_is_one_line_exit_2(
+    pubsub: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The stand-in endpoint is used without TLS or credentials: anything but loopback is
+    refused before a call is made, in one line."""
+    stack = make_stack(tmp_path)
+    monkeypatch.setenv(MONITORING_ENDPOINT_ENV, "monitoring.example.com:443")
+    out = runner.invoke(app, ["dlq", "doctor", *stack.cli_args()])
+    assert out.exit_code == 2
+    [line] = out.stderr.strip().splitlines()
+    assert line.startswith(f"error: {MONITORING_ENDPOINT_ENV}=monitoring.example.com:443")
+    assert "Traceback" not in out.output

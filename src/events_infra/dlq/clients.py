@@ -58,6 +58,8 @@ def alert_policy_client() -> tuple[Any | None, str | None]:
     from events_infra.dlq.doctor import MONITORING_UNREAD
 
     endpoint = loopback_endpoint(MONITORING_ENDPOINT_ENV, DlqError)
+    if not endpoint and os.environ.get("PUBSUB_EMULATOR_HOST"):
+        return None, MONITORING_UNREAD
     from google.cloud import monitoring_v3
 
     if endpoint:
@@ -69,8 +71,6 @@ def alert_policy_client() -> tuple[Any | None, str | None]:
             monitoring_v3.AlertPolicyServiceClient, AlertPolicyServiceGrpcTransport, endpoint
         )
         return client, None
-    if os.environ.get("PUBSUB_EMULATOR_HOST"):
-        return None, MONITORING_UNREAD
     from google.auth.exceptions import DefaultCredentialsError
 
     try:
