@@ -182,6 +182,8 @@ class Access(pulumi.ComponentResource):
                 f"{key}-dlq-{role.rsplit('.', 1)[-1]}", bus.dead_letter_subscription, role, member
             )
         self._topic_member(f"{key}-publisher", bus.topic, "roles/pubsub.publisher", member)
+        # `dlq doctor` reads the events topic and lists its subscriptions (undeclared ones too)
+        self._topic_member(f"{key}-viewer", bus.topic, "roles/pubsub.viewer", member)
         # `dlq restore --journal` publishes acknowledged letters back to the DLQ topic;
         # `dlq doctor` reads the DLQ topic and every consumer subscription
         self._topic_member(

@@ -18,6 +18,11 @@ from events_infra.consumer.log_metrics import METRIC_NAME as LIBRARY_METRIC_NAME
 from events_infra.consumer.log_metrics import SUBSCRIPTION_LABEL
 from events_infra.consumer.log_metrics import log_filter as library_log_filter
 from events_infra.consumer.log_metrics import subscription_filter as library_subscription_filter
+from events_infra.dlq.alert_policies import (
+    DeclaredCondition,
+    DeclaredPolicy,
+    declared_alert_policies,
+)
 from events_infra.outbox.metric_names import BACKLOG as OUTBOX_BACKLOG
 from events_infra.outbox.metric_names import DESCRIPTORS as RELAY_METRICS
 from events_infra.outbox.metric_names import OLDEST_UNPUBLISHED_AGE as OUTBOX_OLDEST_AGE
@@ -149,7 +154,6 @@ class DlqAlerting(pulumi.ComponentResource):
         self._project = spec.project
         config: AlertingConfig = spec.alerting
         self._labels = {"stack": stack.lower(), **config.user_labels}
-        dlq_sub = spec.dead_letter.subscription
 
         self.channels = {c.name: self._channel(c) for c in config.channels}
         self.channel_ids: list[pulumi.Input[str]] = [
@@ -174,13 +178,23 @@ class DlqAlerting(pulumi.ComponentResource):
             )
         documentation = dashboard_url.apply(lambda url: runbook(stack, spec, url))
 
-        backlog = config.dlq_backlog
+        # display names, filters, thresholds and durations: one home, shared with `dlq doctor`
+        declared = {
+            p.key: p
+            for p in declared_alert_policies(
+                stack,
+                self._project,
+                config,
+                spec.dead_letter,
+                spec.subscriptions,
+                spec.relay is not None,
+                spec.outboxes,
+            )
+        }
         self.dlq_backlog_policy = self._policy(
             f"{name}-dlq-backlog",
-            display_name=f"[{stack}] dead letters above {backlog.threshold:g} in {dlq_sub}",
-            condition_name=f"{dlq_sub} undelivered messages > {backlog.threshold:g}",
-            metric_filter=subscription_filter(self._project, dlq_sub, UNDELIVERED),
-            settings=backlog,
+            declared["dlq-backlog"],
+            settings=config.dlq_backlog,
             aligner="ALIGN_MAX",
             missing_data=NO_OP,
             documentation=documentation,
@@ -195,25 +209,24 @@ class DlqAlerting(pulumi.ComponentResource):
             if config.dead_letter_rate is not None:
                 rate = config.dead_letter_rate
                 per = human_duration(rate.alignment_period)
+                policy = declared[f"dead-letter-rate-{sub.name}"]
                 self.dead_letter_rate_policies[sub.name] = self._alert_policy(
                     f"{name}-dead-letter-rate-{sub.name}",
-                    f"[{stack}] {sub.name} is dead-lettering messages",
+                    policy.display_name,
                     rate,
                     documentation,
                     [
-                        self._threshold(
-                            f"{sub.name} dead-lettered > {rate.threshold:g} per {per}",
-                            subscription_filter(self._project, sub.name, DEAD_LETTERED),
-                            rate,
-                            "ALIGN_SUM",
-                            INACTIVE,
-                        ),
+                        self._threshold(policy.conditions[0], rate, "ALIGN_SUM", INACTIVE),
                         # of those, the consumer library's poison events (logged on their last
                         # delivery): events that can never succeed, not a failing handler
                         self._threshold(
-                            f"{sub.name} poison events (consumer library) > "
-                            f"{rate.threshold:g} per {per}",
-                            library_subscription_filter(sub.name),
+                            DeclaredCondition(
+                                f"{sub.name} poison events (consumer library) > "
+                                f"{rate.threshold:g} per {per}",
+                                library_subscription_filter(sub.name),
+                                rate.threshold,
+                                rate.duration,
+                            ),
                             rate,
                             "ALIGN_SUM",
                             INACTIVE,
@@ -222,16 +235,10 @@ class DlqAlerting(pulumi.ComponentResource):
                     [self.library_dead_letters],
                 )
             if config.oldest_unacked is not None:
-                age = config.oldest_unacked
                 self.oldest_unacked_policies[sub.name] = self._policy(
                     f"{name}-oldest-unacked-{sub.name}",
-                    display_name=f"[{stack}] {sub.name} consumer is stuck",
-                    condition_name=(
-                        f"{sub.name} oldest unacked message older than "
-                        f"{human_duration(age.threshold)}"
-                    ),
-                    metric_filter=subscription_filter(self._project, sub.name, OLDEST_UNACKED),
-                    settings=age,
+                    declared[f"oldest-unacked-{sub.name}"],
+                    settings=config.oldest_unacked,
                     aligner="ALIGN_MAX",
                     missing_data=NO_OP,
                     documentation=documentation,
@@ -239,22 +246,13 @@ class DlqAlerting(pulumi.ComponentResource):
 
         self.dlq_retention_policy: gcp.monitoring.AlertPolicy | None = None
         if config.dlq_retention is not None:
-            keep = config.dlq_retention
-            limit = round(spec.dead_letter.message_retention * keep.fraction)
             self.dlq_retention_policy = self._policy(
                 f"{name}-dlq-retention",
-                display_name=f"[{stack}] dead letters in {dlq_sub} are about to expire",
-                condition_name=(
-                    f"{dlq_sub} oldest message older than {human_duration(limit)} "
-                    f"(retention {human_duration(spec.dead_letter.message_retention)})"
-                ),
-                metric_filter=subscription_filter(self._project, dlq_sub, OLDEST_UNACKED),
-                settings=keep,
+                declared["dlq-retention"],
+                settings=config.dlq_retention,
                 aligner="ALIGN_MAX",
                 missing_data=NO_OP,
                 documentation=documentation,
-                threshold=limit,
-                duration=0,
             )
 
         self.stuck_outbox_policy: gcp.monitoring.AlertPolicy | None = None
@@ -268,11 +266,11 @@ class DlqAlerting(pulumi.ComponentResource):
         """Further outboxes (`outboxes`) -> their (stuck, silent relay) policies."""
         if spec.relay is not None and config.stuck_outbox is not None:
             self.stuck_outbox_policy, self.silent_relay_policy = self._outbox_policies(
-                name, stack, spec, config.stuck_outbox, dashboard_url
+                name, stack, spec, config.stuck_outbox, dashboard_url, declared
             )
             for outbox in spec.outboxes:
                 self.outbox_policies[outbox.name] = self._outbox_policies(
-                    name, stack, spec, config.stuck_outbox, dashboard_url, outbox
+                    name, stack, spec, config.stuck_outbox, dashboard_url, declared, outbox
                 )
 
         self.register_outputs(
@@ -289,22 +287,17 @@ class DlqAlerting(pulumi.ComponentResource):
         spec: DlqAlertingArgs,
         stuck: StuckOutboxAlert,
         dashboard_url: pulumi.Output[str | None],
+        declared: dict[str, DeclaredPolicy],
         outbox: OutboxConfig | None = None,
     ) -> tuple[gcp.monitoring.AlertPolicy, gcp.monitoring.AlertPolicy]:
         """ "Oldest unpublished event older than N" and "no relay reporting", max over the
         relays of one outbox database (the first, or `outbox`): each database pages on its own,
         and a relay that stops is not hidden by another database's relay still reporting."""
         documentation = dashboard_url.apply(lambda url: outbox_runbook(stack, spec, url, outbox))
-        job = relay_service_of(outbox)
         suffix = f"-{outbox.name}" if outbox is not None else ""
-        of = f" of {outbox.name}" if outbox is not None else ""
         stuck_policy = self._policy(
             f"{name}-stuck-outbox{suffix}",
-            display_name=f"[{stack}] events stuck in the outbox{of}",
-            condition_name=(
-                f"oldest unpublished event older than {human_duration(stuck.threshold)}"
-            ),
-            metric_filter=relay_filter(self._project, OUTBOX_OLDEST_AGE, job),
+            declared[f"stuck-outbox{suffix}"],
             settings=stuck,
             aligner="ALIGN_MAX",
             reducer="REDUCE_MAX",
@@ -312,11 +305,13 @@ class DlqAlerting(pulumi.ComponentResource):
             documentation=documentation,
             depends_on=list(self.relay_metric_descriptors),
         )
+        silent = declared[f"relay-silent{suffix}"]
+        [silent_condition] = silent.conditions
         absent = gcp.monitoring.AlertPolicyConditionArgs(
-            display_name=f"relay metrics absent for {human_duration(stuck.silent_after)}",
+            display_name=silent_condition.display_name,
             condition_absent=gcp.monitoring.AlertPolicyConditionConditionAbsentArgs(
-                filter=relay_filter(self._project, OUTBOX_BACKLOG, job),
-                duration=gcp_duration(stuck.silent_after),
+                filter=silent_condition.filter,
+                duration=gcp_duration(silent_condition.duration),
                 aggregations=[
                     gcp.monitoring.AlertPolicyConditionConditionAbsentAggregationArgs(
                         alignment_period=gcp_duration(stuck.alignment_period),
@@ -329,7 +324,7 @@ class DlqAlerting(pulumi.ComponentResource):
         )
         silent_policy = self._alert_policy(
             f"{name}-relay-silent{suffix}",
-            f"[{stack}] no outbox relay{of} is reporting",
+            silent.display_name,
             stuck,
             documentation,
             [absent],
@@ -414,46 +409,38 @@ class DlqAlerting(pulumi.ComponentResource):
     def _policy(
         self,
         resource_name: str,
+        declared: DeclaredPolicy,
         *,
-        display_name: str,
-        condition_name: str,
-        metric_filter: str,
         settings: Any,
         aligner: str,
         missing_data: str,
         documentation: pulumi.Input[str],
-        threshold: float | None = None,
-        duration: float | None = None,
         reducer: str | None = None,
         depends_on: list[pulumi.Resource] | None = None,
     ) -> gcp.monitoring.AlertPolicy:
-        condition = self._threshold(
-            condition_name, metric_filter, settings, aligner, missing_data, threshold, duration,
-            reducer,
-        )  # fmt: skip
+        """A policy of one threshold condition, as `declared` (dlq.alert_policies) says."""
+        [declared_condition] = declared.conditions
+        condition = self._threshold(declared_condition, settings, aligner, missing_data, reducer)
         return self._alert_policy(
-            resource_name, display_name, settings, documentation, [condition], depends_on
+            resource_name, declared.display_name, settings, documentation, [condition], depends_on
         )
 
     @staticmethod
     def _threshold(
-        condition_name: str,
-        metric_filter: str,
+        declared: DeclaredCondition,
         settings: Any,
         aligner: str,
         missing_data: str,
-        threshold: float | None = None,
-        duration: float | None = None,
         reducer: str | None = None,
     ) -> gcp.monitoring.AlertPolicyConditionArgs:
         """A "value above the threshold for the window" condition, with the missing-data
         control only where Monitoring accepts it."""
-        threshold_value = settings.threshold if threshold is None else threshold
-        window = settings.duration if duration is None else duration
+        threshold_value = declared.threshold
+        window = declared.duration
         return gcp.monitoring.AlertPolicyConditionArgs(
-            display_name=condition_name,
+            display_name=declared.display_name,
             condition_threshold=gcp.monitoring.AlertPolicyConditionConditionThresholdArgs(
-                filter=metric_filter,
+                filter=declared.filter,
                 comparison="COMPARISON_GT",
                 threshold_value=threshold_value,
                 duration=gcp_duration(window),

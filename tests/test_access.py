@@ -130,6 +130,7 @@ def test_dlq_operators_impersonate_the_replayer_and_hold_nothing_else(prod: Run)
         ("roles/pubsub.subscriber", "projects/cotton-erp/subscriptions/events-dlq-sub"),
         ("roles/pubsub.viewer", "projects/cotton-erp/subscriptions/events-dlq-sub"),
         ("roles/pubsub.publisher", EVENTS_TOPIC),
+        ("roles/pubsub.viewer", EVENTS_TOPIC),  # dlq doctor lists its subscriptions
         ("roles/pubsub.publisher", "projects/cotton-erp/topics/events-dlq"),  # restore --journal
         ("roles/pubsub.viewer", "projects/cotton-erp/topics/events-dlq"),  # dlq doctor
         *{

@@ -4,15 +4,18 @@ for real, is reported by name with exit 1."""
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from typer.testing import CliRunner
 
 from events_infra.cli.app import app
+from events_infra.dlq.clients import MONITORING_ENDPOINT_ENV
 from tests.support.dlq_support import DlqStack, make_stack
+from tests.support.monitoring_server import MetricServiceServer
 
 runner = CliRunner()
 
@@ -28,9 +31,20 @@ def failures(rows: list[dict[str, Any]]) -> set[tuple[str, str]]:
 
 
 def recreate(stack: DlqStack, name: str, **request: Any) -> None:
+    """Delete and create `name` again from `request` (the emulator's way to change what
+    cannot be updated), keeping the labels it was provisioned with unless `request` sets them."""
     path = stack.subscription(name)
+    labels = dict(stack.subscriber.get_subscription(subscription=path).labels)
     stack.subscriber.delete_subscription(subscription=path)
-    stack.subscriber.create_subscription(request={"name": path, **request})
+    stack.subscriber.create_subscription(request={"name": path, "labels": labels, **request})
+
+
+SUBSCRIPTION_CHECKS = {
+    "subscription-topic", "replay-filter", "message-ordering", "dead-letter-policy",
+    "retry-backoff", "ack-deadline", "exactly-once", "push-config", "retain-acked",
+    "message-retention", "subscription-never-expires", "labels",
+}  # fmt: skip
+"""Every field the program sets on a consumer subscription, one check each."""
 
 
 def test_healthy_stack_passes(pubsub: str, tmp_path: Path) -> None:
@@ -38,15 +52,18 @@ def test_healthy_stack_passes(pubsub: str, tmp_path: Path) -> None:
     code, rows = doctor(stack)
     assert failures(rows) == set()
     assert code == 0
-    checks = {r["check"] for r in rows}
-    assert {
-        "dead-letter-topic-has-subscription",
-        "max-delivery-attempts",
-        "retry-backoff",
-        "subscription-never-expires",
-        "dead-letter-retention",
-        "replay-filter",
-    } <= checks
+    checks: dict[str, set[str]] = {}
+    for r in rows:
+        checks.setdefault(r["resource"].rsplit("/", 1)[-1], set()).add(r["check"])
+    for name in ("orders-sub", "billing-sub", "audit-sub"):
+        assert checks[name] == SUBSCRIPTION_CHECKS
+    assert {"dead-letter-retention", "subscription-never-expires", "dead-letter-policy",
+            "labels"} <= checks["events-dlq-sub"]  # fmt: skip
+    assert checks["events"] == {"topic-retention", "kms-key", "labels"}
+    assert {"dead-letter-topic-has-subscription", "kms-key", "labels"} <= checks["events-dlq"]
+    # no Cloud Monitoring on the emulator: the alert policies are "not checked", not failed
+    [alerts] = [r for r in rows if r["check"] == "alert-policies"]
+    assert alerts["ok"] is None and "EVENTSCTL_MONITORING_ENDPOINT" in alerts["detail"]
 
 
 RETRY = {"minimum_backoff": {"seconds": 10}, "maximum_backoff": {"seconds": 600}}
@@ -108,7 +125,7 @@ def _wrong_filter(stack: DlqStack) -> None:
     ("breakage", "expected"),
     [
         (_no_dead_letter_policy, {("dead-letter-policy", "orders-sub")}),
-        (_wrong_attempts, {("max-delivery-attempts", "billing-sub")}),
+        (_wrong_attempts, {("dead-letter-policy", "billing-sub")}),
         (_wrong_backoff, {("retry-backoff", "audit-sub")}),
         (
             _dead_letter_topic_without_subscription,
@@ -156,3 +173,284 @@ def test_unreadable_iam_policies_are_not_checked_rather_than_failed(
     assert len(iam) == 4 and all(f.ok is None for f in iam)
     assert all("not checked: reading IAM policies needs" in f.detail for f in iam)
     assert [f for f in findings if f.ok is False] == []
+
+
+# --- drift: a console edit after provisioning -----------------------------------------------
+
+
+def test_edits_after_provisioning_are_each_named(pubsub: str, tmp_path: Path) -> None:
+    """What a console edit does, made the way the console makes it (UpdateSubscription, a new
+    subscription): the dead-letter policy removed from one subscription, another's ack deadline
+    changed, a foreign subscription on the events topic and one on the dead-letter topic.
+    Doctor names each, with the class of change putting it back needs, and nothing else."""
+    stack = make_stack(tmp_path, shorten_backoff=False)
+    stack.subscriber.update_subscription(
+        request={
+            # a path in the mask with the field unset clears it (the API's update semantics)
+            "subscription": {"name": stack.subscription("orders-sub")},
+            "update_mask": {"paths": ["dead_letter_policy"]},
+        }
+    )
+    stack.subscriber.update_subscription(
+        request={
+            "subscription": {"name": stack.subscription("billing-sub"), "ack_deadline_seconds": 30},
+            "update_mask": {"paths": ["ack_deadline_seconds"]},
+        }
+    )
+    stack.subscriber.create_subscription(
+        request={"name": stack.subscription("foreign-sub"), "topic": stack.topic}
+    )
+    stack.subscriber.create_subscription(
+        request={
+            "name": stack.subscription("dlq-tap"),
+            "topic": stack.dlq_topic,
+            "filter": 'attributes.kind = "trade"',
+        }
+    )
+    code, rows = doctor(stack)
+    assert code == 1
+    assert failures(rows) == {
+        ("dead-letter-policy", "orders-sub"),
+        ("ack-deadline", "billing-sub"),
+        ("unknown-subscription", "foreign-sub"),
+        ("unknown-subscription", "dlq-tap"),
+    }
+    found = {(r["check"], r["resource"].rsplit("/", 1)[-1]): r for r in rows if r["ok"] is False}
+    policy = found[("dead-letter-policy", "orders-sub")]
+    assert policy["detail"].startswith("is (none: failures retry forever), the stack declares")
+    assert policy["change"] == "in place"
+    deadline = found[("ack-deadline", "billing-sub")]
+    assert deadline["detail"].startswith("is 30s, the stack declares 10s")
+    assert "unfiltered" in found[("unknown-subscription", "foreign-sub")]["detail"]
+    tap = found[("unknown-subscription", "dlq-tap")]["detail"]
+    assert "dead-letter topic" in tap and "filtered: 'attributes.kind = \"trade\"'" in tap
+
+    human = runner.invoke(app, ["dlq", "doctor", *stack.cli_args()])
+    assert human.exit_code == 1
+    for name in ("orders-sub", "billing-sub", "foreign-sub", "dlq-tap"):
+        assert name in human.stdout
+    assert "4 problem(s) found" in human.stderr
+
+
+# --- alert policies, read through the real Monitoring client from a loopback server ----------
+
+POLICY = "gcp:monitoring/alertPolicy:AlertPolicy"
+CHANNEL = "notificationChannels/42"
+ALERTING = {
+    "dlq_backlog": {"threshold": 5},
+    "dead_letter_rate": {},
+    "oldest_unacked": {},
+    "dlq_retention": {},
+}
+
+
+@pytest.fixture
+def monitoring(monkeypatch: pytest.MonkeyPatch) -> Iterator[MetricServiceServer]:
+    server = MetricServiceServer().start()
+    monkeypatch.setenv(MONITORING_ENDPOINT_ENV, server.address)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def alerting_stack(tmp_path: Path) -> DlqStack:
+    stack = make_stack(tmp_path, shorten_backoff=False)
+    config = {**ALERTING, "existing_channels": [f"projects/{stack.project}/{CHANNEL}"]}
+    path = stack.stacks_dir / f"Pulumi.{stack.name}.yaml"
+    document = yaml.safe_load(path.read_text())
+    document["config"]["events-infra:alerting"] = config
+    path.write_text(yaml.safe_dump(document))
+    return stack
+
+
+def deployed_policies(stack: DlqStack) -> dict[str, Any]:
+    """The alert policies `pulumi up` would create for `stack`: the real program under Pulumi's
+    mocks, each AlertPolicy's inputs as Monitoring would hold them (display name -> policy)."""
+    from google.cloud.monitoring_v3 import types
+
+    from events_infra.components.offline import run_program, stack_config
+
+    config = stack_config(stack.stacks_dir / f"Pulumi.{stack.name}.yaml")
+    declared = run_program(config, stack=stack.name).of_type(POLICY)
+
+    def seconds(text: str) -> dict[str, int]:
+        return {"seconds": int(text.rstrip("s"))}
+
+    policies = {}
+    for n, resource in enumerate(declared):
+        inputs = resource.inputs
+        conditions = []
+        for condition in inputs["conditions"]:
+            one: dict[str, Any] = {"display_name": condition["displayName"]}
+            if "conditionThreshold" in condition:
+                given = condition["conditionThreshold"]
+                one["condition_threshold"] = {
+                    "filter": given["filter"],
+                    "comparison": given["comparison"],
+                    "threshold_value": given["thresholdValue"],
+                    "duration": seconds(given["duration"]),
+                }
+            else:
+                given = condition["conditionAbsent"]
+                one["condition_absent"] = {
+                    "filter": given["filter"],
+                    "duration": seconds(given["duration"]),
+                }
+            conditions.append(one)
+        policies[inputs["displayName"]] = types.AlertPolicy(
+            name=f"projects/{stack.project}/alertPolicies/{1000 + n}",
+            display_name=inputs["displayName"],
+            enabled=True,
+            conditions=conditions,
+            notification_channels=inputs.get("notificationChannels", []),
+            user_labels=inputs.get("userLabels", {}),
+        )
+    return policies
+
+
+def backlog_policy(stack: DlqStack) -> str:
+    return f"[{stack.name}] dead letters above 5 in {stack.topology.dead_letter.subscription}"
+
+
+def test_alert_policies_as_deployed_pass(
+    pubsub: str, tmp_path: Path, monitoring: MetricServiceServer
+) -> None:
+    stack = alerting_stack(tmp_path)
+    policies = deployed_policies(stack)
+    assert len(policies) == 1 + 3 + 3 + 1  # backlog, rate and age per subscription, retention
+    monitoring.alert_policies = list(policies.values())
+    code, rows = doctor(stack)
+    assert failures(rows) == set()
+    assert code == 0
+    enabled = {r["resource"] for r in rows if r["check"] == "alert-policy-enabled" and r["ok"]}
+    assert enabled == set(policies)
+    thresholds = [r for r in rows if r["check"] == "alert-threshold"]
+    assert len(thresholds) == len(policies) and all(r["ok"] for r in thresholds)
+    assert [r.name for r in monitoring.alert_policy_requests] == [f"projects/{stack.project}"]
+
+
+def _disabled(policy: Any) -> None:
+    policy.enabled = False
+
+
+def _threshold_raised(policy: Any) -> None:
+    policy.conditions[0].condition_threshold.threshold_value = 500
+
+
+def _duration_changed(policy: Any) -> None:
+    policy.conditions[0].condition_threshold.duration = {"seconds": 3600}
+
+
+def _filter_changed(policy: Any) -> None:
+    condition = policy.conditions[0].condition_threshold
+    condition.filter = condition.filter.replace("events-dlq-sub", "events-dlq-su")
+
+
+def _channels_removed(policy: Any) -> None:
+    del policy.notification_channels[:]
+
+
+@pytest.mark.parametrize(
+    ("edit", "check"),
+    [
+        (_disabled, "alert-policy-enabled"),
+        (_threshold_raised, "alert-threshold"),
+        (_duration_changed, "alert-duration"),
+        (_filter_changed, "alert-condition"),
+        (_channels_removed, "alert-notification-channels"),
+        (None, "alert-policy-exists"),
+    ],
+    ids=lambda v: v.__name__.strip("_") if callable(v) else ("deleted" if v is None else ""),
+)
+def test_each_alert_policy_edit_is_named(
+    pubsub: str,
+    tmp_path: Path,
+    monitoring: MetricServiceServer,
+    edit: Callable[[Any], None] | None,
+    check: str,
+) -> None:
+    """The DLQ backlog policy edited in the console (or deleted): doctor names that policy
+    and that check, and nothing else."""
+    stack = alerting_stack(tmp_path)
+    policies = deployed_policies(stack)
+    name = backlog_policy(stack)
+    if edit is None:
+        del policies[name]
+    else:
+        edit(policies[name])
+    monitoring.alert_policies = list(policies.values())
+    code, rows = doctor(stack)
+    assert failures(rows) == {(check, name)}
+    assert code == 1
+
+
+def test_alert_policies_monitoring_will_not_show_are_not_checked(
+    pubsub: str, tmp_path: Path, monitoring: MetricServiceServer
+) -> None:
+    """Without roles/monitoring.viewer Monitoring answers PERMISSION_DENIED: the policies are
+    "not checked", the rest of doctor still runs and passes."""
+    stack = alerting_stack(tmp_path)
+    monitoring.deny_alert_policies = True
+    code, rows = doctor(stack)
+    assert code == 0
+    [row] = [r for r in rows if r["check"].startswith("alert-")]
+    assert row["ok"] is None and "roles/monitoring.viewer" in row["detail"]
+    assert monitoring.alert_policy_requests  # it was asked, and refused
+
+
+def test_the_shared_comparison_covers_every_field_it_names() -> None:
+    """A subscription and topics differing from the model in everything: the comparison doctor
+    and `adopt plan` share reports each field it says it covers (doctor's one row per field),
+    and no other."""
+    from google.pubsub_v1 import types
+
+    from events_infra.stack_config import live_diff
+    from events_infra.stack_config.stack_files import topology_from_config
+
+    topology = topology_from_config(
+        {
+            "gcp:project": "cotton-erp",
+            "events-infra:topic": {"message_retention": "1d"},
+            "events-infra:subscriptions": [{"name": "orders-sub"}],
+            "events-infra:labels": {"env": "prod"},
+        },
+        set(),
+    )
+    events, dlq = "projects/cotton-erp/topics/events", "projects/cotton-erp/topics/events-dlq"
+    wrong = types.Subscription(
+        name="projects/cotton-erp/subscriptions/orders-sub",
+        topic="projects/cotton-erp/topics/other",
+        filter='attributes.x = "y"',
+        enable_message_ordering=True,
+        dead_letter_policy={"dead_letter_topic": events, "max_delivery_attempts": 9},
+        retry_policy={"minimum_backoff": {"seconds": 1}},
+        ack_deadline_seconds=11,
+        enable_exactly_once_delivery=True,
+        push_config={"push_endpoint": "https://example.com/push"},
+        retain_acked_messages=True,
+        message_retention_duration={"seconds": 3600},
+        expiration_policy={"ttl": {"seconds": 86400}},
+    )
+    sub = topology.subscription("orders-sub")
+    found = [d.field for d in live_diff.subscription_diff(wrong, sub, events, dlq, topology)]
+    assert sorted(found) == sorted(live_diff.SUBSCRIPTION_FIELDS)
+    found = [d.field for d in live_diff.dead_letter_subscription_diff(wrong, dlq, topology)]
+    assert sorted(found) == sorted(live_diff.DEAD_LETTER_SUBSCRIPTION_FIELDS)
+    topic = types.Topic(name=events, kms_key_name="projects/p/locations/l/keyRings/r/cryptoKeys/k")
+    found = [d.field for d in live_diff.topic_diff(topic, topology)]
+    assert sorted(found) == sorted(live_diff.TOPIC_FIELDS)
+
+
+def test_a_monitoring_endpoint_off_loopback_is_one_line_exit_2(
+    pubsub: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The stand-in endpoint is used without TLS or credentials: anything but loopback is
+    refused before a call is made, in one line."""
+    stack = make_stack(tmp_path)
+    monkeypatch.setenv(MONITORING_ENDPOINT_ENV, "monitoring.example.com:443")
+    out = runner.invoke(app, ["dlq", "doctor", *stack.cli_args()])
+    assert out.exit_code == 2
+    [line] = out.stderr.strip().splitlines()
+    assert line.startswith(f"error: {MONITORING_ENDPOINT_ENV}=monitoring.example.com:443")
+    assert "Traceback" not in out.output

@@ -18,19 +18,28 @@ def doctor_command(
     stacks_dir: str = options.STACKS_DIR,
     project: str = options.PROJECT,
     as_json: bool = options.JSON,
+    verbose: bool = typer.Option(
+        False, "--all", help="Also list the checks that passed (--json always has every one)."
+    ),
 ) -> None:
-    """Check the live Pub/Sub setup against the stack file.
+    """Check the live Pub/Sub setup and alert policies against the stack file.
 
-    Names each silent failure: missing dead-letter policy, wrong attempts or backoff, a
-    dead-letter topic without subscription, subscriptions that will expire, short retention,
-    wrong replay filters and (on real GCP) missing service-agent grants. Exit 1 if any.
+    Names each silent failure and each drift from the stack: every setting the stack declares
+    on its topics and subscriptions (dead-letter policy and attempts, backoff, ack deadline,
+    retention, expiry, filter, ordering, exactly-once, push, labels, topic retention and key),
+    subscriptions on the events or dead-letter topic the stack does not declare, a dead-letter
+    topic without subscription, (on real GCP) missing service-agent grants, and the stack's
+    alert policies in Cloud Monitoring (missing, disabled, changed condition, no channels).
+    What cannot be read with your permissions is "not checked". Exit 1 if anything is wrong.
     """
+    from events_infra.dlq.clients import alert_policy_client
     from events_infra.dlq.doctor import diagnose
     from events_infra.local.stack import as_provisioned_locally
 
     with user_errors():
         ctx = context(stack, stacks_dir, project, None, None)
         expected, local_note = as_provisioned_locally(stack, ctx.topology, ctx.target.emulator)
+        alerts, alerts_note = alert_policy_client()
         with ctx.errors("the stack's topics and subscriptions"):
             findings = diagnose(
                 ctx.publisher,
@@ -38,6 +47,8 @@ def doctor_command(
                 ctx.target,
                 expected,
                 check_iam=ctx.target.emulator is None,
+                alerts=alerts,
+                alerts_note=alerts_note,
             )
     rows = [vars(f) for f in findings]
     problems = [f for f in findings if f.ok is False]
@@ -47,13 +58,17 @@ def doctor_command(
             f"dlq doctor ({stack})",
             ["", "check", "resource", "detail"],
             [[_mark(r["ok"]), r["check"], r["resource"].rsplit("/", 1)[-1], r["detail"]]
-             for r in data],
+             for r in data if r["ok"] is not True or verbose],
         )  # fmt: skip
         if ctx.target.emulator:
             typer.echo("IAM checks skipped: the emulator has no IAM", err=True)
         if local_note:
             typer.echo(local_note, err=True)
-        typer.echo(f"{len(problems)} problem(s) found", err=True)
+        unchecked = sum(1 for f in findings if f.ok is None)
+        passed = len(findings) - len(problems) - unchecked
+        shown = "" if verbose else " (--all lists them)"
+        typer.echo(f"{len(problems)} problem(s) found, {unchecked} not checked, {passed} "
+                   f"check(s) passed{shown}", err=True)  # fmt: skip
 
     emit(rows, as_json, human)
     raise typer.Exit(int(Exit.FOUND if problems else Exit.OK))

@@ -2,8 +2,11 @@
 client runs over a real gRPC channel in tests (Google's API is out of reach here).
 
 It implements the one call `eventsctl dlq status` makes, ListTimeSeries, answering from the
-points a test puts in `values` (metric type -> value), and the relay's CreateTimeSeries
-(recorded in `created`; `refuse_writes` makes it answer UNAVAILABLE). Every request is kept.
+points a test puts in `values` (metric type -> value), the relay's CreateTimeSeries
+(recorded in `created`; `refuse_writes` makes it answer UNAVAILABLE), and the AlertPolicyService
+call `eventsctl dlq doctor` makes, ListAlertPolicies, answering with the policies a test puts in
+`alert_policies` (all of them, one page; `deny_alert_policies` makes it PERMISSION_DENIED, as
+Monitoring answers a caller without roles/monitoring.viewer). Every request is kept.
 """
 
 from __future__ import annotations
@@ -22,6 +25,9 @@ class MetricServiceServer:
         self.requests: list[types.ListTimeSeriesRequest] = []
         self.created: list[types.CreateTimeSeriesRequest] = []
         self.refuse_writes = False
+        self.alert_policies: list[types.AlertPolicy] = []
+        self.alert_policy_requests: list[types.ListAlertPoliciesRequest] = []
+        self.deny_alert_policies = False
         self._server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
         handler = grpc.method_handlers_generic_handler(
             "google.monitoring.v3.MetricService",
@@ -38,7 +44,17 @@ class MetricServiceServer:
                 ),
             },
         )
-        self._server.add_generic_rpc_handlers((handler,))
+        alert_policies = grpc.method_handlers_generic_handler(
+            "google.monitoring.v3.AlertPolicyService",
+            {
+                "ListAlertPolicies": grpc.unary_unary_rpc_method_handler(
+                    self._list_alert_policies,
+                    request_deserializer=types.ListAlertPoliciesRequest.deserialize,
+                    response_serializer=types.ListAlertPoliciesResponse.serialize,
+                ),
+            },
+        )
+        self._server.add_generic_rpc_handlers((handler, alert_policies))
         self.port = self._server.add_insecure_port("127.0.0.1:0")
 
     @property
@@ -56,6 +72,14 @@ class MetricServiceServer:
         if self.refuse_writes:
             context.abort(grpc.StatusCode.UNAVAILABLE, "Monitoring is unavailable (test)")
         self.created.append(request)
+
+    def _list_alert_policies(self, request: Any, context: Any) -> types.ListAlertPoliciesResponse:
+        self.alert_policy_requests.append(request)
+        if self.deny_alert_policies:
+            context.abort(grpc.StatusCode.PERMISSION_DENIED, "The caller does not have permission")
+        project = request.name
+        policies = [p for p in self.alert_policies if p.name.startswith(f"{project}/")]
+        return types.ListAlertPoliciesResponse(alert_policies=policies)
 
     def _list_time_series(self, request: Any, context: Any) -> types.ListTimeSeriesResponse:
         self.requests.append(request)

@@ -7,11 +7,13 @@ from dataclasses import dataclass, field
 
 from events_infra.errors import EventsInfraError
 from events_infra.stack_config import pulumi_names as names
+from events_infra.stack_config.live_diff import DISRUPTIVE, IN_PLACE, MIGRATION, Difference
 
-IN_PLACE = "in place"
-DISRUPTIVE = "in place, loses data"
-"""Applied in place, but it drops data: a lower retention expires older messages at once."""
-MIGRATION = "migration"
+__all__ = [
+    "BLOCKING", "DISRUPTIVE", "IN_PLACE", "MIGRATION", "PREREQUISITE",
+    "AdoptError", "Difference", "Resource",
+]  # fmt: skip
+
 PREREQUISITE = "prerequisite"
 """Something the stack relies on but does not manage (an `existing` database) is missing or
 wrong: `up` would fail half-way; fix the live resource or the config first."""
@@ -20,18 +22,6 @@ BLOCKING = (DISRUPTIVE, MIGRATION, PREREQUISITE)
 
 class AdoptError(EventsInfraError):
     """The live estate could not be read; the message says what and how to fix it."""
-
-
-@dataclass(frozen=True)
-class Difference:
-    field: str
-    live: str
-    declared: str
-    change: str
-    """IN_PLACE (the next `up` applies it), DISRUPTIVE (applied in place, losing data) or
-    MIGRATION (GCP would replace the resource)."""
-    how: str = ""
-    """For a migration: the way through that keeps the backlog."""
 
 
 @dataclass

@@ -17,7 +17,6 @@ every message and Pulumi never touches them.
 
 from __future__ import annotations
 
-import datetime
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -28,14 +27,10 @@ from events_infra.adopt.cloud_sql import (
     outbox_databases,
     sql_admin_clients,
 )
-from events_infra.adopt.model import (
-    DISRUPTIVE,
-    IN_PLACE,
-    MIGRATION,
-    AdoptError,
-    Difference,
-    Resource,
-)
+from events_infra.adopt.model import DISRUPTIVE as DISRUPTIVE  # re-exported: the plan's classes
+from events_infra.adopt.model import IN_PLACE as IN_PLACE
+from events_infra.adopt.model import MIGRATION as MIGRATION
+from events_infra.adopt.model import AdoptError, Resource
 from events_infra.adopt.service_accounts import (
     IAM_ENDPOINT_ENV,
     account_resources,
@@ -44,15 +39,9 @@ from events_infra.adopt.service_accounts import (
 )
 from events_infra.pubsub.api_calls import bounded, google_errors
 from events_infra.pubsub.paths import subscription_path, topic_path
-from events_infra.stack_config import change_classes
+from events_infra.stack_config import live_diff
 from events_infra.stack_config import pulumi_names as names
-from events_infra.stack_config.durations import human_duration
-from events_infra.stack_config.resource_labels import (
-    dead_letter_labels,
-    subscription_labels,
-    topic_labels,
-)
-from events_infra.stack_config.topology import StackConfig, SubscriptionConfig
+from events_infra.stack_config.topology import StackConfig
 
 
 @dataclass
@@ -148,7 +137,7 @@ def adopt_plan(
     resource = Resource(names.SUBSCRIPTION_TYPE, names.dead_letter_subscription(), path)
     if live is not None:
         resource.exists = True
-        resource.differences = _dead_letter_subscription_diff(live, dlq_topic, topology)
+        resource.differences = live_diff.dead_letter_subscription_diff(live, dlq_topic, topology)
     plan.resources.append(resource)
 
     for sub in topology.subscriptions:
@@ -157,11 +146,13 @@ def adopt_plan(
         resource = Resource(names.SUBSCRIPTION_TYPE, names.subscription(sub.name), path)
         if live is not None:
             resource.exists = True
-            resource.differences = _subscription_diff(live, sub, events, dlq_topic, topology)
+            resource.differences = live_diff.subscription_diff(
+                live, sub, events, dlq_topic, topology
+            )
         plan.resources.append(resource)
 
     if live_topic is not None:
-        declared = {subscription_path(project, s.name) for s in topology.subscriptions}
+        declared = live_diff.declared_subscriptions(topology)
         with errors(f"the subscriptions of topic {topology.topic.name!r}"):
             attached = publisher.list_topic_subscriptions(request={"topic": events}, **bounded())
             plan.undeclared = sorted(set(attached) - declared)
@@ -197,214 +188,11 @@ def adopt_plan(
 def _topic(
     logical: str, path: str, live: Any | None, topology: StackConfig, dead_letter: bool = False
 ) -> Resource:
-    """The events topic's retention and key, or the dead-letter topic's key (EventBus sets no
-    retention on it)."""
+    """The events topic or the dead-letter topic, with what differs from the model."""
     resource = Resource(names.TOPIC_TYPE, logical, path, exists=live is not None)
-    if live is None:
-        return resource
-    wanted = 0.0 if dead_letter else (topology.topic.message_retention or 0.0)
-    have = _seconds(live.message_retention_duration) if "message_retention_duration" in live else 0
-    if wanted != have:
-        resource.differences.append(
-            Difference(
-                "message_retention",
-                _dur(have) if have else "(none)",
-                _dur(wanted) if wanted else "(none)",
-                _retention_change(have, wanted),
-            )
-        )
-    if (topology.topic.kms_key_name or "") != live.kms_key_name:
-        resource.differences.append(
-            Difference(
-                "kms_key_name",
-                live.kms_key_name or "(none)",
-                topology.topic.kms_key_name or "(none)",
-                IN_PLACE,
-            )
-        )
-    labels = (
-        dead_letter_labels(topology.labels, topology.dead_letter)
-        if dead_letter
-        else topic_labels(topology.labels, topology.topic)
-    )
-    resource.differences += _labels_diff(live, labels)
+    if live is not None:
+        resource.differences = live_diff.topic_diff(live, topology, dead_letter)
     return resource
-
-
-def _subscription_diff(
-    live: Any, sub: SubscriptionConfig, topic: str, dlq_topic: str, topology: StackConfig
-) -> list[Difference]:
-    found: list[Difference] = []
-    new_sub = (
-        f"declare a new subscription NEW beside it, deploy, then `eventsctl subscription "
-        f"migrate {sub.name} --to NEW`, then retire it (consumers dedupe the overlap by event_id)"
-    )
-    if live.topic != topic:
-        found.append(Difference("topic", live.topic, topic, MIGRATION, new_sub))
-    if live.filter != sub.delivery_filter:
-        how = new_sub
-        if not live.filter and sub.replay_filter:
-            how = (
-                "set `replay_filter: false` on it (it then receives every replayed copy), or "
-                + new_sub
-            )
-        found.append(
-            Difference(
-                "filter", live.filter or "(none)", sub.delivery_filter or "(none)", MIGRATION, how
-            )
-        )
-    if live.enable_message_ordering != sub.enable_message_ordering:
-        found.append(
-            Difference(
-                "enable_message_ordering",
-                str(live.enable_message_ordering),
-                str(sub.enable_message_ordering),
-                MIGRATION,
-                new_sub,
-            )
-        )
-    found += _delivery_settings_diff(live, sub, dlq_topic)
-    if live.ack_deadline_seconds != sub.ack_deadline:
-        found.append(
-            Difference(
-                "ack_deadline", f"{live.ack_deadline_seconds}s", f"{sub.ack_deadline}s", IN_PLACE
-            )
-        )
-    if live.enable_exactly_once_delivery != sub.enable_exactly_once_delivery:
-        found.append(
-            Difference(
-                "enable_exactly_once_delivery",
-                str(live.enable_exactly_once_delivery),
-                str(sub.enable_exactly_once_delivery),
-                IN_PLACE,
-            )
-        )
-    push = live.push_config.push_endpoint if "push_config" in live else ""
-    if (push or "") != (sub.push_endpoint or ""):
-        found.append(
-            Difference("push_endpoint", push or "(pull)", sub.push_endpoint or "(pull)", IN_PLACE)
-        )
-    found += _retention_expiry_labels(
-        live, sub.message_retention, subscription_labels(topology.labels, sub)
-    )
-    return found
-
-
-def _delivery_settings_diff(live: Any, sub: SubscriptionConfig, dlq_topic: str) -> list[Difference]:
-    """Dead-letter and retry policy: what the audit asks for, applied in place."""
-    found = []
-    policy = live.dead_letter_policy if "dead_letter_policy" in live else None
-    # the API's defaults (google/pubsub_v1/types/pubsub.py): 0 attempts means 5, an unset
-    # backoff inside a retry policy means 10 s minimum and 600 s maximum
-    have = (
-        f"{policy.dead_letter_topic} after {policy.max_delivery_attempts or 5}"
-        if policy is not None and policy.dead_letter_topic
-        else "(none: failures retry forever)"
-    )
-    want = f"{dlq_topic} after {sub.max_delivery_attempts}"
-    if have != want:
-        found.append(Difference("dead_letter_policy", have, want, IN_PLACE))
-    retry = live.retry_policy if "retry_policy" in live else None
-    have = (
-        f"{_dur(_backoff(retry, 'minimum_backoff', 10.0))}-"
-        f"{_dur(_backoff(retry, 'maximum_backoff', 600.0))}"
-        if retry is not None
-        else "(none: immediate redelivery)"
-    )
-    want = f"{_dur(sub.min_backoff)}-{_dur(sub.max_backoff)}"
-    if have != want:
-        found.append(Difference("retry_policy", have, want, IN_PLACE))
-    return found
-
-
-def _dead_letter_subscription_diff(
-    live: Any, dlq_topic: str, topology: StackConfig
-) -> list[Difference]:
-    dead_letter = topology.dead_letter
-    found = []
-    if live.topic != dlq_topic:
-        found.append(
-            Difference(
-                "topic",
-                live.topic,
-                dlq_topic,
-                MIGRATION,
-                "choose another dead_letter.subscription name, or empty and delete this one",
-            )
-        )
-    other = "choose another dead_letter.subscription name, or empty and delete this one"
-    if live.filter:
-        found.append(Difference("filter", live.filter, "(none)", MIGRATION, other))
-    if live.enable_message_ordering:
-        found.append(Difference("enable_message_ordering", "True", "False", MIGRATION, other))
-    if "dead_letter_policy" in live and live.dead_letter_policy.dead_letter_topic:
-        topic = live.dead_letter_policy.dead_letter_topic
-        found.append(Difference("dead_letter_policy", topic, "(none)", IN_PLACE))
-    if "push_config" in live and live.push_config.push_endpoint:
-        endpoint = live.push_config.push_endpoint
-        found.append(Difference("push_endpoint", endpoint, "(pull)", IN_PLACE))
-    if live.ack_deadline_seconds != dead_letter.ack_deadline:
-        found.append(
-            Difference(
-                "ack_deadline",
-                f"{live.ack_deadline_seconds}s",
-                f"{dead_letter.ack_deadline}s",
-                IN_PLACE,
-            )
-        )
-    found += _retention_expiry_labels(
-        live, dead_letter.message_retention, dead_letter_labels(topology.labels, dead_letter)
-    )
-    return found
-
-
-def _retention_expiry_labels(
-    live: Any, retention: float, labels: dict[str, str]
-) -> list[Difference]:
-    found = []
-    have = _seconds(live.message_retention_duration)
-    if have != retention:
-        change = _retention_change(have, retention)
-        found.append(Difference("message_retention", _dur(have), _dur(retention), change))
-    ttl = live.expiration_policy.ttl if "expiration_policy" in live else None
-    expires = _seconds(ttl) if ttl else 0
-    if "expiration_policy" not in live or expires:
-        found.append(
-            Difference("expiration", f"after {_dur(expires or 31 * 86400)} idle", "never", IN_PLACE)
-        )
-    return found + _labels_diff(live, labels)
-
-
-def _labels_diff(live: Any, labels: dict[str, str]) -> list[Difference]:
-    """Labels the resource lacks or holds with another value (the stack's, its own, and those
-    EventBus adds: stack_config.resource_labels); labels only others set are left alone."""
-    missing = {k: v for k, v in labels.items() if live.labels.get(k) != v}
-    if not missing:
-        return []
-    shown = ", ".join(f"{k}={v}" for k, v in sorted(missing.items()))
-    return [Difference("labels", "(without them)", shown, IN_PLACE)]
-
-
-def _retention_change(have: float, wanted: float) -> str:
-    """Lowering retention (or removing it) expires the older messages at once (the fact is
-    `change_classes`', shared with `topology diff`)."""
-    change, _ = change_classes.classify("subscription", "message_retention", have, wanted)
-    return DISRUPTIVE if change == change_classes.DATA_LOSS else IN_PLACE
-
-
-def _seconds(value: Any) -> float:
-    """A proto Duration as proto-plus hands it over (a timedelta), in seconds."""
-    if isinstance(value, datetime.timedelta):
-        return value.total_seconds()
-    return float(getattr(value, "seconds", 0) or 0) + float(getattr(value, "nanos", 0) or 0) / 1e9
-
-
-def _backoff(retry: Any, name: str, default: float) -> float:
-    return _seconds(getattr(retry, name)) if name in retry else default
-
-
-def _dur(seconds: float) -> str:
-    return human_duration(seconds) if seconds else "0s"
 
 
 def import_file(plan: AdoptPlan) -> dict[str, Any]:

@@ -51,6 +51,34 @@ def metrics_client() -> Any | None:
     return monitoring_v3.MetricServiceClient()
 
 
+def alert_policy_client() -> tuple[Any | None, str | None]:
+    """(Cloud Monitoring AlertPolicyService client, None), or (None, why not): there is none on
+    the emulator, and without credentials the alert policies are left unchecked, not failed
+    (`dlq doctor` checks Pub/Sub with the same credentials and says so there)."""
+    from events_infra.dlq.doctor import MONITORING_UNREAD
+
+    endpoint = loopback_endpoint(MONITORING_ENDPOINT_ENV, DlqError)
+    if not endpoint and os.environ.get("PUBSUB_EMULATOR_HOST"):
+        return None, MONITORING_UNREAD
+    from google.cloud import monitoring_v3
+
+    if endpoint:
+        from google.cloud.monitoring_v3.services.alert_policy_service.transports import (
+            AlertPolicyServiceGrpcTransport,
+        )
+
+        client = loopback_client(
+            monitoring_v3.AlertPolicyServiceClient, AlertPolicyServiceGrpcTransport, endpoint
+        )
+        return client, None
+    from google.auth.exceptions import DefaultCredentialsError
+
+    try:
+        return monitoring_v3.AlertPolicyServiceClient(), None
+    except DefaultCredentialsError as err:
+        return None, f"not checked: no Google credentials for Cloud Monitoring ({err})"
+
+
 def preflight(subscriber: Any, target: DlqTarget) -> Any:
     """Fetch the dead-letter subscription once, fast: proves Pub/Sub is reachable, the
     subscription exists and we may read it, before anything is pulled or changed."""

@@ -1,17 +1,63 @@
-"""`dlq doctor`: the live Pub/Sub configuration against the stack model, naming each silent
-failure mode (things that look fine until a message should have been dead-lettered)."""
+"""`dlq doctor`: the live Pub/Sub configuration and alert policies against the stack model,
+naming each silent failure mode (things that look fine until a message should have been
+dead-lettered, or on-call paged) and each drift (a console edit Pulumi does not see without a
+refresh, and `pulumi up` does not revert).
+
+What it reads, each call bounded:
+- the events topic and the dead-letter topic: each setting the program declares on them
+  (retention, KMS key, labels), and every subscription attached to them that the stack does
+  not declare (listed as unknown, with its filter);
+- each declared subscription and the dead-letter subscription: every field the program sets,
+  compared by `stack_config.live_diff` (the comparison `adopt plan` makes, so the two agree),
+  each difference classed by what restoring it means (in place, losing data, a migration);
+- on real GCP, the Pub/Sub service agent's grants (when IAM policies may be read);
+- the alert policies the stack declares (`dlq.alert_policies`), found in Cloud Monitoring by
+  display name: enabled, each condition's filter, threshold and duration, notification channels.
+
+A check that cannot be made with the caller's permissions, or in local mode (no Monitoring on
+the emulator), is reported with ok None ("not checked"), never as a failure or a crash.
+"""
 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from events_infra.dlq.alert_policies import DeclaredPolicy, stack_alert_policies
 from events_infra.dlq.target import DlqTarget
-from events_infra.pubsub.paths import subscription_path, topic_path
+from events_infra.pubsub.paths import project_path, subscription_path, topic_path
+from events_infra.stack_config import live_diff
+from events_infra.stack_config.durations import human_duration
 from events_infra.stack_config.topology import StackConfig
 
 _AGENT = re.compile(r"^serviceAccount:service-\d+@gcp-sa-pubsub\.iam\.gserviceaccount\.com$")
+
+CHECKS = {
+    "topic": "subscription-topic",
+    "filter": "replay-filter",
+    "enable_message_ordering": "message-ordering",
+    "dead_letter_policy": "dead-letter-policy",
+    "retry_policy": "retry-backoff",
+    "ack_deadline": "ack-deadline",
+    "enable_exactly_once_delivery": "exactly-once",
+    "push_endpoint": "push-config",
+    "retain_acked_messages": "retain-acked",
+    "message_retention": "message-retention",
+    "expiration": "subscription-never-expires",
+    "labels": "labels",
+    "kms_key_name": "kms-key",
+}
+"""live_diff field -> the check doctor reports it under (consumer subscriptions)."""
+DEAD_LETTER_CHECKS = {**CHECKS, "filter": "subscription-filter",
+                      "message_retention": "dead-letter-retention"}  # fmt: skip
+TOPIC_CHECKS = {**CHECKS, "message_retention": "topic-retention"}
+
+MONITORING_UNREAD = (
+    "not checked: the emulator has no Cloud Monitoring (set EVENTSCTL_MONITORING_ENDPOINT to a "
+    "Monitoring API, or run against the project)"
+)
 
 
 @dataclass(frozen=True)
@@ -21,24 +67,26 @@ class Finding:
     detail: str
     ok: bool | None
     """None: could not be checked with the caller's permissions (not a problem found)."""
+    change: str | None = None
+    """For a setting that differs from the model: what restoring it means (live_diff's class:
+    in place, in place but losing data, or a migration)."""
 
 
 def _seconds(duration: Any) -> float:
-    if hasattr(duration, "total_seconds"):
-        return float(duration.total_seconds())
-    return float(getattr(duration, "seconds", 0)) + getattr(duration, "nanos", 0) / 1e9
-
-
-def _never_expires(sub: Any) -> bool:
-    # "never" is an expiration policy without a ttl; no policy at all means 31 days
-    if "expiration_policy" not in sub:
-        return False
-    return "ttl" not in sub.expiration_policy or _seconds(sub.expiration_policy.ttl) == 0
+    return live_diff.seconds(duration)
 
 
 def diagnose(
-    publisher: Any, subscriber: Any, target: DlqTarget, topology: StackConfig, check_iam: bool
+    publisher: Any,
+    subscriber: Any,
+    target: DlqTarget,
+    topology: StackConfig,
+    check_iam: bool,
+    alerts: Any | None = None,
+    alerts_note: str | None = None,
 ) -> list[Finding]:
+    """Every finding for the stack. `alerts`: a Cloud Monitoring AlertPolicyService client, or
+    None where there is none (`alerts_note` says why; the alert policies are not checked)."""
     from google.api_core.exceptions import NotFound
 
     from events_infra.pubsub.api_calls import bounded
@@ -46,8 +94,8 @@ def diagnose(
     limits = bounded()  # every call gives up in seconds, not after the client's 10 minutes
     findings: list[Finding] = []
 
-    def add(check: str, resource: str, ok: bool | None, detail: str) -> None:
-        findings.append(Finding(check, resource, detail, ok))
+    def add(check: str, resource: str, ok: bool | None, detail: str, change: str | None = None):
+        findings.append(Finding(check, resource, detail, ok, change))
 
     def agent_check(client: Any, resource: str, role: str) -> None:
         """Does the Pub/Sub service agent hold `role` on `resource`? Not checked (ok None) when
@@ -66,40 +114,71 @@ def diagnose(
 
     unreadable = "not checked: reading IAM policies needs pubsub.*.getIamPolicy (a project owner)"
 
+    def compared(
+        resource: str,
+        fields: tuple[str, ...],
+        differences: list[live_diff.Difference],
+        checks: dict[str, str],
+        ok_detail: Callable[[str], str] = lambda field: "as the stack declares",
+    ) -> None:
+        """One finding per field the comparison covers: ok, or what differs."""
+        by_field = {d.field: d for d in differences}
+        for field in (*fields, *(f for f in by_field if f not in fields)):
+            check = checks.get(field, field.replace("_", "-"))
+            found = by_field.get(field)
+            if found is None:
+                add(check, resource, True, ok_detail(field))
+            else:
+                add(check, resource, False, _drift(found), found.change)
+
     project = target.project
+    events = topic_path(project, topology.topic.name)
     dlq_topic = topic_path(project, topology.dead_letter.topic)
-    try:
-        publisher.get_topic(topic=dlq_topic, **limits)
-        attached = list(publisher.list_topic_subscriptions(topic=dlq_topic, **limits))
-        add(
-            "dead-letter-topic-has-subscription",
-            dlq_topic,
-            bool(attached),
-            f"{len(attached)} subscription(s)"
-            if attached
-            else "no subscription: everything dead-lettered is dropped",
-        )
-    except NotFound:
-        add("dead-letter-topic-exists", dlq_topic, False, "missing: dead-lettering fails")
+
+    def topic(path: str, dead_letter: bool) -> None:
+        from google.api_core.exceptions import PermissionDenied
+
+        check = "dead-letter-topic-exists" if dead_letter else "topic-exists"
+        try:
+            live = publisher.get_topic(topic=path, **limits)
+            attached = list(publisher.list_topic_subscriptions(topic=path, **limits))
+        except NotFound:
+            effect = "dead-lettering fails" if dead_letter else "nothing can be published"
+            add(check, path, False, f"missing: {effect}")
+            return
+        except PermissionDenied:  # a replayer deployed before it was granted pubsub.viewer here
+            add(check, path, None, "not checked: reading the topic needs roles/pubsub.viewer on it")
+            return
+        fields = ("kms_key_name", "labels") if dead_letter else live_diff.TOPIC_FIELDS
+        compared(path, fields, live_diff.topic_diff(live, topology, dead_letter), TOPIC_CHECKS)
+        if dead_letter:
+            add(
+                "dead-letter-topic-has-subscription",
+                path,
+                bool(attached),
+                f"{len(attached)} subscription(s)"
+                if attached
+                else "no subscription: everything dead-lettered is dropped",
+            )
+        declared = live_diff.declared_subscriptions(topology, dead_letter)
+        for unknown in sorted(set(attached) - declared):
+            add("unknown-subscription", unknown, False, _unknown(subscriber, unknown, dead_letter))
+
+    topic(events, dead_letter=False)
+    topic(dlq_topic, dead_letter=True)
 
     try:
         dlq_sub = subscriber.get_subscription(subscription=target.subscription_path, **limits)
-        add(
-            "subscription-never-expires",
-            target.subscription_path,
-            _never_expires(dlq_sub),
-            "never expires" if _never_expires(dlq_sub) else "expires after 31 idle days",
-        )
-        retention = _seconds(dlq_sub.message_retention_duration)
-        wanted = topology.dead_letter.message_retention
-        add(
-            "dead-letter-retention",
-            target.subscription_path,
-            retention >= wanted,
-            f"{retention:.0f}s retained, model says {wanted:.0f}s",
-        )
     except NotFound:
         add("dead-letter-subscription-exists", target.subscription_path, False, "missing")
+    else:
+        compared(
+            target.subscription_path,
+            live_diff.DEAD_LETTER_SUBSCRIPTION_FIELDS,
+            live_diff.dead_letter_subscription_diff(dlq_sub, dlq_topic, topology),
+            DEAD_LETTER_CHECKS,
+            lambda field: _ok_detail(field, topology.dead_letter.message_retention),
+        )
 
     for model in topology.subscriptions:
         path = subscription_path(project, model.name)
@@ -108,56 +187,176 @@ def diagnose(
         except NotFound:
             add("subscription-exists", path, False, "missing")
             continue
-        policy = live.dead_letter_policy if "dead_letter_policy" in live else None
-        if policy is None or not policy.dead_letter_topic:
-            add("dead-letter-policy", path, False, "no dead-letter policy: failures retry forever")
-        else:
-            add(
-                "dead-letter-topic",
-                path,
-                policy.dead_letter_topic == dlq_topic,
-                f"dead-letters to {policy.dead_letter_topic}",
-            )
-            add(
-                "max-delivery-attempts",
-                path,
-                policy.max_delivery_attempts == model.max_delivery_attempts,
-                f"{policy.max_delivery_attempts}, model says {model.max_delivery_attempts}",
-            )
-        retry = live.retry_policy if "retry_policy" in live else None
-        live_backoff = (
-            (_seconds(retry.minimum_backoff), _seconds(retry.maximum_backoff)) if retry else None
-        )
-        add(
-            "retry-backoff",
-            path,
-            live_backoff == (model.min_backoff, model.max_backoff),
-            f"{live_backoff or 'no retry policy (immediate redelivery)'}, model says "
-            f"{(model.min_backoff, model.max_backoff)}",
-        )
-        add(
-            "subscription-never-expires",
-            path,
-            _never_expires(live),
-            "never expires" if _never_expires(live) else "expires after 31 idle days",
-        )
-        matches = live.filter == model.delivery_filter
-        if not model.replay_filter and matches:
-            detail = (
-                "accepted: no replay filter (replay_filter: false), so every replayed copy "
-                "reaches it, also those targeted at other subscriptions (consumers dedupe)"
-            )
-        elif matches:
-            detail = "targeted replay works"
-        else:
-            detail = f"filter is {live.filter!r}: replays would reach the wrong subscriptions"
-        add("replay-filter", path, matches, detail)
+
+        def ok_detail(field: str, model: Any = model) -> str:
+            if field == "filter":
+                if not model.replay_filter:
+                    return (
+                        "accepted: no replay filter (replay_filter: false), so every replayed "
+                        "copy reaches it, also those targeted at other subscriptions (consumers "
+                        "dedupe)"
+                    )
+                return "targeted replay works"
+            if field == "dead_letter_policy":
+                return f"dead-letters to {dlq_topic} after {model.max_delivery_attempts}"
+            return _ok_detail(field, model.message_retention)
+
+        differences = live_diff.subscription_diff(live, model, events, dlq_topic, topology)
+        compared(path, live_diff.SUBSCRIPTION_FIELDS, differences, CHECKS, ok_detail)
         if check_iam:
             agent_check(subscriber, path, "roles/pubsub.subscriber")
 
     if check_iam:
         agent_check(publisher, dlq_topic, "roles/pubsub.publisher")
+
+    declared = stack_alert_policies(target.stack, topology)
+    if alerts is None:
+        add("alert-policies", project_path(project), None, alerts_note or MONITORING_UNREAD)
+    else:
+        findings += check_alert_policies(alerts, project, declared, topology)
     return findings
+
+
+def check_alert_policies(
+    alerts: Any, project: str, declared: list[DeclaredPolicy], topology: StackConfig
+) -> list[Finding]:
+    """Each declared policy, found by display name in the project's alert policies
+    (ListAlertPolicies, read-only: roles/monitoring.viewer)."""
+    from google.api_core import exceptions as gexc
+
+    from events_infra.pubsub.api_calls import bounded, error_detail
+
+    findings: list[Finding] = []
+
+    def add(check: str, resource: str, ok: bool | None, detail: str) -> None:
+        findings.append(Finding(check, resource, detail, ok))
+
+    try:
+        live = list(
+            alerts.list_alert_policies(request={"name": project_path(project)}, **bounded())
+        )
+    except gexc.PermissionDenied as err:
+        add("alert-policies", project_path(project), None,
+            f"not checked: reading alert policies needs roles/monitoring.viewer "
+            f"({error_detail(err)})")  # fmt: skip
+        return findings
+    except (gexc.GoogleAPICallError, gexc.RetryError) as err:
+        add("alert-policies", project_path(project), None,
+            f"not checked: Cloud Monitoring did not answer ({error_detail(err)})")  # fmt: skip
+        return findings
+
+    by_name: dict[str, list[Any]] = {}
+    for policy in live:
+        by_name.setdefault(policy.display_name, []).append(policy)
+    wanted_channels = set(topology.alerting.existing_channels)
+    for spec in declared:
+        name = spec.display_name
+        found = by_name.get(name, [])
+        if not found:
+            add("alert-policy-exists", name, False, "missing: nobody is paged for this")
+            continue
+        policy = found[0]
+        ident = policy.name.rsplit("/", 1)[-1]
+        if len(found) > 1:
+            others = ", ".join(p.name.rsplit("/", 1)[-1] for p in found[1:])
+            add("alert-policy-unique", name, False,
+                f"{len(found)} policies have this name ({ident}, {others}): checked {ident}; "
+                "delete the copies Pulumi does not manage")  # fmt: skip
+        enabled = policy.enabled
+        add(
+            "alert-policy-enabled",
+            name,
+            enabled is not False,
+            f"disabled ({ident}): it never pages" if enabled is False else f"enabled ({ident})",
+        )
+        for condition in spec.conditions:
+            findings += _condition(name, condition, policy.conditions)
+        channels = list(policy.notification_channels)
+        missing = sorted(wanted_channels - set(channels))
+        if not channels:
+            detail, ok = "no notification channels: its incidents reach nobody", False
+        elif missing:
+            detail, ok = f"without the declared channel(s) {', '.join(missing)}", False
+        else:
+            detail, ok = f"{len(channels)} notification channel(s)", True
+        add("alert-notification-channels", name, ok, detail)
+    return findings
+
+
+def _condition(policy: str, declared: Any, live_conditions: Any) -> list[Finding]:
+    """The live condition on the declared condition's metric filter, its threshold and duration."""
+    kind = "condition_absent" if declared.threshold is None else "condition_threshold"
+    for condition in live_conditions:
+        if kind in condition and getattr(condition, kind).filter == declared.filter:
+            live = getattr(condition, kind)
+            break
+    else:
+        return [
+            Finding(
+                "alert-condition",
+                policy,
+                f"no condition on {declared.filter!r} (declared as {declared.display_name!r}): "
+                "its filter was changed or the condition removed",
+                False,
+            )
+        ]
+    found = [Finding("alert-condition", policy, f"{declared.display_name}: present", True)]
+    if declared.threshold is not None:
+        have = float(live.threshold_value)
+        found.append(
+            Finding(
+                "alert-threshold",
+                policy,
+                f"{declared.display_name}: {have:g}, the stack declares {declared.threshold:g}",
+                have == declared.threshold,
+            )
+        )
+    have_s = _seconds(live.duration)
+    found.append(
+        Finding(
+            "alert-duration",
+            policy,
+            f"{declared.display_name}: for {_dur(have_s)}, the stack declares "
+            f"{_dur(declared.duration)}",
+            have_s == declared.duration,
+        )
+    )
+    return found
+
+
+def _unknown(subscriber: Any, path: str, dead_letter: bool) -> str:
+    """What an undeclared subscription on the events (or dead-letter) topic means."""
+    from google.api_core import exceptions as gexc
+
+    from events_infra.pubsub.api_calls import bounded
+
+    where = "the dead-letter topic" if dead_letter else "the events topic"
+    try:
+        live = subscriber.get_subscription(subscription=path, **bounded())
+    except (gexc.GoogleAPICallError, gexc.RetryError):
+        return f"not declared by the stack, on {where}; its filter could not be read"
+    if live.filter:
+        return f"not declared by the stack, on {where}; filtered: {live.filter!r}"
+    receives = "a copy of every dead letter" if dead_letter else "every event and replayed copy"
+    return f"not declared by the stack, on {where}; unfiltered: it receives {receives}"
+
+
+def _drift(found: live_diff.Difference) -> str:
+    how = f"; {found.how}" if found.how else ""
+    return f"is {found.live}, the stack declares {found.declared} (putting it back: " \
+        f"{found.change}{how})"  # fmt: skip
+
+
+def _ok_detail(field: str, retention: float) -> str:
+    if field == "expiration":
+        return "never expires"
+    if field == "message_retention":
+        return f"{human_duration(retention)} retained, as the stack declares"
+    return "as the stack declares"
+
+
+def _dur(value: float) -> str:
+    return human_duration(value) if value else "0s"
 
 
 def _members(policy: Any, role: str) -> list[str]:

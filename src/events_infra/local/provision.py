@@ -9,6 +9,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from events_infra.stack_config.resource_labels import (
+    dead_letter_labels,
+    subscription_labels,
+    topic_labels,
+)
 from events_infra.stack_config.topology import StackConfig
 
 
@@ -20,19 +25,28 @@ class Provisioned:
 
 def provision(publisher: Any, subscriber: Any, topology: StackConfig) -> Provisioned:
     """Create the events topic, the dead-letter topic and subscription, and the consumer
-    subscriptions (with dead-letter and retry policies, never expiring)."""
+    subscriptions (with dead-letter and retry policies, never expiring), with the labels and
+    settings the program gives them, so `dlq doctor` finds no drift in a fresh local stack.
+    The emulator has no Cloud KMS: a topic's `kms_key_name` is left out (doctor names it)."""
     from google.api_core.exceptions import AlreadyExists
 
     result = Provisioned()
     project = topology.project
     topic = publisher.topic_path(project, topology.topic.name)
     dlq_topic = publisher.topic_path(project, topology.dead_letter.topic)
-    for path in (topic, dlq_topic):
+    topics = [
+        {"name": topic, "labels": topic_labels(topology.labels, topology.topic)},
+        {"name": dlq_topic, "labels": dead_letter_labels(topology.labels, topology.dead_letter)},
+    ]
+    if topology.topic.message_retention:
+        retention = int(topology.topic.message_retention)
+        topics[0]["message_retention_duration"] = {"seconds": retention}
+    for request in topics:
         try:
-            publisher.create_topic(name=path)
-            result.created.append(path)
+            publisher.create_topic(request=request)
+            result.created.append(request["name"])
         except AlreadyExists:
-            result.existing.append(path)
+            result.existing.append(request["name"])
 
     requests = [
         {
@@ -41,6 +55,7 @@ def provision(publisher: Any, subscriber: Any, topology: StackConfig) -> Provisi
             "ack_deadline_seconds": topology.dead_letter.ack_deadline,
             "message_retention_duration": {"seconds": int(topology.dead_letter.message_retention)},
             "expiration_policy": {},
+            "labels": dead_letter_labels(topology.labels, topology.dead_letter),
         }
     ]
     for sub in topology.subscriptions:
@@ -53,6 +68,8 @@ def provision(publisher: Any, subscriber: Any, topology: StackConfig) -> Provisi
                 "expiration_policy": {},
                 "filter": sub.delivery_filter,
                 "enable_message_ordering": sub.enable_message_ordering,
+                "enable_exactly_once_delivery": sub.enable_exactly_once_delivery,
+                "labels": subscription_labels(topology.labels, sub),
                 "dead_letter_policy": {
                     "dead_letter_topic": dlq_topic,
                     "max_delivery_attempts": sub.max_delivery_attempts,
