@@ -232,6 +232,24 @@ def test_edits_after_provisioning_are_each_named(pubsub: str, tmp_path: Path) ->
     assert "4 problem(s) found" in human.stderr
 
 
+def test_a_subscription_named_foreign_is_known_not_drift(pubsub: str, tmp_path: Path) -> None:
+    """Another team's subscription the stack lists in `foreign_subscriptions` is reported as
+    known (ok); one it does not list is still unknown."""
+    stack = make_stack(
+        tmp_path, shorten_backoff=False, **{"events-infra:foreign_subscriptions": ["billing-team"]}
+    )
+    for name in ("billing-team", "stranger"):
+        stack.subscriber.create_subscription(
+            request={"name": stack.subscription(name), "topic": stack.topic}
+        )
+    code, rows = doctor(stack)
+    assert code == 1
+    assert failures(rows) == {("unknown-subscription", "stranger")}
+    [known] = [r for r in rows if r["resource"].endswith("/billing-team")]
+    assert known["check"] == "foreign-subscription" and known["ok"] is True
+    assert known["detail"].startswith("known (foreign_subscriptions): on the events topic")
+
+
 # --- alert policies, read through the real Monitoring client from a loopback server ----------
 
 POLICY = "gcp:monitoring/alertPolicy:AlertPolicy"

@@ -161,8 +161,20 @@ def diagnose(
                 else "no subscription: everything dead-lettered is dropped",
             )
         declared = live_diff.declared_subscriptions(topology, dead_letter)
+        foreign = {subscription_path(topology.project, n) for n in topology.foreign_subscriptions}
         for unknown in sorted(set(attached) - declared):
-            add("unknown-subscription", unknown, False, _unknown(subscriber, unknown, dead_letter))
+            known = unknown in foreign
+            detail = _unknown(subscriber, unknown, dead_letter)
+            if known:
+                detail = "known (foreign_subscriptions): " + detail.removeprefix(
+                    "not declared by the stack, "
+                )
+            add(
+                "foreign-subscription" if known else "unknown-subscription",
+                unknown,
+                known or False,
+                detail,
+            )
 
     topic(events, dead_letter=False)
     topic(dlq_topic, dead_letter=True)

@@ -135,6 +135,8 @@ NOTES: dict[str, str] = {
     "access.relay": "the relay's service account",
     "access.consumers": "subscription name → the identity that consumes it",
     "access.dlq_operators": "people on call (`group:`/`user:` members)",
+    "foreign_subscriptions": "names of other teams' subscriptions on the topic: never managed; "
+    "`dlq doctor` lists them as known, not as drift",
     "pubsub": "where the relay publishes",
     "pubsub.region": "region of the relay's locational publish endpoint",
     "pubsub.endpoint": "the host[:port] the relay publishes to: ordering keys hold only among "

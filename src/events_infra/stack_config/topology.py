@@ -249,6 +249,10 @@ class StackConfig(Strict):
     access: AccessConfig = Field(default_factory=AccessConfig)
     pubsub: PublishingConfig = Field(default_factory=PublishingConfig)
     relay: RelayDeployConfig | None = None
+    foreign_subscriptions: list[PubSubId] = Field(default_factory=list)
+    """Subscriptions on the events or dead-letter topic that others own (another team's): the
+    stack never creates, changes or deletes them, and `dlq doctor` reports them as known
+    instead of as unknown drift."""
 
     @property
     def retains_data(self) -> bool:
