@@ -19,11 +19,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from google.cloud import pubsub_v1, sqladmin_v1
+from google.cloud import pubsub_v1
 from typer.testing import CliRunner
 
 from events_infra.adopt.cloud_sql import SQLADMIN_ENDPOINT_ENV, sql_admin_clients
-from events_infra.adopt.model import IN_PLACE, MIGRATION, PREREQUISITE
+from events_infra.adopt.model import DISRUPTIVE, IN_PLACE, MIGRATION, PREREQUISITE
 from events_infra.adopt.plan import AdoptPlan, adopt_plan, import_file
 from events_infra.adopt.service_accounts import IAM_ENDPOINT_ENV, iam_client
 from events_infra.cli.app import app
@@ -31,11 +31,10 @@ from events_infra.components.offline import run_program
 from events_infra.stack_config import pulumi_names as names
 from events_infra.stack_config.stack_files import topology_from_config
 from tests.support.iam_server import IamServer
-from tests.support.sqladmin_server import SqlAdminServer
+from tests.support.sqladmin_server import NETWORK, SqlAdminServer, live_instance
 from tests.support.stack_files import write_stack
 
 runner = CliRunner()
-NETWORK = "projects/cotton-erp/global/networks/cotton-erp-vpc"
 EXISTING = {
     "existing": True,
     "region": "asia-south1",
@@ -99,33 +98,6 @@ def sql_resources(plan: AdoptPlan) -> dict[str, Any]:
     return {r.type: r for r in plan.resources if r.type.startswith("gcp:sql/")}
 
 
-def live_instance(server: SqlAdminServer, project: str, name: str, **settings: Any) -> None:
-    Version, Edition, Availability = (
-        sqladmin_v1.SqlDatabaseVersion,
-        sqladmin_v1.Settings.Edition,
-        sqladmin_v1.SqlAvailabilityType,
-    )
-    server.add_instance(
-        project,
-        name,
-        region=settings.pop("region", "asia-south1"),
-        database_version=getattr(Version, settings.pop("version", "POSTGRES_16")),
-        settings=sqladmin_v1.Settings(
-            tier=settings.pop("tier", "db-custom-2-7680"),
-            edition=getattr(Edition, settings.pop("edition", "ENTERPRISE")),
-            availability_type=getattr(Availability, settings.pop("availability", "REGIONAL")),
-            database_flags=[
-                sqladmin_v1.DatabaseFlags(name=k, value=v)
-                for k, v in settings.pop("flags", {"cloudsql.iam_authentication": "on"}).items()
-            ],
-            ip_configuration=sqladmin_v1.IpConfiguration(
-                private_network=settings.pop("network", NETWORK), ipv4_enabled=False
-            ),
-        ),
-    )
-    assert not settings, settings
-
-
 def test_a_stack_instance_that_exists_is_imported_under_the_programs_urns(
     prod_config: dict[str, Any], project: str, sqladmin: SqlAdminServer
 ) -> None:
@@ -185,6 +157,35 @@ def test_moving_or_downgrading_a_stack_instance_is_a_migration(
     [difference] = sql_resources(plan)[names.SQL_INSTANCE_TYPE].differences
     assert (difference.field, difference.change) == (field, MIGRATION)
     assert "another database.instance" in difference.how and plan.blocked
+
+
+def test_every_instance_field_the_program_sets_is_compared_and_classed(
+    prod_config: dict[str, Any], project: str, sqladmin: SqlAdminServer
+) -> None:
+    """Putting back more backups than declared deletes the extra ones (loses data); PITR,
+    backups and deletion protection switched off, or a flag added, are restored in place."""
+    live_instance(
+        sqladmin, project, "events-outbox", retained=30, pitr=False, backups=False,
+        deletion_protection=False,
+        flags={"cloudsql.iam_authentication": "on", "cloudsql.logical_decoding": "on"},
+    )  # fmt: skip
+    plan = plan_for(config_for(prod_config, project))
+    changes = {
+        d.field: (d.live, d.declared, d.change)
+        for d in sql_resources(plan)[names.SQL_INSTANCE_TYPE].differences
+    }
+    assert changes == {
+        "retained_backups": ("30", "14", DISRUPTIVE),
+        "point_in_time_recovery": ("False", "True", IN_PLACE),
+        "backups": ("False", "True", IN_PLACE),
+        "deletion_protection": ("False", "True", IN_PLACE),
+        "flags": (
+            "cloudsql.iam_authentication=on, cloudsql.logical_decoding=on",
+            "cloudsql.iam_authentication=on",
+            IN_PLACE,
+        ),
+    }
+    assert plan.blocked  # fewer backups would be lost
 
 
 def test_an_existing_database_is_checked_for_what_the_stack_relies_on(

@@ -13,16 +13,19 @@ import yaml
 from typer.testing import CliRunner
 
 from events_infra.cli.app import app
+from events_infra.db.sql_admin import SQLADMIN_ENDPOINT_ENV
 from events_infra.dlq.clients import MONITORING_ENDPOINT_ENV
 from tests.support.dlq_support import DlqStack, make_stack
 from tests.support.monitoring_server import MetricServiceServer
+from tests.support.sqladmin_server import SqlAdminServer, live_instance
 
 runner = CliRunner()
 
 
 def doctor(stack: DlqStack) -> tuple[int, list[dict[str, Any]]]:
     out = runner.invoke(app, ["dlq", "doctor", *stack.cli_args(), "--json"])
-    assert out.exit_code in (0, 1), out.output
+    crashed = out.exception is not None and not isinstance(out.exception, SystemExit)
+    assert out.exit_code in (0, 1) and not crashed, (out.output, out.exception)
     return out.exit_code, json.loads(out.stdout)
 
 
@@ -472,3 +475,82 @@ def test_a_monitoring_endpoint_off_loopback_is_one_line_exit_2(
     [line] = out.stderr.strip().splitlines()
     assert line.startswith(f"error: {MONITORING_ENDPOINT_ENV}=monitoring.example.com:443")
     assert "Traceback" not in out.output
+
+
+# --- Cloud SQL, read through the real Cloud SQL Admin client from a loopback server -----------
+
+OUTBOX_DB = {
+    "region": "asia-south1",
+    "instance": "events-outbox",
+    "database": "events",
+    "retained_backups": 7,
+    "migration_principal": "deployer@example.iam.gserviceaccount.com",
+}
+
+
+@pytest.fixture
+def sqladmin(monkeypatch: pytest.MonkeyPatch) -> Iterator[SqlAdminServer]:
+    server = SqlAdminServer().start()
+    monkeypatch.setenv(SQLADMIN_ENDPOINT_ENV, server.address)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def as_declared(stack: DlqStack, server: SqlAdminServer, **changed: Any) -> None:
+    """The stack's instance as OutboxDatabase makes it (from the model), with `changed`."""
+    db = stack.topology.database
+    assert db is not None
+    fields: dict[str, Any] = {
+        "region": db.region, "version": db.database_version, "tier": db.tier,
+        "edition": db.edition, "availability": db.availability_type,
+        "retained": db.retained_backups, "log_days": db.transaction_log_retention_days,
+        "network": db.private_network or "", "deletion_protection": stack.topology.production,
+        "flags": {"cloudsql.iam_authentication": "on"},
+    }  # fmt: skip
+    live_instance(server, stack.project, db.instance, **(fields | changed))
+
+
+def test_cloud_sql_edits_are_each_named(
+    pubsub: str, tmp_path: Path, sqladmin: SqlAdminServer
+) -> None:
+    """A console edit on the outbox instance (PITR off, a smaller tier, fewer backups kept
+    than declared is fine, more is data to lose) and a dropped database: doctor names each,
+    and every other field the program sets passes."""
+    stack = make_stack(tmp_path, **{"events-infra:database": OUTBOX_DB})
+    as_declared(stack, sqladmin, pitr=False, tier="db-custom-4-15360", retained=30)
+    code, rows = doctor(stack)
+    assert code == 1
+    sql = {r["check"]: r for r in rows if r["check"].startswith("cloud-sql")}
+    assert {c for c, r in sql.items() if r["ok"] is False} == {
+        "cloud-sql-point-in-time-recovery", "cloud-sql-tier", "cloud-sql-retained-backups",
+        "cloud-sql-database",
+    }  # fmt: skip
+    assert sql["cloud-sql-tier"]["detail"].startswith("is db-custom-4-15360, the stack declares")
+    assert "restarts the instance" in sql["cloud-sql-tier"]["detail"]
+    assert sql["cloud-sql-retained-backups"]["change"] == "in place, loses data"
+    assert sql["cloud-sql-database"]["detail"].startswith("missing")
+    assert len([c for c in sql if c not in ("cloud-sql-database",)]) == 12  # every field
+    sqladmin.add_database(stack.project, "events-outbox", "events")
+    as_declared(stack, sqladmin)
+    code, rows = doctor(stack)
+    assert [r for r in rows if r["check"].startswith("cloud-sql") and r["ok"] is not True] == []
+
+
+def test_cloud_sql_unreadable_or_absent_is_not_checked_or_named(
+    pubsub: str, tmp_path: Path, sqladmin: SqlAdminServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    stack = make_stack(tmp_path, **{"events-infra:database": OUTBOX_DB})
+    code, rows = doctor(stack)
+    assert code == 1
+    [missing] = [r for r in rows if r["check"] == "cloud-sql-instance"]
+    assert missing["ok"] is False and "missing: `pulumi up` creates it" in missing["detail"]
+    sqladmin.deny = True
+    _, rows = doctor(stack)
+    [denied] = [r for r in rows if r["check"] == "cloud-sql-instance"]
+    assert denied["ok"] is None and "roles/cloudsql.viewer" in denied["detail"]
+    monkeypatch.delenv(SQLADMIN_ENDPOINT_ENV)  # the emulator alone: no Cloud SQL to read
+    _, rows = doctor(stack)
+    [local] = [r for r in rows if r["check"].startswith("cloud-sql")]
+    assert local["ok"] is None and "EVENTSCTL_SQLADMIN_ENDPOINT" in local["detail"]

@@ -29,10 +29,12 @@ def doctor_command(
     retention, expiry, filter, ordering, exactly-once, push, labels, topic retention and key),
     subscriptions on the events or dead-letter topic the stack does not declare, a dead-letter
     topic without subscription, (on real GCP) missing service-agent grants, and the stack's
-    alert policies in Cloud Monitoring (missing, disabled, changed condition, no channels).
+    alert policies in Cloud Monitoring (missing, disabled, changed condition, no channels), and
+    each outbox Cloud SQL instance: every field the stack sets, or, for a service's own
+    instance, what the stack relies on.
     What cannot be read with your permissions is "not checked". Exit 1 if anything is wrong.
     """
-    from events_infra.dlq.clients import alert_policy_client
+    from events_infra.dlq.clients import alert_policy_client, sql_admin_clients
     from events_infra.dlq.doctor import diagnose
     from events_infra.local.stack import as_provisioned_locally
 
@@ -40,6 +42,7 @@ def doctor_command(
         ctx = context(stack, stacks_dir, project, None, None)
         expected, local_note = as_provisioned_locally(stack, ctx.topology, ctx.target.emulator)
         alerts, alerts_note = alert_policy_client()
+        sql, sql_note = sql_admin_clients(ctx.topology)
         with ctx.errors("the stack's topics and subscriptions"):
             findings = diagnose(
                 ctx.publisher,
@@ -49,6 +52,8 @@ def doctor_command(
                 check_iam=ctx.target.emulator is None,
                 alerts=alerts,
                 alerts_note=alerts_note,
+                sql=sql,
+                sql_note=sql_note,
             )
     rows = [vars(f) for f in findings]
     problems = [f for f in findings if f.ok is False]

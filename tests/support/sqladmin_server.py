@@ -81,3 +81,46 @@ class SqlAdminServer:
         if found is None:
             context.abort(grpc.StatusCode.NOT_FOUND, "The database does not exist.")
         return found
+
+
+NETWORK = "projects/cotton-erp/global/networks/cotton-erp-vpc"
+
+
+def live_instance(server: SqlAdminServer, project: str, name: str, **settings: Any) -> None:
+    """An instance as OutboxDatabase makes it for the prod stack file, with `settings` (tier,
+    version, edition, availability, region, flags, network, backups, pitr, log_days, retained,
+    deletion_protection) replacing what a test changes."""
+    Version, Edition, Availability = (
+        sqladmin_v1.SqlDatabaseVersion,
+        sqladmin_v1.Settings.Edition,
+        sqladmin_v1.SqlAvailabilityType,
+    )
+    server.add_instance(
+        project,
+        name,
+        region=settings.pop("region", "asia-south1"),
+        database_version=getattr(Version, settings.pop("version", "POSTGRES_16")),
+        settings=sqladmin_v1.Settings(
+            tier=settings.pop("tier", "db-custom-2-7680"),
+            edition=getattr(Edition, settings.pop("edition", "ENTERPRISE")),
+            availability_type=getattr(Availability, settings.pop("availability", "REGIONAL")),
+            database_flags=[
+                sqladmin_v1.DatabaseFlags(name=k, value=v)
+                for k, v in settings.pop("flags", {"cloudsql.iam_authentication": "on"}).items()
+            ],
+            ip_configuration=sqladmin_v1.IpConfiguration(
+                private_network=settings.pop("network", NETWORK), ipv4_enabled=False
+            ),
+            # as OutboxDatabase sets them on the prod stack
+            backup_configuration=sqladmin_v1.BackupConfiguration(
+                enabled=settings.pop("backups", True),
+                point_in_time_recovery_enabled=settings.pop("pitr", True),
+                transaction_log_retention_days=settings.pop("log_days", 7),
+                backup_retention_settings=sqladmin_v1.BackupRetentionSettings(
+                    retained_backups=settings.pop("retained", 14)
+                ),
+            ),
+            deletion_protection_enabled=settings.pop("deletion_protection", True),
+        ),
+    )
+    assert not settings, settings

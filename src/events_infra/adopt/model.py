@@ -8,15 +8,13 @@ from dataclasses import dataclass, field
 from events_infra.errors import EventsInfraError
 from events_infra.stack_config import pulumi_names as names
 from events_infra.stack_config.live_diff import DISRUPTIVE, IN_PLACE, MIGRATION, Difference
+from events_infra.stack_config.live_sql import PREREQUISITE
 
 __all__ = [
     "BLOCKING", "DISRUPTIVE", "IN_PLACE", "MIGRATION", "PREREQUISITE",
     "AdoptError", "Difference", "Resource",
 ]  # fmt: skip
 
-PREREQUISITE = "prerequisite"
-"""Something the stack relies on but does not manage (an `existing` database) is missing or
-wrong: `up` would fail half-way; fix the live resource or the config first."""
 BLOCKING = (DISRUPTIVE, MIGRATION, PREREQUISITE)
 
 

@@ -98,3 +98,21 @@ def pubsub_errors(target: DlqTarget, what: str | None = None) -> Any:
         "check --stack and --project, or deploy the stack (pulumi up / eventsctl local up)",
         "ask for the DLQ operator grants (access.dlq_operators in the stack config)",
     )
+
+
+def sql_admin_clients(topology: Any) -> tuple[tuple[Any, Any] | None, str | None]:
+    """((instances, databases) Cloud SQL Admin clients, None), or (None, why not): none for a
+    stack without an outbox, none on the emulator, none without credentials."""
+    from google.auth.exceptions import DefaultCredentialsError
+
+    from events_infra.db import sql_admin
+    from events_infra.dlq.doctor_sql import SQL_UNREAD
+    from events_infra.stack_config.live_sql import outbox_databases
+
+    if not any(True for _ in outbox_databases(topology)):
+        return None, None
+    try:
+        clients = sql_admin.sql_admin_clients(DlqError)
+    except DefaultCredentialsError as err:
+        return None, f"not checked: no Google credentials for Cloud SQL ({err})"
+    return clients, None if clients is not None else SQL_UNREAD

@@ -22,10 +22,11 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 from events_infra.dlq.alert_policies import DeclaredPolicy, stack_alert_policies
+from events_infra.dlq.doctor_sql import check_databases
+from events_infra.dlq.findings import Finding, drift_detail
 from events_infra.dlq.target import DlqTarget
 from events_infra.pubsub.paths import project_path, subscription_path, topic_path
 from events_infra.stack_config import live_diff
@@ -60,18 +61,6 @@ MONITORING_UNREAD = (
 )
 
 
-@dataclass(frozen=True)
-class Finding:
-    check: str
-    resource: str
-    detail: str
-    ok: bool | None
-    """None: could not be checked with the caller's permissions (not a problem found)."""
-    change: str | None = None
-    """For a setting that differs from the model: what restoring it means (live_diff's class:
-    in place, in place but losing data, or a migration)."""
-
-
 def _seconds(duration: Any) -> float:
     return live_diff.seconds(duration)
 
@@ -84,9 +73,12 @@ def diagnose(
     check_iam: bool,
     alerts: Any | None = None,
     alerts_note: str | None = None,
+    sql: tuple[Any, Any] | None = None,
+    sql_note: str | None = None,
 ) -> list[Finding]:
     """Every finding for the stack. `alerts`: a Cloud Monitoring AlertPolicyService client, or
-    None where there is none (`alerts_note` says why; the alert policies are not checked)."""
+    None where there is none (`alerts_note` says why; the alert policies are not checked);
+    `sql`: Cloud SQL Admin (instances, databases) clients, likewise with `sql_note`."""
     from google.api_core.exceptions import NotFound
 
     from events_infra.pubsub.api_calls import bounded
@@ -129,7 +121,7 @@ def diagnose(
             if found is None:
                 add(check, resource, True, ok_detail(field))
             else:
-                add(check, resource, False, _drift(found), found.change)
+                add(check, resource, False, drift_detail(found), found.change)
 
     project = target.project
     events = topic_path(project, topology.topic.name)
@@ -226,6 +218,7 @@ def diagnose(
         add("alert-policies", project_path(project), None, alerts_note or MONITORING_UNREAD)
     else:
         findings += check_alert_policies(alerts, project, declared, topology)
+    findings += check_databases(sql, topology, sql_note)
     return findings
 
 
@@ -351,12 +344,6 @@ def _unknown(subscriber: Any, path: str, dead_letter: bool) -> str:
         return f"not declared by the stack, on {where}; filtered: {live.filter!r}"
     receives = "a copy of every dead letter" if dead_letter else "every event and replayed copy"
     return f"not declared by the stack, on {where}; unfiltered: it receives {receives}"
-
-
-def _drift(found: live_diff.Difference) -> str:
-    how = f"; {found.how}" if found.how else ""
-    return f"is {found.live}, the stack declares {found.declared} (putting it back: " \
-        f"{found.change}{how})"  # fmt: skip
 
 
 def _ok_detail(field: str, retention: float) -> str:

@@ -1,0 +1,123 @@
+"""`dlq doctor`'s Cloud SQL part: each outbox database the stack names, read from the Cloud SQL
+Admin API (read-only) and compared with the model by the comparison `adopt plan` uses.
+
+An instance the stack manages gets one finding per field `OutboxDatabase` sets (tier, edition,
+availability, version, region, backups, PITR and their retention, private network, flags,
+deletion protection): a console edit there is invisible to Pulumi until a refresh, and `up`
+does not revert a field the program did not change. An instance a service owns
+(`existing: true`) is checked only for what the stack relies on. Unreadable is "not checked".
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from events_infra.dlq.findings import Finding, drift_detail
+from events_infra.stack_config import live_sql
+from events_infra.stack_config.topology import StackConfig
+
+SQL_UNREAD = (
+    "not checked: the emulator has no Cloud SQL (set EVENTSCTL_SQLADMIN_ENDPOINT to a Cloud SQL "
+    "Admin API, or run against the project)"
+)
+_DENIED = "not checked: reading Cloud SQL needs roles/cloudsql.viewer on the project"
+
+
+def check_databases(
+    clients: tuple[Any, Any] | None, topology: StackConfig, note: str | None = None
+) -> list[Finding]:
+    """Findings for every outbox database (none when the stack has no outbox)."""
+    from google.api_core import exceptions as gexc
+
+    from events_infra.pubsub.api_calls import bounded
+
+    databases = list(live_sql.outbox_databases(topology))
+    if not databases:
+        return []
+    project = topology.project
+    if clients is None:
+        return [Finding("cloud-sql", f"projects/{project}", note or SQL_UNREAD, None)]
+    instances, dbs = clients
+    found: list[Finding] = []
+    for _, config in databases:
+        path = f"projects/{project}/instances/{config.instance}"
+        try:
+            live = instances.get(
+                request={"project": project, "instance": config.instance}, **bounded()
+            )
+        except gexc.NotFound:
+            live = None
+        except (gexc.GoogleAPICallError, gexc.RetryError) as err:
+            denied = isinstance(err, gexc.PermissionDenied)
+            found.append(
+                Finding(
+                    "cloud-sql-instance",
+                    path,
+                    _DENIED if denied else f"not checked: {type(err).__name__}",
+                    None,
+                )
+            )
+            continue
+        if config.existing:
+            found += _prerequisites(path, live, config)
+        elif live is None:
+            found.append(
+                Finding(
+                    "cloud-sql-instance",
+                    path,
+                    "missing: `pulumi up` creates it (the outbox has nowhere to live until then)",
+                    False,
+                )
+            )
+            continue
+        else:
+            by_field = {
+                d.field: d for d in live_sql.instance_diff(live, config, topology.production)
+            }
+            for field in live_sql.INSTANCE_FIELDS:
+                check = f"cloud-sql-{field.replace('_', '-')}"
+                d = by_field.get(field)
+                if d is None:
+                    found.append(Finding(check, path, "as the stack declares", True))
+                else:
+                    found.append(Finding(check, path, drift_detail(d), False, d.change))
+        if live is None:
+            continue
+        try:
+            request = {"project": project, "instance": config.instance, "database": config.database}
+            dbs.get(request=request, **bounded())
+            found.append(
+                Finding("cloud-sql-database", f"{path}/databases/{config.database}", "exists", True)
+            )
+        except gexc.NotFound:
+            found.append(
+                Finding(
+                    "cloud-sql-database",
+                    f"{path}/databases/{config.database}",
+                    "missing: the outbox schema has no database",
+                    False,
+                )
+            )
+        except (gexc.GoogleAPICallError, gexc.RetryError):
+            found.append(
+                Finding("cloud-sql-database", f"{path}/databases/{config.database}", _DENIED, None)
+            )
+    return found
+
+
+def _prerequisites(path: str, live: Any | None, config: Any) -> list[Finding]:
+    missing = live_sql.prerequisites(live, config)
+    if not missing:
+        ok = "the service's own instance has what the stack relies on (region, PostgreSQL 13+, "
+        ok += "IAM logins, network)"
+        return [Finding("cloud-sql-prerequisites", path, ok, True)]
+    return [
+        Finding(
+            "cloud-sql-prerequisite",
+            path,
+            f"{d.field} is {d.live}, the stack needs {d.declared}: {d.how}",
+            False,
+            d.change,
+        )
+        for d in missing
+    ]
