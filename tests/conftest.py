@@ -212,3 +212,31 @@ def strict_proxy(pubsub: str) -> Iterator[object]:
     finally:
         control.reset()
         control.close()
+
+
+@pytest.fixture
+def monitoring(monkeypatch: pytest.MonkeyPatch) -> Iterator[object]:
+    """A loopback Cloud Monitoring API (tests/support/monitoring_server.py) the CLI uses."""
+    from events_infra.dlq.clients import MONITORING_ENDPOINT_ENV
+    from tests.support.monitoring_server import MetricServiceServer
+
+    server = MetricServiceServer().start()
+    monkeypatch.setenv(MONITORING_ENDPOINT_ENV, server.address)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def sqladmin(monkeypatch: pytest.MonkeyPatch) -> Iterator[object]:
+    """A loopback Cloud SQL Admin API (tests/support/sqladmin_server.py) the CLI uses."""
+    from events_infra.db.sql_admin import SQLADMIN_ENDPOINT_ENV
+    from tests.support.sqladmin_server import SqlAdminServer
+
+    server = SqlAdminServer().start()
+    monkeypatch.setenv(SQLADMIN_ENDPOINT_ENV, server.address)
+    try:
+        yield server
+    finally:
+        server.stop()

@@ -47,16 +47,6 @@ EXISTING = {
 
 
 @pytest.fixture
-def sqladmin(monkeypatch: pytest.MonkeyPatch) -> Iterator[SqlAdminServer]:
-    server = SqlAdminServer().start()
-    monkeypatch.setenv(SQLADMIN_ENDPOINT_ENV, server.address)
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
-@pytest.fixture
 def iam(monkeypatch: pytest.MonkeyPatch) -> Iterator[IamServer]:
     server = IamServer().start()
     monkeypatch.setenv(IAM_ENDPOINT_ENV, server.address)

@@ -4,7 +4,7 @@ for real, is reported by name with exit 1."""
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -265,16 +265,6 @@ ALERTING = {
 }
 
 
-@pytest.fixture
-def monitoring(monkeypatch: pytest.MonkeyPatch) -> Iterator[MetricServiceServer]:
-    server = MetricServiceServer().start()
-    monkeypatch.setenv(MONITORING_ENDPOINT_ENV, server.address)
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
 def alerting_stack(tmp_path: Path) -> DlqStack:
     stack = make_stack(tmp_path, shorten_backoff=False)
     config = {**ALERTING, "existing_channels": [f"projects/{stack.project}/{CHANNEL}"]}
@@ -486,16 +476,6 @@ OUTBOX_DB = {
     "retained_backups": 7,
     "migration_principal": "deployer@example.iam.gserviceaccount.com",
 }
-
-
-@pytest.fixture
-def sqladmin(monkeypatch: pytest.MonkeyPatch) -> Iterator[SqlAdminServer]:
-    server = SqlAdminServer().start()
-    monkeypatch.setenv(SQLADMIN_ENDPOINT_ENV, server.address)
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 def as_declared(stack: DlqStack, server: SqlAdminServer, **changed: Any) -> None:

@@ -4,7 +4,6 @@ against a MetricService on loopback; the emulator still provides the Pub/Sub sid
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -12,22 +11,11 @@ import pytest
 from typer.testing import CliRunner
 
 from events_infra.cli.app import app
-from events_infra.dlq.clients import MONITORING_ENDPOINT_ENV
 from events_infra.pubsub.metrics import OLDEST_UNACKED, UNDELIVERED, subscription_filter
 from tests.support.dlq_support import make_stack
 from tests.support.monitoring_server import MetricServiceServer
 
 runner = CliRunner()
-
-
-@pytest.fixture
-def monitoring(monkeypatch: pytest.MonkeyPatch) -> Iterator[MetricServiceServer]:
-    server = MetricServiceServer().start()
-    monkeypatch.setenv(MONITORING_ENDPOINT_ENV, server.address)
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 def test_status_uses_cloud_monitoring_counts(
