@@ -24,6 +24,9 @@ class Exit(IntEnum):
     OK = 0
     FOUND = 1
     ERROR = 2
+    UNCHECKED = 3
+    """`dlq doctor --fail-unchecked`: nothing wrong was found, but something could not be read
+    (a scheduled drift check must not pass because its identity may not look)."""
     NOT_YET_PERMITTED = NOT_YET_PERMITTED_EXIT
     """IAM refused (yet): `outbox migrate` in the migration job, whose runner tries again for a
     bounded time, since IAM changes take minutes to propagate (components.migration_job)."""

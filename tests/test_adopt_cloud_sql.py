@@ -29,6 +29,7 @@ from events_infra.adopt.service_accounts import IAM_ENDPOINT_ENV, iam_client
 from events_infra.cli.app import app
 from events_infra.components.offline import run_program
 from events_infra.stack_config import pulumi_names as names
+from events_infra.stack_config.live_diff import RESTARTS
 from events_infra.stack_config.stack_files import topology_from_config
 from tests.support.iam_server import IamServer
 from tests.support.sqladmin_server import NETWORK, SqlAdminServer, live_instance
@@ -106,9 +107,9 @@ def test_a_stack_instance_that_exists_is_imported_under_the_programs_urns(
     assert instance.exists and instance.managed and resources[names.SQL_DATABASE_TYPE].exists
     changes = {d.field: (d.live, d.declared, d.change) for d in instance.differences}
     assert changes == {
-        "tier": ("db-custom-1-3840", "db-custom-2-7680", IN_PLACE),
-        "availability_type": ("ZONAL", "REGIONAL", IN_PLACE),
-        "database_version": ("POSTGRES_15", "POSTGRES_16", IN_PLACE),  # an upgrade
+        "tier": ("db-custom-1-3840", "db-custom-2-7680", RESTARTS),
+        "availability_type": ("ZONAL", "REGIONAL", RESTARTS),
+        "database_version": ("POSTGRES_15", "POSTGRES_16", RESTARTS),  # an upgrade
     }
     assert all("restart" in d.how or "downtime" in d.how for d in instance.differences)
     assert not plan.blocked
@@ -172,7 +173,7 @@ def test_every_instance_field_the_program_sets_is_compared_and_classed(
         "flags": (
             "cloudsql.iam_authentication=on, cloudsql.logical_decoding=on",
             "cloudsql.iam_authentication=on",
-            IN_PLACE,
+            RESTARTS,
         ),
     }
     assert plan.blocked  # fewer backups would be lost
@@ -282,3 +283,12 @@ def test_service_accounts_that_exist_are_imported_under_the_programs_urns(
     assert set(imported) <= set(declared)
     for urn, id_ in imported.items():
         assert declared[urn].inputs["accountId"] == id_.rsplit("/", 1)[-1].split("@")[0]
+
+
+def test_networks_compare_however_the_api_spells_them() -> None:
+    from events_infra.stack_config.live_sql import network_path
+
+    short = "projects/p/global/networks/vpc"
+    assert network_path("/" + short) == network_path(short) == short
+    assert network_path(f"https://www.googleapis.com/compute/v1/{short}") == short
+    assert network_path("") is None and network_path("projects/p/global/networks/other") != short

@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 from events_infra.cli.app import app
 from events_infra.db.sql_admin import SQLADMIN_ENDPOINT_ENV
 from events_infra.dlq.clients import MONITORING_ENDPOINT_ENV
+from events_infra.stack_config.topology import merge_labels
 from tests.support.dlq_support import DlqStack, make_stack
 from tests.support.monitoring_server import MetricServiceServer
 from tests.support.sqladmin_server import SqlAdminServer, live_instance
@@ -487,7 +488,9 @@ def as_declared(stack: DlqStack, server: SqlAdminServer, **changed: Any) -> None
         "edition": db.edition, "availability": db.availability_type,
         "retained": db.retained_backups, "log_days": db.transaction_log_retention_days,
         "network": db.private_network or "", "deletion_protection": stack.topology.production,
-        "flags": {"cloudsql.iam_authentication": "on"},
+        "flags": {"cloudsql.iam_authentication": "on"}, "public_ip": not db.private_ip_only,
+        "start_time": db.backup_start_time,
+        "labels": merge_labels(stack.topology.labels, db.labels),
     }  # fmt: skip
     live_instance(server, stack.project, db.instance, **(fields | changed))
 
@@ -509,9 +512,10 @@ def test_cloud_sql_edits_are_each_named(
     }  # fmt: skip
     assert sql["cloud-sql-tier"]["detail"].startswith("is db-custom-4-15360, the stack declares")
     assert "restarts the instance" in sql["cloud-sql-tier"]["detail"]
+    assert sql["cloud-sql-tier"]["change"] == "in place, restarts"
     assert sql["cloud-sql-retained-backups"]["change"] == "in place, loses data"
     assert sql["cloud-sql-database"]["detail"].startswith("missing")
-    assert len([c for c in sql if c not in ("cloud-sql-database",)]) == 12  # every field
+    assert len([c for c in sql if c not in ("cloud-sql-database",)]) == 16  # every field
     sqladmin.add_database(stack.project, "events-outbox", "events")
     as_declared(stack, sqladmin)
     code, rows = doctor(stack)
@@ -534,3 +538,56 @@ def test_cloud_sql_unreadable_or_absent_is_not_checked_or_named(
     _, rows = doctor(stack)
     [local] = [r for r in rows if r["check"].startswith("cloud-sql")]
     assert local["ok"] is None and "EVENTSCTL_SQLADMIN_ENDPOINT" in local["detail"]
+
+
+def test_a_services_own_instance_is_checked_for_what_the_stack_relies_on(
+    pubsub: str, tmp_path: Path, sqladmin: SqlAdminServer
+) -> None:
+    existing = {
+        "existing": True, "region": "asia-south1", "instance": "erp-main", "database": "trading",
+        "migration_principal": "deployer@example.iam.gserviceaccount.com",
+    }  # fmt: skip
+    stack = make_stack(tmp_path, **{"events-infra:database": existing})
+    live_instance(sqladmin, stack.project, "erp-main", region="asia-south1", flags={}, network="")
+    sqladmin.add_database(stack.project, "erp-main", "trading")
+    code, rows = doctor(stack)
+    assert code == 1
+    [need] = [r for r in rows if r["check"] == "cloud-sql-prerequisite"]
+    assert need["detail"].startswith(
+        "flag cloudsql.iam_authentication is (unset), the stack needs on"
+    )
+    live_instance(sqladmin, stack.project, "erp-main", region="asia-south1", network="")
+    _, rows = doctor(stack)
+    [ok] = [r for r in rows if r["check"].startswith("cloud-sql-prereq")]
+    assert (ok["check"], ok["ok"]) == ("cloud-sql-prerequisites", True)
+    assert not [r for r in rows if r["check"] == "cloud-sql-tier"]  # never managed: not compared
+
+
+def test_a_subscription_from_another_project_is_named_by_its_path(
+    pubsub: str, tmp_path: Path
+) -> None:
+    """Other teams subscribe from their own projects; doctor names the full path, and a
+    full path in foreign_subscriptions makes it known."""
+    stack = make_stack(tmp_path, shorten_backoff=False)
+    theirs = f"projects/other-{stack.project[5:]}/subscriptions/their-sub"
+    stack.subscriber.create_subscription(request={"name": theirs, "topic": stack.topic})
+    code, rows = doctor(stack)
+    assert code == 1
+    [unknown] = [r for r in rows if r["check"] == "unknown-subscription"]
+    assert unknown["resource"] == theirs
+    human = runner.invoke(app, ["dlq", "doctor", *stack.cli_args()], env={"COLUMNS": "300"})
+    assert theirs in human.stdout  # not cut to the last segment
+    known = make_stack(tmp_path, shorten_backoff=False, **{"gcp:project": stack.project,
+                       "events-infra:foreign_subscriptions": [theirs]})  # fmt: skip
+    code, rows = doctor(known)
+    assert [r["check"] for r in rows if r["resource"] == theirs] == ["foreign-subscription"]
+
+
+def test_fail_unchecked_turns_what_could_not_be_read_into_exit_3(
+    pubsub: str, tmp_path: Path
+) -> None:
+    stack = make_stack(tmp_path, shorten_backoff=False)
+    plain = runner.invoke(app, ["dlq", "doctor", *stack.cli_args()])
+    assert plain.exit_code == 0  # the alert policies are not checked here: not a problem
+    strict = runner.invoke(app, ["dlq", "doctor", *stack.cli_args(), "--fail-unchecked"])
+    assert strict.exit_code == 3 and "1 not checked" in strict.stderr

@@ -21,6 +21,11 @@ def doctor_command(
     verbose: bool = typer.Option(
         False, "--all", help="Also list the checks that passed (--json always has every one)."
     ),
+    fail_unchecked: bool = typer.Option(
+        False,
+        "--fail-unchecked",
+        help="Exit 3 when nothing is wrong but something could not be checked (for schedules).",
+    ),
 ) -> None:
     """Check the live Pub/Sub setup and alert policies against the stack file.
 
@@ -62,7 +67,7 @@ def doctor_command(
         table(
             f"dlq doctor ({stack})",
             ["", "check", "resource", "detail"],
-            [[_mark(r["ok"]), r["check"], r["resource"].rsplit("/", 1)[-1], r["detail"]]
+            [[_mark(r["ok"]), r["check"], _short(r["resource"], ctx.target.project), r["detail"]]
              for r in data if r["ok"] is not True or verbose],
         )  # fmt: skip
         if ctx.target.emulator:
@@ -76,7 +81,16 @@ def doctor_command(
                    f"check(s) passed{shown}", err=True)  # fmt: skip
 
     emit(rows, as_json, human)
-    raise typer.Exit(int(Exit.FOUND if problems else Exit.OK))
+    unread = fail_unchecked and any(f.ok is None for f in findings)
+    raise typer.Exit(int(Exit.FOUND if problems else Exit.UNCHECKED if unread else Exit.OK))
+
+
+def _short(resource: str, project: str) -> str:
+    """A resource's last name when it is in the stack's project; its whole path otherwise
+    (another team's subscription lives in its own project: say which)."""
+    if resource.startswith(f"projects/{project}/"):
+        return resource.rsplit("/", 1)[-1]
+    return resource
 
 
 def _mark(ok: bool | None) -> str:

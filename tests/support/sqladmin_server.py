@@ -88,8 +88,9 @@ NETWORK = "projects/cotton-erp/global/networks/cotton-erp-vpc"
 
 def live_instance(server: SqlAdminServer, project: str, name: str, **settings: Any) -> None:
     """An instance as OutboxDatabase makes it for the prod stack file, with `settings` (tier,
-    version, edition, availability, region, flags, network, backups, pitr, log_days, retained,
-    deletion_protection) replacing what a test changes."""
+    version, edition, availability, region, flags, network, public_ip, ssl_mode, labels,
+    backups, start_time, pitr, log_days, retained, deletion_protection) replacing what a test
+    changes."""
     Version, Edition, Availability = (
         sqladmin_v1.SqlDatabaseVersion,
         sqladmin_v1.Settings.Edition,
@@ -109,11 +110,17 @@ def live_instance(server: SqlAdminServer, project: str, name: str, **settings: A
                 for k, v in settings.pop("flags", {"cloudsql.iam_authentication": "on"}).items()
             ],
             ip_configuration=sqladmin_v1.IpConfiguration(
-                private_network=settings.pop("network", NETWORK), ipv4_enabled=False
+                private_network=settings.pop("network", NETWORK),
+                ipv4_enabled=settings.pop("public_ip", False),
+                ssl_mode=getattr(
+                    sqladmin_v1.IpConfiguration.SslMode, settings.pop("ssl_mode", "ENCRYPTED_ONLY")
+                ),
             ),
+            user_labels=settings.pop("labels", {"env": "prod", "system": "events-infra"}),
             # as OutboxDatabase sets them on the prod stack
             backup_configuration=sqladmin_v1.BackupConfiguration(
                 enabled=settings.pop("backups", True),
+                start_time=settings.pop("start_time", "02:00"),
                 point_in_time_recovery_enabled=settings.pop("pitr", True),
                 transaction_log_retention_days=settings.pop("log_days", 7),
                 backup_retention_settings=sqladmin_v1.BackupRetentionSettings(

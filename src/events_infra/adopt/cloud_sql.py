@@ -79,6 +79,6 @@ def database_resources(
                     )
                 )  # fmt: skip
         elif live is not None:
-            instance.differences = instance_diff(live, config, topology.production)
+            instance.differences = instance_diff(live, config, topology)
         found += [instance, database]
     return found

@@ -85,6 +85,8 @@ def diagnose(
 
     limits = bounded()  # every call gives up in seconds, not after the client's 10 minutes
     findings: list[Finding] = []
+    if topology.project != target.project:  # --project: every path and filter follows it
+        topology = topology.model_copy(update={"project": target.project})
 
     def add(check: str, resource: str, ok: bool | None, detail: str, change: str | None = None):
         findings.append(Finding(check, resource, detail, ok, change))
@@ -153,7 +155,7 @@ def diagnose(
                 else "no subscription: everything dead-lettered is dropped",
             )
         declared = live_diff.declared_subscriptions(topology, dead_letter)
-        foreign = {subscription_path(topology.project, n) for n in topology.foreign_subscriptions}
+        foreign = topology.foreign_paths()
         for unknown in sorted(set(attached) - declared):
             known = unknown in foreign
             detail = _unknown(subscriber, unknown, dead_letter)
@@ -260,6 +262,7 @@ def check_alert_policies(
         if not found:
             add("alert-policy-exists", name, False, "missing: nobody is paged for this")
             continue
+        found = sorted(found, key=lambda p: p.name)  # the API promises no order
         policy = found[0]
         ident = policy.name.rsplit("/", 1)[-1]
         if len(found) > 1:
@@ -278,10 +281,14 @@ def check_alert_policies(
             findings += _condition(name, condition, policy.conditions)
         channels = list(policy.notification_channels)
         missing = sorted(wanted_channels - set(channels))
+        expected = len(topology.alerting.channels) + len(wanted_channels)
         if not channels:
             detail, ok = "no notification channels: its incidents reach nobody", False
         elif missing:
             detail, ok = f"without the declared channel(s) {', '.join(missing)}", False
+        elif len(channels) < expected:
+            detail = f"{len(channels)} notification channel(s), the stack declares {expected}"
+            ok = False
         else:
             detail, ok = f"{len(channels)} notification channel(s)", True
         add("alert-notification-channels", name, ok, detail)

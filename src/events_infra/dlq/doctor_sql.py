@@ -29,7 +29,7 @@ def check_databases(
     """Findings for every outbox database (none when the stack has no outbox)."""
     from google.api_core import exceptions as gexc
 
-    from events_infra.pubsub.api_calls import bounded
+    from events_infra.pubsub.api_calls import bounded, error_detail
 
     databases = list(live_sql.outbox_databases(topology))
     if not databases:
@@ -38,42 +38,30 @@ def check_databases(
     if clients is None:
         return [Finding("cloud-sql", f"projects/{project}", note or SQL_UNREAD, None)]
     instances, dbs = clients
+
+    def unread(err: Exception) -> str:
+        if isinstance(err, gexc.PermissionDenied):
+            return f"{_DENIED} ({error_detail(err)})"
+        return f"not checked: the Cloud SQL Admin API did not answer ({error_detail(err)})"
+
     found: list[Finding] = []
     for _, config in databases:
         path = f"projects/{project}/instances/{config.instance}"
+        request = {"project": project, "instance": config.instance}
         try:
-            live = instances.get(
-                request={"project": project, "instance": config.instance}, **bounded()
-            )
+            live = instances.get(request=request, **bounded())
         except gexc.NotFound:
             live = None
         except (gexc.GoogleAPICallError, gexc.RetryError) as err:
-            denied = isinstance(err, gexc.PermissionDenied)
-            found.append(
-                Finding(
-                    "cloud-sql-instance",
-                    path,
-                    _DENIED if denied else f"not checked: {type(err).__name__}",
-                    None,
-                )
-            )
+            found.append(Finding("cloud-sql-instance", path, unread(err), None))
             continue
         if config.existing:
             found += _prerequisites(path, live, config)
         elif live is None:
-            found.append(
-                Finding(
-                    "cloud-sql-instance",
-                    path,
-                    "missing: `pulumi up` creates it (the outbox has nowhere to live until then)",
-                    False,
-                )
-            )
-            continue
+            missing = "missing: `pulumi up` creates it (the outbox has nowhere to live until then)"
+            found.append(Finding("cloud-sql-instance", path, missing, False))
         else:
-            by_field = {
-                d.field: d for d in live_sql.instance_diff(live, config, topology.production)
-            }
+            by_field = {d.field: d for d in live_sql.instance_diff(live, config, topology)}
             for field in live_sql.INSTANCE_FIELDS:
                 check = f"cloud-sql-{field.replace('_', '-')}"
                 d = by_field.get(field)
@@ -83,25 +71,15 @@ def check_databases(
                     found.append(Finding(check, path, drift_detail(d), False, d.change))
         if live is None:
             continue
+        database = f"{path}/databases/{config.database}"
         try:
-            request = {"project": project, "instance": config.instance, "database": config.database}
-            dbs.get(request=request, **bounded())
-            found.append(
-                Finding("cloud-sql-database", f"{path}/databases/{config.database}", "exists", True)
-            )
+            dbs.get(request={**request, "database": config.database}, **bounded())
+            found.append(Finding("cloud-sql-database", database, "exists", True))
         except gexc.NotFound:
-            found.append(
-                Finding(
-                    "cloud-sql-database",
-                    f"{path}/databases/{config.database}",
-                    "missing: the outbox schema has no database",
-                    False,
-                )
-            )
-        except (gexc.GoogleAPICallError, gexc.RetryError):
-            found.append(
-                Finding("cloud-sql-database", f"{path}/databases/{config.database}", _DENIED, None)
-            )
+            gone = "missing: the outbox schema has no database"
+            found.append(Finding("cloud-sql-database", database, gone, False))
+        except (gexc.GoogleAPICallError, gexc.RetryError) as err:
+            found.append(Finding("cloud-sql-database", database, unread(err), None))
     return found
 
 

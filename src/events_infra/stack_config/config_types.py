@@ -146,6 +146,17 @@ KmsKey = Annotated[
 ]
 Seconds = Annotated[float, BeforeValidator(duration)]
 PubSubId = Annotated[str, AfterValidator(pubsub_id)]
+_SUBSCRIPTION_PATH = re.compile(
+    r"^projects/[a-z][a-z0-9-]{4,28}[a-z0-9]/subscriptions/[A-Za-z][\w.~+%-]{2,254}$"
+)
+SubscriptionRef = Annotated[
+    str,
+    matches(
+        re.compile(_SUBSCRIPTION_PATH.pattern + r"|^[A-Za-z][\w.~+%-]{2,254}$"),
+        "a subscription name (this project) or projects/PROJECT/subscriptions/NAME",
+    ),
+]
+"""A subscription in the stack's project by name, or anywhere by its full path."""
 Labels = Annotated[dict[str, str], AfterValidator(labels_check)]
 Attempts = Annotated[
     int,

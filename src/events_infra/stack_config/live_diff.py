@@ -31,6 +31,8 @@ IN_PLACE = "in place"
 DISRUPTIVE = "in place, loses data"
 """Applied in place, but it drops data: a lower retention expires older messages at once."""
 MIGRATION = "migration"
+RESTARTS = "in place, restarts"
+"""Applied in place, with downtime: a Cloud SQL tier, edition or availability change."""
 
 TOPIC_FIELDS = ("message_retention", "kms_key_name", "labels")
 """What `topic_diff` compares (each a setting the program declares on a topic)."""
@@ -173,7 +175,14 @@ def _delivery_settings_diff(live: Any, sub: SubscriptionConfig, dlq_topic: str) 
     )
     want = f"{dlq_topic} after {sub.max_delivery_attempts}"
     if have != want:
-        found.append(Difference("dead_letter_policy", have, want, IN_PLACE))
+        live_attempts = (policy.max_delivery_attempts or 5) if policy is not None else None
+        # back to fewer attempts dead-letters what would still have been retried (the table)
+        _, why = change_classes.classify(
+            "subscription", "max_delivery_attempts", live_attempts, sub.max_delivery_attempts
+        )
+        found.append(
+            Difference("dead_letter_policy", have, want, IN_PLACE, why if live_attempts else "")
+        )
     retry = live.retry_policy if "retry_policy" in live else None
     have = (
         f"{_dur(_backoff(retry, 'minimum_backoff', 10.0))}-"

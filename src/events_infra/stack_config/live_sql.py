@@ -19,8 +19,14 @@ from typing import Any
 from events_infra.stack_config import change_classes
 from events_infra.stack_config import pulumi_names as names
 from events_infra.stack_config.database_config import DatabaseConfig
-from events_infra.stack_config.live_diff import DISRUPTIVE, IN_PLACE, MIGRATION, Difference
-from events_infra.stack_config.topology import StackConfig
+from events_infra.stack_config.live_diff import (
+    DISRUPTIVE,
+    IN_PLACE,
+    MIGRATION,
+    RESTARTS,
+    Difference,
+)
+from events_infra.stack_config.topology import StackConfig, merge_labels
 
 PREREQUISITE = "prerequisite"
 """Something the stack relies on but does not manage (an `existing` database) is missing or
@@ -31,14 +37,15 @@ _PG_MAJOR = re.compile(r"^POSTGRES_(\d+)")
 
 INSTANCE_FIELDS = (
     "region", "database_version", "tier", "edition", "availability_type", "backups",
-    "point_in_time_recovery", "retained_backups", "transaction_log_retention_days",
-    "private_network", "flags", "deletion_protection",
+    "point_in_time_recovery", "backup_start_time", "retained_backups",
+    "transaction_log_retention_days", "private_network", "public_ip", "ssl_mode", "flags",
+    "deletion_protection", "labels",
 )  # fmt: skip
 """What `instance_diff` compares (each a value `OutboxDatabase` sets on the instance)."""
 
 _CLASS = {
     change_classes.IN_PLACE: IN_PLACE,
-    change_classes.RESTART: IN_PLACE,
+    change_classes.RESTART: RESTARTS,
     change_classes.DATA_LOSS: DISRUPTIVE,
     change_classes.REPLACEMENT: MIGRATION,
 }
@@ -64,6 +71,14 @@ def declared_flags(config: DatabaseConfig) -> dict[str, str]:
     return flags
 
 
+def network_path(value: str | None) -> str | None:
+    """A VPC network as `projects/P/global/networks/N`, however the API spells it (a leading
+    slash, or the full compute URL), so equal networks compare equal."""
+    if not value:
+        return None
+    return value.removeprefix("https://www.googleapis.com/compute/v1/").lstrip("/")
+
+
 def _live_values(live: Any) -> dict[str, Any]:
     settings = live.settings
     backups = settings.backup_configuration
@@ -77,13 +92,17 @@ def _live_values(live: Any) -> dict[str, Any]:
         "point_in_time_recovery": bool(backups.point_in_time_recovery_enabled),
         "retained_backups": int(backups.backup_retention_settings.retained_backups or 0),
         "transaction_log_retention_days": int(backups.transaction_log_retention_days or 0),
-        "private_network": settings.ip_configuration.private_network or None,
+        "backup_start_time": backups.start_time or None,
+        "private_network": network_path(settings.ip_configuration.private_network),
+        "public_ip": bool(settings.ip_configuration.ipv4_enabled),
+        "ssl_mode": _enum(settings.ip_configuration.ssl_mode),
         "flags": {f.name: f.value for f in settings.database_flags},
         "deletion_protection": bool(settings.deletion_protection_enabled),
+        "labels": dict(settings.user_labels),
     }
 
 
-def _declared_values(config: DatabaseConfig, production: bool) -> dict[str, Any]:
+def _declared_values(config: DatabaseConfig, topology: StackConfig) -> dict[str, Any]:
     return {
         "region": config.region,
         "database_version": config.database_version,
@@ -94,9 +113,13 @@ def _declared_values(config: DatabaseConfig, production: bool) -> dict[str, Any]
         "point_in_time_recovery": True,
         "retained_backups": config.retained_backups,
         "transaction_log_retention_days": config.transaction_log_retention_days,
-        "private_network": config.private_network,
+        "backup_start_time": config.backup_start_time,
+        "private_network": network_path(config.private_network),
+        "public_ip": not config.private_ip_only,
+        "ssl_mode": "ENCRYPTED_ONLY",
         "flags": declared_flags(config),
-        "deletion_protection": production,
+        "deletion_protection": topology.production,
+        "labels": merge_labels(topology.labels, config.labels),
     }
 
 
@@ -123,9 +146,11 @@ def _shown(value: Any) -> str:
     return str(value)
 
 
-def instance_diff(live: Any, config: DatabaseConfig, production: bool) -> list[Difference]:
+def instance_diff(live: Any, config: DatabaseConfig, topology: StackConfig) -> list[Difference]:
     """What the next `up` would change on a live instance the stack manages, per field."""
-    have, want = _live_values(live), _declared_values(config, production)
+    have, want = _live_values(live), _declared_values(config, topology)
+    # labels only others set are left alone (the provider merges user labels it does not own)
+    have["labels"] = {k: v for k, v in have["labels"].items() if k in want["labels"]}
     found = []
     for field in INSTANCE_FIELDS:
         if have[field] == want[field]:
@@ -137,8 +162,6 @@ def instance_diff(live: Any, config: DatabaseConfig, production: bool) -> list[D
                 "database", setting, have[field], want[field]
             )
             change = _CLASS.get(change_class, IN_PLACE)
-            if change_class == change_classes.RESTART:
-                why = f"applied in place; {why}"
         if change == MIGRATION:
             why = _NEW_INSTANCE
         found.append(Difference(field, _shown(have[field]), _shown(want[field]), change, why))
@@ -183,8 +206,8 @@ def prerequisites(live: Any | None, config: DatabaseConfig) -> list[Difference]:
                 "instance's other flags in it)",
             )
         )  # fmt: skip
-    network = live.settings.ip_configuration.private_network
-    if config.private_network and network != config.private_network:
+    network = network_path(live.settings.ip_configuration.private_network)
+    if config.private_network and network != network_path(config.private_network):
         found.append(
             Difference(
                 "private_network", network or "(no private IP)", config.private_network,

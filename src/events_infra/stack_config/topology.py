@@ -33,6 +33,7 @@ from events_infra.stack_config.config_types import (
     PubSubId,
     Retention,
     Strict,
+    SubscriptionRef,
     email,
     fail,
     https_url,
@@ -249,10 +250,17 @@ class StackConfig(Strict):
     access: AccessConfig = Field(default_factory=AccessConfig)
     pubsub: PublishingConfig = Field(default_factory=PublishingConfig)
     relay: RelayDeployConfig | None = None
-    foreign_subscriptions: list[PubSubId] = Field(default_factory=list)
-    """Subscriptions on the events or dead-letter topic that others own (another team's): the
-    stack never creates, changes or deletes them, and `dlq doctor` reports them as known
-    instead of as unknown drift."""
+    foreign_subscriptions: list[SubscriptionRef] = Field(default_factory=list)
+    """Subscriptions on the events or dead-letter topic that others own (another team's, often
+    in its own project: give those as projects/P/subscriptions/S): the stack never creates,
+    changes or deletes them, and `dlq doctor` reports them as known instead of as drift."""
+
+    def foreign_paths(self) -> set[str]:
+        """`foreign_subscriptions` as full paths (a bare name is in the stack's project)."""
+        return {
+            s if s.startswith("projects/") else f"projects/{self.project}/subscriptions/{s}"
+            for s in self.foreign_subscriptions
+        }
 
     @property
     def retains_data(self) -> bool:
