@@ -226,6 +226,7 @@ class DlqAlerting(pulumi.ComponentResource):
                                 library_subscription_filter(sub.name),
                                 rate.threshold,
                                 rate.duration,
+                                rate.alignment_period,
                             ),
                             rate,
                             "ALIGN_SUM",
@@ -446,7 +447,9 @@ class DlqAlerting(pulumi.ComponentResource):
                 duration=gcp_duration(window),
                 aggregations=[
                     gcp.monitoring.AlertPolicyConditionConditionThresholdAggregationArgs(
-                        alignment_period=gcp_duration(settings.alignment_period),
+                        alignment_period=gcp_duration(
+                            declared.alignment_period or settings.alignment_period
+                        ),
                         per_series_aligner=aligner,
                         cross_series_reducer=reducer,
                     )

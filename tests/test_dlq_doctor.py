@@ -302,6 +302,10 @@ def deployed_policies(stack: DlqStack) -> dict[str, Any]:
                     "comparison": given["comparison"],
                     "threshold_value": given["thresholdValue"],
                     "duration": seconds(given["duration"]),
+                    "aggregations": [
+                        {"alignment_period": seconds(a["alignmentPeriod"])}
+                        for a in given.get("aggregations", [])
+                    ],
                 }
             else:
                 given = condition["conditionAbsent"]
@@ -363,6 +367,14 @@ def _channels_removed(policy: Any) -> None:
     del policy.notification_channels[:]
 
 
+def _alignment_lengthened(policy: Any) -> None:
+    policy.conditions[0].condition_threshold.aggregations[0].alignment_period = {"seconds": 86400}
+
+
+def _comparison_flipped(policy: Any) -> None:
+    policy.conditions[0].condition_threshold.comparison = "COMPARISON_LT"
+
+
 @pytest.mark.parametrize(
     ("edit", "check"),
     [
@@ -371,6 +383,8 @@ def _channels_removed(policy: Any) -> None:
         (_duration_changed, "alert-duration"),
         (_filter_changed, "alert-condition"),
         (_channels_removed, "alert-notification-channels"),
+        (_alignment_lengthened, "alert-alignment"),
+        (_comparison_flipped, "alert-comparison"),
         (None, "alert-policy-exists"),
     ],
     ids=lambda v: v.__name__.strip("_") if callable(v) else ("deleted" if v is None else ""),

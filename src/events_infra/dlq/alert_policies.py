@@ -36,6 +36,9 @@ class DeclaredCondition:
     """None: an absence condition (fires when the metric stops arriving)."""
     duration: float
     """Seconds the condition must hold (or the metric be absent) before it fires."""
+    alignment_period: float | None = None
+    """Seconds each series is aligned over (threshold conditions; `COMPARISON_GT` always): a
+    longer period silently delays every page."""
 
 
 @dataclass(frozen=True)
@@ -68,6 +71,7 @@ def declared_alert_policies(
                     subscription_filter(project, dlq_sub, UNDELIVERED),
                     backlog.threshold,
                     backlog.duration,
+                    backlog.alignment_period,
                 ),
             ),
         )
@@ -86,6 +90,7 @@ def declared_alert_policies(
                             subscription_filter(project, sub.name, DEAD_LETTERED),
                             rate.threshold,
                             rate.duration,
+                            rate.alignment_period,
                         ),
                     ),
                 )
@@ -103,6 +108,7 @@ def declared_alert_policies(
                             subscription_filter(project, sub.name, OLDEST_UNACKED),
                             age.threshold,
                             age.duration,
+                            age.alignment_period,
                         ),
                     ),
                 )
@@ -121,6 +127,7 @@ def declared_alert_policies(
                         subscription_filter(project, dlq_sub, OLDEST_UNACKED),
                         limit,
                         0,
+                        keep.alignment_period,
                     ),
                 ),
             )
@@ -142,6 +149,7 @@ def declared_alert_policies(
                             relay_filter(project, OLDEST_UNPUBLISHED_AGE, job),
                             stuck.threshold,
                             stuck.duration,
+                            stuck.alignment_period,
                         ),
                     ),
                 ),

@@ -323,6 +323,22 @@ def _condition(policy: str, declared: Any, live_conditions: Any) -> list[Finding
                 have == declared.threshold,
             )
         )
+    if declared.threshold is not None:
+        comparison = live.comparison.name
+        detail = f"{declared.display_name}: {comparison}, the stack declares COMPARISON_GT"
+        found.append(Finding("alert-comparison", policy, detail, comparison == "COMPARISON_GT"))
+    if declared.alignment_period is not None:
+        periods = [_seconds(a.alignment_period) for a in live.aggregations]
+        shown = ", ".join(_dur(p) for p in periods) or "none"
+        found.append(
+            Finding(
+                "alert-alignment",
+                policy,
+                f"{declared.display_name}: aligned over {shown}, the stack declares "
+                f"{_dur(declared.alignment_period)}",
+                periods == [declared.alignment_period],
+            )
+        )
     have_s = _seconds(live.duration)
     found.append(
         Finding(
