@@ -177,7 +177,11 @@ class StrictProxy:
             raise  # unreachable: abort raises
 
     async def unary(self, method: str, request: bytes, context: Any) -> bytes:
-        await self._inject(method, context)
+        key = None
+        if method == PUBLISHER + "Publish" and self.state.keyed_delays("Publish"):
+            messages = PublishRequest.FromString(request).messages
+            key = messages[0].ordering_key if messages else None
+        await self._inject(method, context, key)
         special = {
             PUBLISHER + "Publish": self._publish,
             SUBSCRIBER + "CreateSubscription": self._create_subscription,
@@ -198,8 +202,8 @@ class StrictProxy:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(err))
         return json.dumps(reply).encode()
 
-    async def _inject(self, method: str, context: Any) -> None:
-        delay = self.state.take_delay(_short(method))
+    async def _inject(self, method: str, context: Any, ordering_key: str | None = None) -> None:
+        delay = self.state.take_delay(_short(method), ordering_key)
         if delay:
             await asyncio.sleep(delay)  # a caller whose deadline passes meanwhile cancels us
         fault = self.state.take_fault(_short(method))
