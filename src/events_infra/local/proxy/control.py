@@ -42,6 +42,7 @@ class ProxyState:
     tests and for benches that model production's latency; an entry with an ordering key holds
     only Publish requests of that key (one slow key among many)."""
     stats: Counter[str] = field(default_factory=Counter)
+    in_flight: Counter[str] = field(default_factory=Counter)
     lock: threading.Lock = field(default_factory=threading.Lock)
     rng: random.Random = field(default_factory=random.Random)
 
@@ -141,6 +142,17 @@ class ProxyState:
     def count(self, name: str, n: int = 1) -> None:
         with self.lock:
             self.stats[name] += n
+
+    def entered(self, name: str) -> None:
+        """A call of `name` started: `<name>_in_flight_max` keeps the most at once."""
+        with self.lock:
+            self.in_flight[name] += 1
+            key = f"{name}_in_flight_max"
+            self.stats[key] = max(self.stats[key], self.in_flight[name])
+
+    def left(self, name: str) -> None:
+        with self.lock:
+            self.in_flight[name] -= 1
 
     def reset(self) -> None:
         with self.lock:
