@@ -59,6 +59,11 @@ __all__ = ["BatchResult", "MessageRefused", "Relay", "RelayConfig", "make_publis
 
 log = logging.getLogger(__name__)
 
+SETTLE_ROWS = 200
+SETTLE_AFTER_S = 0.01
+"""Answered runs are settled together once this many rows are answered or this long after
+the first of them (`Relay._settle_answered`)."""
+
 
 @dataclass
 class RelayConfig:
@@ -136,7 +141,14 @@ class Relay:
             config.publish_timeout,
             stop=self.stopping,
         )
-        self.flights = Flights(self.publisher, config.publish_concurrency, config.claim_bytes)
+        self.flights = Flights(
+            self.publisher,
+            wire=config.publish_concurrency,
+            max_keys=config.publish_concurrency + config.batch_size,
+            max_bytes=config.claim_bytes,
+        )
+        self._answered: list[Run] = []
+        self._answered_since = 0.0
         self._storage = pybreaker.CircuitMemoryStorage(pybreaker.STATE_CLOSED)
         self.breaker = pybreaker.CircuitBreaker(
             fail_max=config.breaker_failures,
@@ -180,7 +192,7 @@ class Relay:
             while not self.stopping.is_set():
                 self.heartbeat = time.monotonic()
                 try:
-                    self._settle_runs(self.flights.finished())
+                    self._settle_answered(self.flights.finished())
                     self._renew_leases()
                     claimed = 0
                     if self._may_claim() and (max_batches is None or claims < max_batches):
@@ -200,16 +212,31 @@ class Relay:
             self.publisher.close()
         return self.totals["published"] - published_before
 
+    def _settle_answered(self, runs: list[Run], now: bool = False) -> None:
+        """Settle answered runs in groups: once SETTLE_ROWS rows are answered, SETTLE_AFTER_S
+        after the first of them, when nothing else is in flight, or `now`. One settle costs
+        about the same for 1 row as for 100, and a key's next rows wait for it only that long."""
+        if runs and not self._answered:
+            self._answered_since = time.monotonic()
+        self._answered += runs
+        if not self._answered:
+            return
+        rows = sum(len(run.rows) for run in self._answered)
+        due = time.monotonic() - self._answered_since >= SETTLE_AFTER_S
+        if now or due or rows >= SETTLE_ROWS or not self.flights:
+            self._settle_runs(self._answered)  # kept until settled: a lost database retries
+            self._answered = []
+
     def _drain(self) -> None:
         """Stopping: wait for the requests on the wire (each ends within `publish_timeout`;
         runs not yet sent come back at once as not attempted) and settle them. Rows of a run
         that does not come back in time stay leased and are published again after the lease:
         a duplicate, deduped by event_id, never a loss."""
         deadline = time.monotonic() + self.config.publish_timeout + 2.0
-        while self.flights and time.monotonic() < deadline:
+        while (self.flights or self._answered) and time.monotonic() < deadline:
             done = self.flights.finished(wait=min(0.5, max(0.01, deadline - time.monotonic())))
             try:
-                self._settle_runs(done)
+                self._settle_answered(done, now=True)
             except _DatabaseLost as lost:
                 log.warning(json.dumps({"event": "database_lost", "error": str(lost)}))
                 return
@@ -217,15 +244,16 @@ class Relay:
     # --- claiming -------------------------------------------------------------------------------
 
     def _may_claim(self) -> bool:
-        """Room in flight, and Pub/Sub not known to be down. At full load it waits until a
-        quarter of the keys are free, so claims stay large (one claim's cost is mostly fixed)."""
+        """Room in flight, and Pub/Sub not known to be down. Under load it claims once the runs
+        held no longer fill every thread, a whole batch at a time, so claims stay large (one
+        claim's cost is mostly fixed) and the wire never runs dry."""
         if self.flights.bytes_free() <= 0 or self.flights.keys_free() <= 0:
             return False
         if self._breaker_open():
             return False
         if self.breaker.current_state != "closed" and self.flights:
             return False  # the probe after a cool-down is one claim, not several
-        return not self.flights or self.flights.keys_free() * 4 >= self.flights.max_keys
+        return len(self.flights) < self.flights.wire
 
     def _claim_and_start(self) -> int:
         """Claim what there is room for and start publishing it; the number of rows claimed."""
@@ -271,7 +299,7 @@ class Relay:
         if time.monotonic() - self._renewed < self.config.lease_seconds / 3:
             return
         self._renewed = time.monotonic()
-        held = self.flights.held_ids()
+        held = self._held_ids()
         if not held:
             return
         renewed = self._execute(
@@ -279,6 +307,10 @@ class Relay:
         )
         if len(renewed) < len(held):  # our loop stalled past a lease: settle skips those rows
             log.warning(json.dumps({"event": "lease_lost", "rows": len(held) - len(renewed)}))
+
+    def _held_ids(self) -> list[Any]:
+        """Rows claimed and not settled: publishing, waiting for a thread, or answered."""
+        return self.flights.held_ids() + [r["id"] for run in self._answered for r in run.rows]
 
     def _execute(self, sql: str, params: Any, returning: bool = False) -> list[Any]:
         import psycopg
@@ -450,7 +482,7 @@ class Relay:
 
     def _release_own_leases(self) -> None:
         with self._work.transaction():
-            self._work.execute(RELEASE_SQL, (self.config.relay_id, self.flights.held_ids()))
+            self._work.execute(RELEASE_SQL, (self.config.relay_id, self._held_ids()))
 
     def _close(self) -> None:
         for conn in (self._work, self._listen):
@@ -465,10 +497,10 @@ class Relay:
         so neither an answer nor new work waits long for the other."""
         deadline = time.monotonic() + seconds
         while not self.stopping.is_set():
-            if self.flights:
+            if self.flights or self._answered:
                 done = self.flights.finished(wait=0.01)
+                self._settle_answered(done)
                 if done:
-                    self._settle_runs(done)
                     return
             remaining = deadline - time.monotonic()
             if remaining <= 0:

@@ -6,12 +6,14 @@ relay's rate is the requests it keeps in flight divided by that latency. There i
 barrier here: every run is settled as soon as its own requests are answered, so a key whose
 request is slow (or retrying) holds back only itself.
 
-Bounds: at most `max_keys` runs in flight (each run is one key; its requests go one after the
-other, so this is also the number of requests on the wire) and at most `max_bytes` of events
-held (the claim budget the relay's memory is sized from). One key has at most one run in flight
-in the whole fleet: the claim only starts a run at a key's head, the oldest unpublished row, and
-only when that head is not leased; the relay renews the leases of what it holds
-(`queries.RENEW_SQL`) so none runs out while a request may still land.
+Bounds: at most `wire` runs publishing at once (each run is one key; its requests go one after
+the other, so this is the number of requests on the wire), at most `max_keys` runs held (those
+plus about one claim waiting for a thread: claims stay large, which keeps their cost per row
+low) and at most `max_bytes` of events held (the budget the relay's memory is sized from).
+
+One key has at most one run in flight in the whole fleet: the claim only starts a run at a
+key's head, the oldest unpublished row, and only when that head is not leased; the relay renews
+the leases of what it holds (`queries.RENEW_SQL`) so none runs out while a request may land.
 
 Why threads and not asyncio: a run is `KeyPublisher.publish_key`, the per-key logic every
 publishing path shares (request chunks within Pub/Sub's limits, a refused request narrowed to
@@ -68,14 +70,15 @@ def runs_of(rows: list[dict[str, Any]]) -> list[Run]:
 class Flights:
     """Runs in flight, the room left for more, and the ones that are done."""
 
-    def __init__(self, publisher: KeyPublisher, max_keys: int, max_bytes: int) -> None:
+    def __init__(self, publisher: KeyPublisher, wire: int, max_keys: int, max_bytes: int) -> None:
         self.publisher = publisher
+        self.wire = wire
         self.max_keys = max_keys
         self.max_bytes = max_bytes
         self._held: dict[str, Run] = {}
         self._bytes = 0
         self._done: queue.SimpleQueue[Run] = queue.SimpleQueue()
-        self._pool = ThreadPoolExecutor(max_workers=max_keys, thread_name_prefix="publish")
+        self._pool = ThreadPoolExecutor(max_workers=wire, thread_name_prefix="publish")
 
     def __len__(self) -> int:
         return len(self._held)
