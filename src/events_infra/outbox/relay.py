@@ -144,7 +144,8 @@ class Relay:
         self.flights = Flights(
             self.publisher,
             wire=config.publish_concurrency,
-            max_keys=config.publish_concurrency + config.batch_size,
+            max_keys=2 * config.publish_concurrency,  # one wire's worth claimed ahead, no more:
+            # a relay that hoarded a backlog behind its threads would leave other relays idle
             max_bytes=config.claim_bytes,
         )
         self._answered: list[Run] = []
@@ -245,8 +246,8 @@ class Relay:
 
     def _may_claim(self) -> bool:
         """Room in flight, and Pub/Sub not known to be down. Under load it claims once the runs
-        held no longer fill every thread, a whole batch at a time, so claims stay large (one
-        claim's cost is mostly fixed) and the wire never runs dry."""
+        held no longer fill every thread, up to a wire's worth of keys at a time, so claims
+        stay large (one claim's cost is mostly fixed) and the wire never runs dry."""
         if self.flights.bytes_free() <= 0 or self.flights.keys_free() <= 0:
             return False
         if self._breaker_open():

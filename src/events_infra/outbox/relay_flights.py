@@ -8,8 +8,9 @@ request is slow (or retrying) holds back only itself.
 
 Bounds: at most `wire` runs publishing at once (each run is one key; its requests go one after
 the other, so this is the number of requests on the wire), at most `max_keys` runs held (those
-plus about one claim waiting for a thread: claims stay large, which keeps their cost per row
-low) and at most `max_bytes` of events held (the budget the relay's memory is sized from).
+plus up to as many waiting for a thread: claims stay large, which keeps their cost per row low,
+yet a relay never hoards keys other relays could be publishing) and at most `max_bytes` of
+events held (the budget the relay's memory is sized from).
 
 One key has at most one run in flight in the whole fleet: the claim only starts a run at a
 key's head, the oldest unpublished row, and only when that head is not leased; the relay renews
@@ -19,7 +20,7 @@ Why threads and not asyncio: a run is `KeyPublisher.publish_key`, the per-key lo
 publishing path shares (request chunks within Pub/Sub's limits, a refused request narrowed to
 the bad row, nothing of a key sent after a failure, a retry deadline on every call, no new
 request once stopping). A blocked thread waits inside gRPC's C core with the GIL released, so a
-few hundred of them cost memory (about 64 KiB resident each), not CPU; bench/outbox_relay.py
+few hundred of them cost stack memory (mostly untouched), not CPU; bench/relay_latency.py
 measures the CPU per event against the official client's ordered publisher in the same run.
 """
 
