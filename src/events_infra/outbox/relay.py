@@ -235,7 +235,8 @@ class Relay:
         a duplicate, deduped by event_id, never a loss."""
         deadline = time.monotonic() + self.config.publish_timeout + 2.0
         while (self.flights or self._answered) and time.monotonic() < deadline:
-            done = self.flights.finished(wait=min(0.5, max(0.01, deadline - time.monotonic())))
+            wait = min(0.5, max(0.01, deadline - time.monotonic())) if self.flights else 0.0
+            done = self.flights.finished(wait=wait)
             try:
                 self._settle_answered(done, now=True)
             except _DatabaseLost as lost:
