@@ -44,6 +44,7 @@ bench: $(BIN)/.installed ## print the performance figures
 	$(BIN)/python bench/program_scale.py
 	$(BIN)/python bench/dlq_replay.py
 	$(BIN)/python bench/outbox_relay.py
+	$(BIN)/python bench/relay_latency.py
 	$(BIN)/python bench/consumer_throughput.py
 	$(BIN)/python bench/outbox_writer.py
 	$(BIN)/python bench/relay_memory.py

@@ -177,19 +177,22 @@ def relay_command(
     stacks_dir: str = options.STACKS_DIR,
     project: str = options.PROJECT,
     topic: str = options.TOPIC,
-    batch_size: int = typer.Option(500, "--batch-size", help="Rows claimed per batch."),
+    batch_size: int = typer.Option(500, "--batch-size", help="Rows claimed per claim."),
     claim_mib: int = typer.Option(
         32,
         "--claim-mib",
         envvar=RelayEnvironment.CLAIM_MIB,
-        help="MiB of events claimed per batch at most (at least one row): what the relay holds "
-        "in memory is a few times this.",
+        help="MiB of events held in flight at most, over all claims not yet settled (at least "
+        "one row): what the relay holds in memory is a few times this.",
     ),
     per_key: int = typer.Option(
         100, "--per-key", help="Consecutive rows of one ordering key sent in one request."
     ),
     concurrency: int = typer.Option(
-        32, "--publish-concurrency", help="Ordering keys published at once."
+        256,
+        "--publish-concurrency",
+        help="Ordering keys in flight at once, each with one request on the wire at a time: "
+        "enough to cover Pub/Sub's latency (keys / seconds per Publish = requests a second).",
     ),
     endpoint: str = typer.Option(
         None,
@@ -243,7 +246,7 @@ def relay_command(
         "--publish-timeout",
         envvar=RelayEnvironment.PUBLISH_TIMEOUT,
         help="Seconds one Publish (with its retries) may take before its rows are retried; "
-        "after SIGTERM the batch in flight finishes within it.",
+        "after SIGTERM the requests in flight finish within it.",
     ),
     max_attempts: int = typer.Option(
         20, "--max-attempts", help="Failed publishes before a row is failed for good."
@@ -252,7 +255,7 @@ def relay_command(
     """Publish committed outbox events to the stack's events topic until SIGTERM/SIGINT.
 
     Run one or several (e.g. Cloud Run instances): per-key order holds across relays. Logs one
-    JSON line per batch on stderr. Exits 0 after finishing the batch in flight.
+    JSON line per settle on stderr. Exits 0 after settling the requests in flight.
     """
     from events_infra.outbox.relay_process import RelaySettings, run_relay_process
 

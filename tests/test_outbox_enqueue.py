@@ -13,7 +13,7 @@ from events_infra.outbox.enqueue import NOTIFY_CHANNEL
 from events_infra.outbox.queries import CLAIM_SQL
 from events_infra.outbox.status import read_status
 
-CLAIM_10 = {"batch": 10, "per_key": 10, "max_bytes": 1 << 30}
+CLAIM_10 = {"batch": 10, "keys": 10, "per_key": 10, "max_bytes": 1 << 30}
 
 TRADE = uuid.UUID("7b0c6a4e-54a4-4a36-9d1e-6a7f5b1a0001")
 
@@ -140,7 +140,7 @@ def test_claim_takes_runs_of_each_key_in_order_up_to_per_key(outbox_db: str) -> 
         rows = relay.execute(
             "SELECT o.aggregate_id, o.event_version FROM (" + CLAIM_SQL + ") c "
             "JOIN event_outbox o USING (id) ORDER BY o.seq",
-            {"batch": 10, "per_key": 3, "max_bytes": 1 << 30},
+            {"batch": 10, "keys": 10, "per_key": 3, "max_bytes": 1 << 30},
         ).fetchall()
     assert rows == [(one, 1), (one, 2), (one, 3), (other, 1)]  # a prefix of each key's run
 
@@ -192,7 +192,8 @@ def test_claim_query_uses_the_pending_partial_indexes(outbox_db: str) -> None:
         plan = "\n".join(
             r[0]
             for r in conn.execute(
-                "EXPLAIN " + CLAIM_SQL, {"batch": 100, "per_key": 100, "max_bytes": 1 << 30}
+                "EXPLAIN " + CLAIM_SQL,
+                {"batch": 100, "keys": 100, "per_key": 100, "max_bytes": 1 << 30},
             )
         )
         cleanup = "\n".join(

@@ -172,7 +172,7 @@ def test_a_claim_is_bounded_by_bytes_and_holds_at_least_one_row(outbox_db: str, 
         def claim(max_bytes: int) -> int:
             with conn.transaction():
                 rows = conn.execute(
-                    CLAIM_SQL, {"batch": 500, "per_key": 100, "max_bytes": max_bytes}
+                    CLAIM_SQL, {"batch": 500, "keys": 500, "per_key": 100, "max_bytes": max_bytes}
                 ).fetchall()
             return len(rows)
 

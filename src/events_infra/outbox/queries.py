@@ -17,7 +17,7 @@ WITH heads AS (
             AND earlier.ordering_key = o.ordering_key
             AND earlier.seq < o.seq)
     ORDER BY o.seq
-    LIMIT %(batch)s
+    LIMIT %(keys)s
     FOR UPDATE OF o SKIP LOCKED
 ), runs AS (
     SELECT run.id, h.seq AS head_seq, run.seq, run.bytes
@@ -47,7 +47,8 @@ SELECT id FROM (
 WHERE upto <= %(max_bytes)s OR n = 1
 ORDER BY head_seq, seq
 """
-"""Rows a relay may publish now, in runs per ordering key: the key's head (committed before
+"""Rows a relay may publish now, in runs per ordering key, for at most `keys` keys (the keys
+the relay has room for in flight) and `batch` rows: the key's head (committed before
 every running transaction began — the fence —, due, not leased, no earlier unpublished row of
 its key) and up to `per_key` consecutive rows after it, stopping at the first row that is not
 past the fence or is leased. Locking the head (`FOR UPDATE SKIP LOCKED`) keeps two relays from
@@ -109,9 +110,18 @@ SELECT id, event_type, event_version, aggregate_type, aggregate_id, ordering_key
 
 RELEASE_SQL = """
 UPDATE event_outbox SET lease_owner = NULL, lease_expires_at = NULL
-WHERE lease_owner = %s AND NOT published
+WHERE lease_owner = %s AND NOT published AND NOT (id = ANY(%s::uuid[]))
 """
-"""At (re)connect: leases left by this relay's previous connection."""
+"""At (re)connect: leases left by this relay's previous connection, except the rows it still
+has in flight (given back, another relay could publish them beside ours, out of order)."""
+
+RENEW_SQL = """
+UPDATE event_outbox SET lease_expires_at = now() + %s * interval '1 second'
+WHERE id = ANY(%s::uuid[]) AND lease_owner = %s AND NOT published
+RETURNING id
+"""
+"""Extend the leases of rows still in flight (queued behind the in-flight bound, or on a slow
+request), so no other relay takes a key over while its request may still land."""
 
 CLEANUP_SQL = """
 DELETE FROM event_outbox

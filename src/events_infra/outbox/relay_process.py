@@ -51,13 +51,15 @@ class RelaySettings:
     endpoint: str | None = None
     batch_size: int = 500
     claim_mib: int = 32
-    """Bytes of events one claim may hold, in MiB (the container's memory is sized from it)."""
+    """Bytes of events held in flight at most, in MiB (the container's memory is sized from
+    it)."""
     per_key: int = 100
-    publish_concurrency: int = 32
+    publish_concurrency: int = 256
+    """Ordering keys in flight at once (`RelayConfig.publish_concurrency`)."""
     poll_interval: float = 1.0
     lease: float = 60.0
     publish_timeout: float = 20.0
-    """Deadline of one Publish with its retries; on Cloud Run it must let the batch in flight
+    """Deadline of one Publish with its retries; on Cloud Run it must let the requests in flight
     finish inside the 10 s between SIGTERM and SIGKILL (components.outbox_relay sets 7 s)."""
     max_attempts: int = 20
     health_port: int | None = None

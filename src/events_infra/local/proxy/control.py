@@ -37,9 +37,12 @@ class ProxyState:
     partial_fraction: float = 0.0
     seed: int = 0
     faults: dict[str, list[Fault]] = field(default_factory=dict)
-    delays: dict[str, list[list[float]]] = field(default_factory=dict)
-    """Method -> [[seconds, calls left], ...]: slow answers, for deadline tests."""
+    delays: dict[str, list[list[Any]]] = field(default_factory=dict)
+    """Method -> [[seconds, calls left, ordering key or None], ...]: slow answers, for deadline
+    tests and for benches that model production's latency; an entry with an ordering key holds
+    only Publish requests of that key (one slow key among many)."""
     stats: Counter[str] = field(default_factory=Counter)
+    in_flight: Counter[str] = field(default_factory=Counter)
     lock: threading.Lock = field(default_factory=threading.Lock)
     rng: random.Random = field(default_factory=random.Random)
 
@@ -70,23 +73,42 @@ class ProxyState:
             self.stats[f"faults_injected.{method}"] += 1
             return fault
 
-    def delay(self, method: str, seconds: float, count: int = 1) -> None:
-        """Hold the next `count` calls of `method` for `seconds` before forwarding them."""
+    def delay(
+        self, method: str, seconds: float, count: int = 1, ordering_key: str | None = None
+    ) -> None:
+        """Hold the next `count` calls of `method` for `seconds` before forwarding them; with
+        `ordering_key`, only Publish requests of that key (others pass at once)."""
         if seconds <= 0 or count < 1:
             raise ValueError("seconds must be positive and count 1 or more")
+        if ordering_key is not None and method != "Publish":
+            raise ValueError("ordering_key applies to Publish only")
         with self.lock:
-            self.delays.setdefault(method, []).append([seconds, count])
+            self.delays.setdefault(method, []).append([seconds, count, ordering_key])
 
-    def take_delay(self, method: str) -> float:
+    def keyed_delays(self, method: str) -> bool:
+        """True when a delay waits for requests of one ordering key (the proxy then reads the
+        request's key; otherwise it does not parse the request for it)."""
+        with self.lock:
+            return any(entry[2] is not None for entry in self.delays.get(method, ()))
+
+    def take_delay(self, method: str, ordering_key: str | None = None) -> float:
+        """The delay this call gets: the first entry for any key, or for this call's key."""
         with self.lock:
             queue = self.delays.get(method)
             if not queue:
                 return 0.0
-            entry = queue[0]
+            index = next(
+                (i for i, e in enumerate(queue) if e[2] is None or e[2] == ordering_key), None
+            )
+            if index is None:
+                return 0.0
+            entry = queue[index]
             entry[1] -= 1
             if entry[1] <= 0:
-                queue.pop(0)
+                queue.pop(index)
             self.stats[f"delays_injected.{method}"] += 1
+            if entry[2] is not None:
+                self.stats[f"delays_injected.{method}.key"] += 1
             return entry[0]
 
     def set_partial(self, fraction: float, seed: int) -> None:
@@ -121,6 +143,17 @@ class ProxyState:
         with self.lock:
             self.stats[name] += n
 
+    def entered(self, name: str) -> None:
+        """A call of `name` started: `<name>_in_flight_max` keeps the most at once."""
+        with self.lock:
+            self.in_flight[name] += 1
+            key = f"{name}_in_flight_max"
+            self.stats[key] = max(self.stats[key], self.in_flight[name])
+
+    def left(self, name: str) -> None:
+        with self.lock:
+            self.in_flight[name] -= 1
+
     def reset(self) -> None:
         with self.lock:
             self.faults.clear()
@@ -137,7 +170,10 @@ class ProxyState:
                 str(command.get("details", "")),
             )  # fmt: skip
         elif op == "delay":
-            self.delay(command["method"], float(command["seconds"]), int(command.get("count", 1)))
+            self.delay(
+                command["method"], float(command["seconds"]), int(command.get("count", 1)),
+                command.get("ordering_key"),
+            )  # fmt: skip
         elif op == "partial":
             self.set_partial(float(command["fraction"]), int(command.get("seed", 0)))
         elif op == "reset":
@@ -174,9 +210,15 @@ class ProxyControl:
             {"op": "fail", "method": method, "code": code, "count": count, "details": details}
         )
 
-    def delay(self, method: str, seconds: float, count: int = 1) -> dict[str, Any]:
-        """The next `count` calls of `method` are held `seconds` before being forwarded."""
-        return self._send({"op": "delay", "method": method, "seconds": seconds, "count": count})
+    def delay(
+        self, method: str, seconds: float, count: int = 1, ordering_key: str | None = None
+    ) -> dict[str, Any]:
+        """The next `count` calls of `method` are held `seconds` before being forwarded; with
+        `ordering_key`, only Publish requests of that key."""
+        command = {"op": "delay", "method": method, "seconds": seconds, "count": count}
+        if ordering_key is not None:
+            command["ordering_key"] = ordering_key
+        return self._send(command)
 
     def partial_pulls(self, fraction: float, seed: int = 0) -> dict[str, Any]:
         """That share of pull responses returns fewer messages than available (or none)."""

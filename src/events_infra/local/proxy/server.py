@@ -177,9 +177,22 @@ class StrictProxy:
             raise  # unreachable: abort raises
 
     async def unary(self, method: str, request: bytes, context: Any) -> bytes:
+        if method != PUBLISHER + "Publish":
+            return await self._forward_unary(method, request, context)
+        self.state.entered("publish")  # how many Publish calls a client keeps in flight
+        try:
+            key = None
+            if self.state.keyed_delays("Publish"):
+                messages = PublishRequest.FromString(request).messages
+                key = messages[0].ordering_key if messages else None
+            await self._inject(method, context, key)
+            return await self._publish(request, context)
+        finally:
+            self.state.left("publish")
+
+    async def _forward_unary(self, method: str, request: bytes, context: Any) -> bytes:
         await self._inject(method, context)
         special = {
-            PUBLISHER + "Publish": self._publish,
             SUBSCRIBER + "CreateSubscription": self._create_subscription,
             SUBSCRIBER + "UpdateSubscription": self._update_subscription,
             SUBSCRIBER + "DeleteSubscription": self._delete_subscription,
@@ -198,8 +211,8 @@ class StrictProxy:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(err))
         return json.dumps(reply).encode()
 
-    async def _inject(self, method: str, context: Any) -> None:
-        delay = self.state.take_delay(_short(method))
+    async def _inject(self, method: str, context: Any, ordering_key: str | None = None) -> None:
+        delay = self.state.take_delay(_short(method), ordering_key)
         if delay:
             await asyncio.sleep(delay)  # a caller whose deadline passes meanwhile cancels us
         fault = self.state.take_fault(_short(method))
