@@ -25,6 +25,7 @@ from tests.support.relay_support import (
     backlog,
     per_key_publish_order_ok,
     relay_process,
+    relays,
     wait_until,
     write_concurrently,
 )
@@ -42,15 +43,9 @@ def event(aggregate: int, n: int = 0, **kw: object) -> Event:
 
 
 def test_three_relays_keep_per_key_order_exactly_once(outbox_db: str, bus: Bus) -> None:
-    relays = [RelayThread(outbox_db, bus.topic, batch_size=100) for _ in range(3)]
-    for relay in relays:
-        relay.__enter__()
-    try:
+    with relays(outbox_db, bus.topic, 3, batch_size=100):
         work = write_concurrently(outbox_db, transactions=1500, writers=6, aggregates=40)
         assert wait_until(lambda: backlog(outbox_db) == 0, seconds=120)
-    finally:
-        for relay in relays:
-            relay.__exit__(None, None, None)
     assert len(work.committed) > 2000 and work.rolled_back
 
     assert per_key_publish_order_ok(outbox_db) == []

@@ -21,6 +21,7 @@ from tests.support.relay_support import (
     backlog,
     per_key_publish_order_ok,
     relay_process,
+    relays,
     wait_until,
     write_concurrently,
 )
@@ -63,15 +64,9 @@ def test_many_requests_in_flight_keep_per_key_order_and_lose_nothing(
     relays. More requests are on the wire at once than the old batch-wide relay ever had (32),
     and still: every committed event exactly once, nothing rolled back, per-key order kept."""
     strict_proxy.delay("Publish", 0.2, count=EVERY_CALL)
-    relays = [RelayThread(outbox_db, bus.topic) for _ in range(2)]
-    for relay in relays:
-        relay.__enter__()
-    try:
+    with relays(outbox_db, bus.topic, 2):
         work = write_concurrently(outbox_db, transactions=1200, writers=6, aggregates=300)
         assert wait_until(lambda: backlog(outbox_db) == 0, seconds=180)
-    finally:
-        for relay in relays:
-            relay.__exit__(None, None, None)
     assert stat(strict_proxy, "publish_in_flight_max") > 32
     assert per_key_publish_order_ok(outbox_db) == []
     received = Counter(m.message.attributes["event_id"] for m in bus.received())

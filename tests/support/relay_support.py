@@ -3,13 +3,14 @@ threads or child processes, and a workload of concurrent writer transactions."""
 
 from __future__ import annotations
 
+import contextlib
 import random
 import subprocess
 import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -90,6 +91,13 @@ class RelayThread:
     def __exit__(self, *exc: Any) -> None:
         self.relay.stop()
         self.thread.join(30)
+
+
+@contextlib.contextmanager
+def relays(url: str, topic: str, count: int, **overrides: Any) -> Iterator[list[RelayThread]]:
+    """`count` RelayThreads sharing one outbox, stopped (each in turn) on the way out."""
+    with contextlib.ExitStack() as running:
+        yield [running.enter_context(RelayThread(url, topic, **overrides)) for _ in range(count)]
 
 
 def relay_process(url: str, tmp_path: Path, project: str, *flags: str) -> subprocess.Popen:
