@@ -24,7 +24,6 @@ from typing import Any
 from events_infra.adopt.cloud_sql import (
     SQLADMIN_ENDPOINT_ENV,
     database_resources,
-    outbox_databases,
     sql_admin_clients,
 )
 from events_infra.adopt.model import DISRUPTIVE as DISRUPTIVE  # re-exported: the plan's classes
@@ -41,6 +40,7 @@ from events_infra.pubsub.api_calls import bounded, google_errors
 from events_infra.pubsub.paths import subscription_path, topic_path
 from events_infra.stack_config import live_diff
 from events_infra.stack_config import pulumi_names as names
+from events_infra.stack_config.live_sql import has_outbox_databases
 from events_infra.stack_config.topology import StackConfig
 
 
@@ -158,7 +158,7 @@ def adopt_plan(
             plan.undeclared = sorted(set(attached) - declared)
     sources = (
         ("Cloud SQL", "the Cloud SQL Admin API", SQLADMIN_ENDPOINT_ENV, "roles/cloudsql.viewer",
-         any(True for _ in outbox_databases(topology)), sql,
+         has_outbox_databases(topology), sql,
          lambda get: database_resources(topology, *sql, get)),
         ("IAM", "the IAM API", IAM_ENDPOINT_ENV, "roles/iam.serviceAccountViewer",
          any(True for _ in declared_accounts(topology)), iam,
@@ -232,7 +232,7 @@ def plan_stack(stack: str, stacks_dir: str | None = None, out: str | None = None
     with google_errors(AdoptError, "Pub/Sub", topology.project, emulator, "", ""):
         publisher, subscriber = make_publisher(), pubsub_v1.SubscriberClient()
     with google_errors(AdoptError, "Cloud SQL", topology.project, None, "", ""):
-        sql = sql_admin_clients() if any(True for _ in outbox_databases(topology)) else None
+        sql = sql_admin_clients() if has_outbox_databases(topology) else None
     with google_errors(AdoptError, "IAM", topology.project, None, "", ""):
         iam = iam_client() if any(True for _ in declared_accounts(topology)) else None
     plan = adopt_plan(topology, stack, publisher, subscriber, emulator, sql, iam)

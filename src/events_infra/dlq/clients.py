@@ -107,9 +107,9 @@ def sql_admin_clients(topology: Any) -> tuple[tuple[Any, Any] | None, str | None
 
     from events_infra.db import sql_admin
     from events_infra.dlq.doctor_sql import SQL_UNREAD
-    from events_infra.stack_config.live_sql import outbox_databases
+    from events_infra.stack_config.live_sql import has_outbox_databases
 
-    if not any(True for _ in outbox_databases(topology)):
+    if not has_outbox_databases(topology):
         return None, None
     try:
         clients = sql_admin.sql_admin_clients(DlqError)

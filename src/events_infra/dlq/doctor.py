@@ -329,13 +329,13 @@ def _condition(policy: str, declared: Any, live_conditions: Any) -> list[Finding
         found.append(Finding("alert-comparison", policy, detail, comparison == "COMPARISON_GT"))
     if declared.alignment_period is not None:
         periods = [_seconds(a.alignment_period) for a in live.aggregations]
-        shown = ", ".join(_dur(p) for p in periods) or "none"
+        shown = ", ".join(live_diff.shown_duration(p) for p in periods) or "none"
         found.append(
             Finding(
                 "alert-alignment",
                 policy,
                 f"{declared.display_name}: aligned over {shown}, the stack declares "
-                f"{_dur(declared.alignment_period)}",
+                f"{live_diff.shown_duration(declared.alignment_period)}",
                 periods == [declared.alignment_period],
             )
         )
@@ -344,8 +344,8 @@ def _condition(policy: str, declared: Any, live_conditions: Any) -> list[Finding
         Finding(
             "alert-duration",
             policy,
-            f"{declared.display_name}: for {_dur(have_s)}, the stack declares "
-            f"{_dur(declared.duration)}",
+            f"{declared.display_name}: for {live_diff.shown_duration(have_s)}, the stack declares "
+            f"{live_diff.shown_duration(declared.duration)}",
             have_s == declared.duration,
         )
     )
@@ -375,10 +375,6 @@ def _ok_detail(field: str, retention: float) -> str:
     if field == "message_retention":
         return f"{human_duration(retention)} retained, as the stack declares"
     return "as the stack declares"
-
-
-def _dur(value: float) -> str:
-    return human_duration(value) if value else "0s"
 
 
 def _members(policy: Any, role: str) -> list[str]:

@@ -10,7 +10,7 @@ from events_infra.preview import digest
 from events_infra.preview.digest import PreviewError
 from events_infra.preview.guard import Finding, failed_run, find_findings, load_live
 from events_infra.preview.overrides import from_body
-from events_infra.preview.summary import summarize
+from events_infra.preview.summary import summarize, title
 
 
 @dataclass
@@ -76,5 +76,4 @@ def guard(
 
 def failed_summary(error: PreviewError, stack: str | None) -> str:
     """The comment for a preview that wrote nothing the guard can read."""
-    title = f"### Pulumi preview{f': `{stack}`' if stack else ''}"
-    return f"{title}\n\n**Blocked**: {error}\n"
+    return f"{title(stack)}\n\n**Blocked**: {error}\n"

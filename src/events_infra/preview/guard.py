@@ -169,8 +169,7 @@ def _judge(
             (COLLISION, op, (), "would be CREATED but already exists live (a 409 half-way "
              "through up): import it first (`eventsctl adopt plan --out`, `pulumi import --file`)")
         )  # fmt: skip
-    if op == "import" and digest.changed_properties(step):
-        props = digest.changed_properties(step)
+    if op == "import" and (props := digest.changed_properties(step)):
         found.append(
             (IMPORT_DIFF, op, props, f"is IMPORTED with differences ({', '.join(props)}): the "
              "import must match the live resource exactly; fix the program or adopt it first")

@@ -42,6 +42,11 @@ MARKER = "<!-- eventsctl preview guard: {stack} -->"
 """Opens every summary: the deploy of a merge commit finds the guard's comment by it."""
 
 
+def title(stack: str | None) -> str:
+    """The summary's heading (the failed-preview comment's too)."""
+    return f"### Pulumi preview{f': `{stack}`' if stack else ''}"
+
+
 def summarize(
     preview: dict[str, Any],
     findings: list[Finding],
@@ -53,7 +58,7 @@ def summarize(
     counts = _counts(preview)
     lines = [
         MARKER.format(stack=stack or "-"),
-        f"### Pulumi preview{f': `{stack}`' if stack else ''}",
+        title(stack),
         "",
     ]
     if counts:

@@ -79,8 +79,8 @@ def topic_diff(live: Any, topology: StackConfig, dead_letter: bool = False) -> l
         found.append(
             Difference(
                 "message_retention",
-                _dur(have) if have else "(none)",
-                _dur(wanted) if wanted else "(none)",
+                shown_duration(have) if have else "(none)",
+                shown_duration(wanted) if wanted else "(none)",
                 _retention_change(have, wanted),
             )
         )
@@ -185,12 +185,12 @@ def _delivery_settings_diff(live: Any, sub: SubscriptionConfig, dlq_topic: str) 
         )
     retry = live.retry_policy if "retry_policy" in live else None
     have = (
-        f"{_dur(_backoff(retry, 'minimum_backoff', 10.0))}-"
-        f"{_dur(_backoff(retry, 'maximum_backoff', 600.0))}"
+        f"{shown_duration(_backoff(retry, 'minimum_backoff', 10.0))}-"
+        f"{shown_duration(_backoff(retry, 'maximum_backoff', 600.0))}"
         if retry is not None
         else "(none: immediate redelivery)"
     )
-    want = f"{_dur(sub.min_backoff)}-{_dur(sub.max_backoff)}"
+    want = f"{shown_duration(sub.min_backoff)}-{shown_duration(sub.max_backoff)}"
     if have != want:
         found.append(Difference("retry_policy", have, want, IN_PLACE))
     return found
@@ -242,12 +242,19 @@ def _retention_expiry_labels(
     have = seconds(live.message_retention_duration)
     if have != retention:
         change = _retention_change(have, retention)
-        found.append(Difference("message_retention", _dur(have), _dur(retention), change))
+        found.append(
+            Difference("message_retention", shown_duration(have), shown_duration(retention), change)
+        )
     ttl = live.expiration_policy.ttl if "expiration_policy" in live else None
     expires = seconds(ttl) if ttl else 0
     if "expiration_policy" not in live or expires:
         found.append(
-            Difference("expiration", f"after {_dur(expires or 31 * 86400)} idle", "never", IN_PLACE)
+            Difference(
+                "expiration",
+                f"after {shown_duration(expires or 31 * 86400)} idle",
+                "never",
+                IN_PLACE,
+            )
         )
     return found + _labels_diff(live, labels)
 
@@ -280,5 +287,6 @@ def _backoff(retry: Any, name: str, default: float) -> float:
     return seconds(getattr(retry, name)) if name in retry else default
 
 
-def _dur(value: float) -> str:
+def shown_duration(value: float) -> str:
+    """A duration as the comparisons show it (`0s` for none)."""
     return human_duration(value) if value else "0s"

@@ -63,6 +63,10 @@ def outbox_databases(topology: StackConfig) -> Iterator[tuple[str, DatabaseConfi
         yield names.outbox_database(outbox.name), outbox.database
 
 
+def has_outbox_databases(topology: StackConfig) -> bool:
+    return topology.database is not None or bool(topology.outboxes)
+
+
 def declared_flags(config: DatabaseConfig) -> dict[str, str]:
     """The database flags `OutboxDatabase` sets (Cloud SQL replaces the whole list on update)."""
     flags = {IAM_AUTH_FLAG: "on"}
