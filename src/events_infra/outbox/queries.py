@@ -1,63 +1,27 @@
 """SQL the relay and `eventsctl outbox` run against `event_outbox`, kept in one place so tests
-can EXPLAIN exactly what production runs."""
+can EXPLAIN exactly what production runs (the claim's own statements, inside
+`event_outbox_claim`, through `auto_explain`)."""
 
 FENCE_SQL = "SELECT pg_snapshot_xmin(pg_current_snapshot())"
 
 CLAIM_SQL = """
-WITH heads AS (
-    SELECT o.ordering_key, o.seq
-    FROM event_outbox o
-    WHERE NOT o.published
-      AND o.txid < pg_snapshot_xmin(pg_current_snapshot())
-      AND o.next_attempt_at <= now()
-      AND (o.lease_expires_at IS NULL OR o.lease_expires_at < now())
-      AND NOT EXISTS (
-          SELECT 1 FROM event_outbox earlier
-          WHERE NOT earlier.published
-            AND earlier.ordering_key = o.ordering_key
-            AND earlier.seq < o.seq)
-    ORDER BY o.seq
-    LIMIT %(keys)s
-    FOR UPDATE OF o SKIP LOCKED
-), runs AS (
-    SELECT run.id, h.seq AS head_seq, run.seq, run.bytes
-    FROM heads h
-    CROSS JOIN LATERAL (
-        SELECT r.id, r.seq,
-               coalesce(r.event_bytes, pg_column_size(r.payload) + pg_column_size(r.attributes))
-                   AS bytes,
-               bool_and(r.txid < pg_snapshot_xmin(pg_current_snapshot())
-                        AND (r.lease_expires_at IS NULL OR r.lease_expires_at < now()))
-                   OVER (ORDER BY r.seq) AS claimable
-        FROM event_outbox r
-        WHERE NOT r.published AND r.ordering_key = h.ordering_key AND r.seq >= h.seq
-        ORDER BY r.seq
-        LIMIT %(per_key)s
-    ) run
-    WHERE run.claimable
-    ORDER BY h.seq, run.seq
-    LIMIT %(batch)s
-)
-SELECT id FROM (
-    SELECT id, head_seq, seq,
-           sum(bytes) OVER (ORDER BY head_seq, seq) AS upto,
-           row_number() OVER (ORDER BY head_seq, seq) AS n
-    FROM runs
-) sized
-WHERE upto <= %(max_bytes)s OR n = 1
-ORDER BY head_seq, seq
+SELECT id FROM event_outbox_claim(%(keys)s, %(per_key)s, %(batch)s, %(max_bytes)s) AS c(id)
 """
 """Rows a relay may publish now, in runs per ordering key, for at most `keys` keys (the keys
-the relay has room for in flight) and `batch` rows: the key's head (committed before
-every running transaction began — the fence —, due, not leased, no earlier unpublished row of
-its key) and up to `per_key` consecutive rows after it, stopping at the first row that is not
-past the fence or is leased. Locking the head (`FOR UPDATE SKIP LOCKED`) keeps two relays from
-starting a run on one key at once. Whole runs of the oldest heads fill the batch first, so a
-burst on one aggregate goes out together. The batch is bounded by bytes too (`max_bytes`, from
-`event_bytes`, set at insert; the stored size for rows written before it existed): it ends at
-the row that would cross the budget, so a run may be cut short (its rest is the key's next
-head), and always holds at least one row. Walks `event_outbox_pending`; the head check and the
-runs probe `event_outbox_pending_by_key`."""
+the relay has room for in flight), `batch` rows and `max_bytes` bytes: the key's head
+(committed before every running transaction began — the fence —, due, not leased, no earlier
+unpublished row of its key) and up to `per_key` consecutive rows after it, stopping at the
+first row that is not past the fence or is leased. Locking the head (`FOR UPDATE SKIP LOCKED`)
+keeps two relays from starting a run on one key at once. Whole runs of the oldest heads fill
+the batch first, so a burst on one aggregate goes out together; the batch ends at the row that
+would cross the byte budget (from `event_bytes`, set at insert; the stored size for rows written
+before it existed), so a run may be cut short (its rest is the key's next head), and always
+holds at least one row.
+
+A function (migration 0005 explains its two ways of finding heads) because a loop stops as
+soon as the batch is full and can find heads beyond the oldest rows one key at a time: the
+claim's cost follows the rows it returns and the keys pending, not the length of the backlog
+(`bench/claim_backlog.py`)."""
 
 LEASE_SQL = """
 UPDATE event_outbox SET lease_owner = %s, lease_expires_at = now() + %s * interval '1 second'

@@ -25,22 +25,14 @@ rows not yet sent are released with no attempt spent, then the loop returns.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
-import os
-import random
-import socket
 import threading
 import time
-import uuid
 from collections import Counter
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from events_infra.errors import EventsInfraError, first_line
-from events_infra.outbox.enqueue import NOTIFY_CHANNEL
 from events_infra.outbox.queries import (
     CLAIM_SQL,
     FAIL_SQL,
@@ -51,11 +43,29 @@ from events_infra.outbox.queries import (
     RETRY_SQL,
     UNLEASE_SQL,
 )
+from events_infra.outbox.relay_config import BatchResult, RelayConfig
+from events_infra.outbox.relay_connections import DatabaseLost, RelayConnections
 from events_infra.outbox.relay_flights import Flights, Run, runs_of
-from events_infra.pubsub.key_publisher import KeyPublisher, NotAttempted, make_publisher
+from events_infra.outbox.relay_outcomes import (
+    PublishOutage,
+    backoff_seconds,
+    is_permanent,
+    outage,
+    settlement,
+)
+from events_infra.pubsub.key_publisher import KeyPublisher, make_publisher
 from events_infra.pubsub.publish_requests import MessageRefused
 
-__all__ = ["BatchResult", "MessageRefused", "Relay", "RelayConfig", "make_publisher"]
+__all__ = [
+    "BatchResult",
+    "MessageRefused",
+    "PublishOutage",
+    "Relay",
+    "RelayConfig",
+    "backoff_seconds",
+    "is_permanent",
+    "make_publisher",
+]
 
 log = logging.getLogger(__name__)
 
@@ -63,66 +73,6 @@ SETTLE_ROWS = 200
 SETTLE_AFTER_S = 0.01
 """Answered runs are settled together once this many rows are answered or this long after
 the first of them (`Relay._settle_answered`)."""
-
-
-@dataclass
-class RelayConfig:
-    database_url: str
-    topic_path: str
-    batch_size: int = 500
-    """Rows claimed per claim, over all keys."""
-    claim_bytes: int = 32 * 1024 * 1024
-    """Bytes of events held in flight at most, over every claim not yet settled (at least one
-    row): what the relay holds in memory is a few times this, so its memory is sized from it
-    (`stack_config.relay_config`)."""
-    per_key: int = 100
-    """Consecutive rows of one ordering key claimed together (and sent in one request)."""
-    publish_concurrency: int = 256
-    """Ordering keys in flight at once, each with at most one request on the wire: enough to
-    cover production's latency (256 keys / 0.2 s per Publish = 1,280 requests a second)."""
-    lease_seconds: float = 60.0
-    poll_interval: float = 1.0
-    max_attempts: int = 20
-    """Failed publishes before a row is moved to event_outbox_failed."""
-    backoff_base: float = 1.0
-    backoff_max: float = 300.0
-    breaker_failures: int = 3
-    """Consecutive batches that all failed before the breaker opens."""
-    breaker_cooldown: float = 30.0
-    publish_timeout: float = 20.0
-    """Seconds one Publish (with its retries) may take before the rows are retried later."""
-    relay_id: str = field(
-        default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
-    )
-
-
-@dataclass
-class BatchResult:
-    claimed: int = 0
-    published: int = 0
-    retried: int = 0
-    failed: int = 0
-    keys: int = 0
-    latency_ms: float = 0.0
-    error: str | None = None
-    """The first failure of the batch, as Pub/Sub (or the client) put it."""
-
-
-class PublishOutage(EventsInfraError):
-    """Every publish of a batch failed with a transient error: Pub/Sub looks unreachable."""
-
-
-def is_permanent(error: BaseException) -> bool:
-    """Errors no retry will fix: the message itself is unacceptable (size, attributes)."""
-    from google.api_core import exceptions as gexc
-
-    return isinstance(error, gexc.InvalidArgument | ValueError | TypeError)
-
-
-def backoff_seconds(attempt: int, config: RelayConfig) -> float:
-    """Exponential backoff with full jitter in [50 %, 100 %] of the step."""
-    step = min(config.backoff_max, config.backoff_base * (2 ** max(0, attempt - 1)))
-    return step * random.uniform(0.5, 1.0)
 
 
 class Relay:
@@ -158,15 +108,13 @@ class Relay:
             exclude=[lambda e: not isinstance(e, PublishOutage)],
             name="pubsub",
         )
-        self._last_outage: PublishOutage | None = None
         self.totals: Counter[str] = Counter()
         """published / retried / failed since start (the relay's metrics report them)."""
         self.heartbeat = time.monotonic()
         """When the loop last went round (claimed, waited or recovered): the health check's
         evidence that the relay is not stuck."""
         self._renewed = time.monotonic()
-        self._work: Any = None
-        self._listen: Any = None
+        self.db = RelayConnections(config.database_url, self.stopping)
 
     # --- lifecycle ------------------------------------------------------------------------------
 
@@ -203,7 +151,7 @@ class Relay:
                         break
                     if not claimed:
                         self._wait(self.config.poll_interval)
-                except _DatabaseLost as lost:
+                except DatabaseLost as lost:
                     log.warning(json.dumps({"event": "database_lost", "error": str(lost)}))
                     self._connect()
             self._drain()
@@ -239,7 +187,7 @@ class Relay:
             done = self.flights.finished(wait=wait)
             try:
                 self._settle_answered(done, now=True)
-            except _DatabaseLost as lost:
+            except DatabaseLost as lost:
                 log.warning(json.dumps({"event": "database_lost", "error": str(lost)}))
                 return
 
@@ -267,7 +215,7 @@ class Relay:
                 continue
             self.flights.start(run)
         if stray:
-            self._execute(UNLEASE_SQL, (stray, self.config.relay_id))
+            self.db.execute([(UNLEASE_SQL, (stray, self.config.relay_id))])
         return len(rows)
 
     def _claim(self, keys: int | None = None, max_bytes: int | None = None) -> list[dict[str, Any]]:
@@ -276,7 +224,7 @@ class Relay:
         from psycopg.rows import dict_row
 
         try:
-            with self._work.transaction(), self._work.cursor(row_factory=dict_row) as cur:
+            with self.db.work.transaction(), self.db.work.cursor(row_factory=dict_row) as cur:
                 cur.execute(
                     CLAIM_SQL,
                     {
@@ -292,7 +240,7 @@ class Relay:
                 cur.execute(LEASE_SQL, (self.config.relay_id, self.config.lease_seconds, ids))
                 rows = cur.fetchall()
         except psycopg.OperationalError as err:
-            raise _DatabaseLost(err) from err
+            raise DatabaseLost(err) from err
         rows.sort(key=lambda r: r["seq"])
         return rows
 
@@ -304,8 +252,8 @@ class Relay:
         held = self._held_ids()
         if not held:
             return
-        renewed = self._execute(
-            RENEW_SQL, (self.config.lease_seconds, held, self.config.relay_id), returning=True
+        renewed = self.db.execute(
+            [(RENEW_SQL, (self.config.lease_seconds, held, self.config.relay_id))], returning=True
         )
         if len(renewed) < len(held):  # our loop stalled past a lease: settle skips those rows
             log.warning(json.dumps({"event": "lease_lost", "rows": len(held) - len(renewed)}))
@@ -313,16 +261,6 @@ class Relay:
     def _held_ids(self) -> list[Any]:
         """Rows claimed and not settled: publishing, waiting for a thread, or answered."""
         return self.flights.held_ids() + [r["id"] for run in self._answered for r in run.rows]
-
-    def _execute(self, sql: str, params: Any, returning: bool = False) -> list[Any]:
-        import psycopg
-
-        try:
-            with self._work.transaction(), self._work.cursor() as cur:
-                cur.execute(sql, params)
-                return cur.fetchall() if returning else []
-        except psycopg.OperationalError as err:
-            raise _DatabaseLost(err) from err
 
     # --- one batch ------------------------------------------------------------------------------
 
@@ -349,16 +287,16 @@ class Relay:
         started = time.monotonic()
         rows = [row for run in runs for row in run.rows]
         outcomes = {k: v for run in runs for k, v in run.outcomes.items()}
-        outage = self._outage(rows, outcomes)
+        down = outage(rows, outcomes)
         try:
-            if outage is not None:
-                self.breaker.call(_raise, outage)
+            if down is not None:
+                self.breaker.call(_raise, down)
             elif not self._breaker_open():
                 self.breaker.call(lambda: None)  # a success closes a half-open breaker
         except (pybreaker.CircuitBreakerError, PublishOutage) as err:
             # Pub/Sub is down: nothing was published, and the rows' attempts are not used up.
             # The breaker's own error would hide why; the rows keep the outage's reason.
-            reason = outage or err
+            reason = down or err
             self._settle(rows, dict.fromkeys((r["id"] for r in rows), reason), False, result)
         else:
             self._settle(rows, outcomes, count_attempt=True, result=result)
@@ -371,18 +309,6 @@ class Relay:
         (log.warning if result.error else log.info)(json.dumps(line))
         return result
 
-    def _outage(self, rows: list[dict[str, Any]], outcomes: dict[Any, Any]) -> PublishOutage | None:
-        """PublishOutage when nothing went out and every failure was transient (that is what
-        trips the breaker), else None."""
-        failures = [e for e in outcomes.values() if isinstance(e, BaseException)]
-        tried = [e for e in failures if not isinstance(e, NotAttempted)]
-        if len(failures) == len(rows) and tried and not any(map(is_permanent, tried)):
-            self._last_outage = PublishOutage(
-                f"Pub/Sub unreachable: {len(rows)} publishes failed: {first_line(tried[0], 500)}"
-            )
-            return self._last_outage
-        return None
-
     def _settle(
         self,
         rows: list[dict[str, Any]],
@@ -390,108 +316,38 @@ class Relay:
         count_attempt: bool,
         result: BatchResult,
     ) -> None:
-        import psycopg
-
-        published_ids, message_ids = [], []
-        retry_ids, errors, delays, bumps = [], [], [], []
-        fail_ids, reasons, unlease_ids = [], [], []
-        for row in rows:
-            outcome = outcomes[row["id"]]
-            if not isinstance(outcome, BaseException):
-                published_ids.append(row["id"])
-                message_ids.append(str(outcome))
-                continue
-            if isinstance(outcome, NotAttempted):
-                unlease_ids.append(row["id"])
-                continue
-            if result.error is None:
-                result.error = first_line(outcome, 500)
-            attempt = row["retry_count"] + (1 if count_attempt else 0)
-            if count_attempt and (is_permanent(outcome) or attempt >= self.config.max_attempts):
-                fail_ids.append(row["id"])
-                reasons.append(first_line(outcome, 500))
-                continue
-            retry_ids.append(row["id"])
-            errors.append(first_line(outcome, 500))
-            delays.append(backoff_seconds(max(attempt, 1), self.config))
-            bumps.append(1 if count_attempt else 0)
+        """Write what becomes of each row (`relay_outcomes.settlement`) in one transaction,
+        only for rows this relay still leases."""
+        plan = settlement(rows, outcomes, count_attempt, self.config)
         relay = self.config.relay_id
-        try:
-            with self._work.transaction(), self._work.cursor() as cur:
-                if published_ids:
-                    cur.execute(PUBLISHED_SQL, (published_ids, message_ids, relay))
-                if retry_ids:
-                    cur.execute(RETRY_SQL, (retry_ids, errors, delays, bumps, relay))
-                if fail_ids:
-                    cur.execute(FAIL_SQL, (fail_ids, reasons, relay))
-                if unlease_ids:
-                    cur.execute(UNLEASE_SQL, (unlease_ids, relay))
-        except psycopg.OperationalError as err:
-            raise _DatabaseLost(err) from err
+        candidates = [
+            (PUBLISHED_SQL, (plan.published_ids, plan.message_ids, relay), plan.published_ids),
+            (
+                RETRY_SQL,
+                (plan.retry_ids, plan.errors, plan.delays, plan.bumps, relay),
+                plan.retry_ids,
+            ),
+            (FAIL_SQL, (plan.fail_ids, plan.reasons, relay), plan.fail_ids),
+            (UNLEASE_SQL, (plan.unlease_ids, relay), plan.unlease_ids),
+        ]
+        statements = [(sql, params) for sql, params, ids in candidates if ids]
+        self.db.execute(statements)
+        if result.error is None:
+            result.error = plan.first_error
         result.keys = len({r["ordering_key"] for r in rows})
-        result.published += len(published_ids)
-        result.retried += len(retry_ids)
-        result.failed += len(fail_ids)
+        result.published += len(plan.published_ids)
+        result.retried += len(plan.retry_ids)
+        result.failed += len(plan.fail_ids)
 
     # --- connections and waiting ----------------------------------------------------------------
 
     def _connect(self) -> None:
-        """(Re)open the work and LISTEN connections, retrying with backoff until stopped."""
-        import psycopg
-        from tenacity import (
-            Retrying,
-            retry_if_exception_type,
-            stop_when_event_set,
-            wait_random_exponential,
-        )
-
-        self._close()
-
-        def unreachable(state: Any) -> None:
-            error = state.outcome.exception() if state.outcome else None
-            log.warning(
-                json.dumps(
-                    {
-                        "event": "database_unreachable",
-                        "attempt": state.attempt_number,
-                        "error": first_line(error) if error else "",
-                        "retry_in_s": round(state.upcoming_sleep, 1),
-                    }
-                )
-            )
-
-        try:
-            for attempt in Retrying(
-                retry=retry_if_exception_type(psycopg.OperationalError),
-                wait=wait_random_exponential(multiplier=0.2, max=10),
-                stop=stop_when_event_set(self.stopping),
-                before_sleep=unreachable,
-                reraise=True,
-            ):
-                with attempt:
-                    self._work = psycopg.connect(self.config.database_url, connect_timeout=5)
-                    self._listen = psycopg.connect(
-                        self.config.database_url, autocommit=True, connect_timeout=5
-                    )
-                    self._listen.execute(f"LISTEN {NOTIFY_CHANNEL}")
-        except psycopg.OperationalError:
-            if not self.stopping.is_set():
-                raise
-            self._close()  # asked to stop while waiting for the database: nothing to settle
-            return
-        if self._work is not None:
-            self._release_own_leases()
-
-    def _release_own_leases(self) -> None:
-        with self._work.transaction():
-            self._work.execute(RELEASE_SQL, (self.config.relay_id, self._held_ids()))
+        """(Re)open the connections; then give back leases our previous connection left."""
+        if self.db.open():
+            self.db.execute([(RELEASE_SQL, (self.config.relay_id, self._held_ids()))])
 
     def _close(self) -> None:
-        for conn in (self._work, self._listen):
-            if conn is not None:
-                with contextlib.suppress(Exception):  # closing a dead connection
-                    conn.close()
-        self._work = self._listen = None
+        self.db.close()
 
     def _wait(self, seconds: float) -> None:
         """Sleep until a run in flight is answered (it is settled here), a NOTIFY arrives,
@@ -507,15 +363,8 @@ class Relay:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return
-            step = min(remaining, 0.01 if self.flights else 0.25)
-            if self._listen is None:
-                self.stopping.wait(step)
-                continue
-            try:
-                for _ in self._listen.notifies(timeout=step, stop_after=1):
-                    return
-            except Exception:
-                self._listen = None  # polling from now on; the next reconnect listens again
+            if self.db.notified(min(remaining, 0.01 if self.flights else 0.25)):
+                return
 
     def _breaker_open(self) -> bool:
         """True while the breaker is open and its cool-down has not passed (rows just wait)."""
@@ -529,7 +378,3 @@ class Relay:
 
 def _raise(error: BaseException) -> None:
     raise error
-
-
-class _DatabaseLost(Exception):
-    """The database connection broke mid-batch; the loop reconnects and carries on."""
