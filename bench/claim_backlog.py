@@ -1,7 +1,7 @@
 """One claim's cost on a big backlog: the same row count over few (hot) keys against one key per
 row, with no key leased and with some keys leased by another relay (as when relays share the
-backlog, or one relay has runs in flight). The starting point for issue 24's backlog point:
-a hot-key backlog should drain within 2x of the spread one.
+backlog, or one relay has runs in flight). Issue 24's backlog point: a hot-key backlog should
+drain within 2x of the spread one (bench/backlog_drain.py measures the drain itself).
 
     python bench/claim_backlog.py [--rows 200000] [--hot-keys 1000] [--leased 700]
 """
@@ -39,19 +39,22 @@ def backlog(server: str, rows: int, keys: int) -> str:
     return url
 
 
-def claim_ms(url: str, leased: int) -> tuple[float, int]:
-    """Best of three claims (500 rows over up to 500 keys, rolled back) after `leased` keys'
-    heads were leased to another relay; (ms, rows claimed)."""
+def lease(url: str, keys: int) -> None:
+    """Lease `keys` keys' heads to another relay, for an hour."""
     with psycopg.connect(url) as conn:
-        if leased:
-            params = {"batch": leased, "keys": leased, "per_key": 1, "max_bytes": 1 << 40}
-            ids = [r[0] for r in conn.execute(CLAIM_SQL, params)]
-            conn.execute(LEASE_SQL, ("another-relay", 3600, ids))
-            conn.commit()
+        params = {"batch": keys, "keys": keys, "per_key": 1, "max_bytes": 1 << 40}
+        ids = [r[0] for r in conn.execute(CLAIM_SQL, params)]
+        conn.execute(LEASE_SQL, ("another-relay", 3600, ids))
+
+
+def claim_ms(url: str, per_key: int) -> tuple[float, int]:
+    """Best of three claims (500 rows over up to 500 keys, up to `per_key` rows of each,
+    rolled back); (ms, rows claimed)."""
+    with psycopg.connect(url) as conn:
         best, claimed = float("inf"), 0
         for _ in range(3):
             started = time.perf_counter()
-            params = {"batch": 500, "keys": 500, "per_key": 100, "max_bytes": 1 << 40}
+            params = {"batch": 500, "keys": 500, "per_key": per_key, "max_bytes": 1 << 40}
             claimed = len(conn.execute(CLAIM_SQL, params).fetchall())
             best = min(best, (time.perf_counter() - started) * 1000)
             conn.rollback()
@@ -69,9 +72,12 @@ def main() -> None:
         for keys in (args.rows, args.hot_keys):  # the spread backlog is the baseline
             url = backlog(server, args.rows, keys)
             for leased in (0, args.leased):
-                ms, claimed = claim_ms(url, leased)
-                print(f"  {keys:>8} keys, {leased:>4} leased elsewhere: {ms:8.1f} ms "
-                      f"({claimed} rows)")  # fmt: skip
+                if leased:  # after the runs with none leased, on the same backlog
+                    lease(url, leased)
+                for per_key in (100, 1):  # the relay's default; one row per key at most
+                    ms, claimed = claim_ms(url, per_key)
+                    print(f"  {keys:>8} keys, {leased:>4} leased elsewhere, per_key {per_key:>3}: "
+                          f"{ms:8.1f} ms ({claimed} rows)")  # fmt: skip
 
 
 if __name__ == "__main__":
