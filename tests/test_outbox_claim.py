@@ -5,7 +5,7 @@ ever. Real PostgreSQL; rows written with plain SQL, as a backfill would."""
 from __future__ import annotations
 
 import random
-from collections.abc import Iterable
+import uuid
 
 import psycopg
 import pytest
@@ -63,15 +63,36 @@ def test_a_key_in_backoff_holding_the_oldest_rows_stalls_only_itself(outbox_db: 
 
 
 def test_every_pending_key_is_found_whatever_key_the_scan_starts_from(outbox_db: str) -> None:
-    """Beyond the window the scan starts at the key of a random row and wraps round: with fewer
-    keys than it visits, every claim finds all of them."""
+    """Beyond the window the scan starts after the key the session's previous scan stopped at
+    and wraps round: with fewer keys than it visits, every claim finds all of them, whether it
+    starts before the first key, in the middle, at the last or past it."""
     with psycopg.connect(outbox_db) as conn:
-        conn.execute(RUN, ("held", 1500))
-        conn.execute(FILL, ("k", 1, 60))
-        stuck(conn, "held", "leased")
+        conn.execute(RUN, ("m-held", 1500))  # sorts among the k keys' neighbours, not first
+        conn.execute(FILL, ("k", 10, 69))
+        stuck(conn, "m-held", "leased")
         conn.commit()
-        for _ in range(15):  # fifteen random starting keys
-            assert len(set(claim(conn, keys=100, per_key=1))) == 60
+        for start in ("", "a", "k10", "k37", "k69", "m-held", "zzz"):
+            conn.execute("SELECT set_config('event_outbox.scan_from', %s, false)", (start,))
+            conn.commit()
+            assert sorted(claim(conn, keys=100, per_key=1)) == [f"k{i}" for i in range(10, 70)]
+
+
+def test_the_scan_goes_on_where_the_last_claim_stopped(outbox_db: str) -> None:
+    """With more keys than one scan visits, a committed claim leaves the session's starting
+    point at the last key it visited, so the next claim sweeps the following keys."""
+    with psycopg.connect(outbox_db) as conn:
+        conn.execute(RUN, ("0-held", 1100))
+        conn.execute(FILL, ("k", 10000, 14999))  # 5,000 keys; one scan visits 2,000
+        stuck(conn, "0-held", "backoff")
+        conn.commit()
+        points = []
+        for _ in range(3):
+            with conn.transaction():
+                conn.execute(CLAIM_SQL, {"keys": 5, "per_key": 1, "batch": 5, "max_bytes": 1})
+            points.append(conn.execute("SHOW event_outbox.scan_from").fetchone()[0])
+    # 2,000 keys a claim: "0-held" and k10000-k11998; k11999-k13998; k13999-k14999, round
+    # through "0-held" to k10997
+    assert points == ["k11998", "k13998", "k10997"]
 
 
 def test_with_more_keys_than_one_scan_visits_every_key_is_drained(outbox_db: str) -> None:
@@ -106,29 +127,38 @@ def test_with_more_keys_than_one_scan_visits_every_key_is_drained(outbox_db: str
     assert (left, claims) == (0, 150)
 
 
-def runs_are_heads_and_prefixes(conn: psycopg.Connection, claimed: Iterable[object]) -> None:
-    """Per-key order: the claimed rows of each key are its oldest unpublished rows, consecutive,
-    starting at its head, and the head was claimable."""
+def expected_claim(conn: psycopg.Connection, keys: int, per_key: int, batch: int) -> list[str]:
+    """The claim's contract, computed here from the table (every row committed): heads oldest
+    first (a key's lowest unpublished seq, due and unleased), each with its run of up to
+    `per_key` rows stopping at a leased one, until `keys` heads or `batch` rows."""
     pending = conn.execute(
-        "SELECT id, ordering_key, seq, next_attempt_at <= now() AND lease_expires_at IS NULL"
+        "SELECT id, ordering_key, next_attempt_at <= now(),"
+        " coalesce(lease_expires_at >= now(), false)"
         " FROM event_outbox WHERE NOT published ORDER BY seq"
     ).fetchall()
-    by_key: dict[str, list[tuple[object, bool]]] = {}
-    for row_id, key, _seq, free in pending:
-        by_key.setdefault(key, []).append((row_id, free))
-    taken = set(claimed)
-    for key, rows in by_key.items():
-        ids = [row_id for row_id, _ in rows]
-        mine = [row_id for row_id in ids if row_id in taken]
-        assert mine == ids[: len(mine)], key  # a prefix of the key's pending rows
-        if mine:
-            assert rows[0][1], key  # whose head was due and unleased
+    by_key: dict[str, list[tuple[str, bool, bool]]] = {}
+    for row_id, key, due, leased in pending:
+        by_key.setdefault(key, []).append((row_id, due, leased))
+    heads = [rows for rows in by_key.values() if rows[0][1] and not rows[0][2]]  # seq order
+    taken: list[str] = []
+    for started, rows in enumerate(heads, start=1):
+        for row_id, _due, leased in rows[:per_key]:
+            if leased:
+                break
+            taken.append(row_id)
+            if len(taken) == batch:
+                return taken
+        if started == keys:
+            break
+    return taken
 
 
-def test_random_backlogs_keep_per_key_order_and_the_bounds(outbox_db: str) -> None:
+def test_random_backlogs_claim_exactly_what_the_contract_says(outbox_db: str) -> None:
+    """Interleaved runs, heads in backoff or leased, leased rows inside runs; fewer keys than
+    one scan visits, so the claim must equal the contract whichever pass finds a head."""
     shuffle = random.Random(24)
     with psycopg.connect(outbox_db) as conn:
-        for key in range(300):  # interleaved runs of 1–12 rows, 2,000-ish rows in all
+        for key in range(300):  # runs of 1-12 rows, 2,000-ish rows in all
             conn.execute(RUN, (f"key{key}", shuffle.randint(1, 12)))
         conn.execute(
             "UPDATE event_outbox SET ordering_key = 'key' || (seq % 300) WHERE seq % 7 = 0"
@@ -141,25 +171,55 @@ def test_random_backlogs_keep_per_key_order_and_the_bounds(outbox_db: str) -> No
             " lease_expires_at = now() + interval '1 hour' WHERE seq % 29 = 0"
         )
         conn.commit()
-        for keys, per_key, batch in [(500, 100, 500), (10, 3, 500), (200, 1, 50), (7, 100, 9)]:
+        for keys, per_key, batch in [(500, 100, 5000), (10, 3, 500), (200, 1, 50), (7, 100, 9),
+                                     (250, 4, 5000)]:  # fmt: skip
             params = {"keys": keys, "per_key": per_key, "batch": batch, "max_bytes": 1 << 40}
             with conn.transaction(force_rollback=True):
                 ids = [row[0] for row in conn.execute(CLAIM_SQL, params)]
-                keys_of = conn.execute(
-                    "SELECT ordering_key, count(*) FROM event_outbox WHERE id = ANY(%s)"
-                    " GROUP BY ordering_key",
-                    (ids,),
-                ).fetchall()
-            assert ids and len(ids) <= batch and len(set(ids)) == len(ids)
-            assert len(keys_of) <= keys and max(n for _, n in keys_of) <= per_key
-            runs_are_heads_and_prefixes(conn, ids)
+            expected = expected_claim(conn, keys, per_key, batch)
+            assert len(ids) == len(set(ids)) and len(expected) > 0
+            assert sorted(ids) == sorted(expected), (keys, per_key, batch)
 
 
-def test_a_relay_that_may_not_lock_rows_cannot_claim_and_writers_cannot_call_it(
-    outbox_db: str, writer_login: str
-) -> None:
-    with (
-        psycopg.connect(outbox_db, user=writer_login) as conn,
-        pytest.raises(psycopg.errors.InsufficientPrivilege),
-    ):
-        conn.execute(CLAIM_SQL, {"keys": 1, "per_key": 1, "batch": 1, "max_bytes": 1})
+def test_only_the_relay_role_may_call_the_claim(outbox_db: str, writer_login: str) -> None:
+    """Migration 0005 revokes EXECUTE from PUBLIC: a role with every table right the relay has,
+    but not in the relay role, is refused the function itself, and so is a writer."""
+    role = f"norelay_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(outbox_db, autocommit=True) as admin:
+        admin.execute(f"CREATE ROLE {role} LOGIN")
+        admin.execute(f"GRANT SELECT, UPDATE ON event_outbox TO {role}")
+    try:
+        for user in (role, writer_login):
+            with (
+                psycopg.connect(outbox_db, user=user) as conn,
+                pytest.raises(
+                    psycopg.errors.InsufficientPrivilege,
+                    match="permission denied for function event_outbox_claim",
+                ),
+            ):
+                conn.execute(CLAIM_SQL, {"keys": 1, "per_key": 1, "batch": 1, "max_bytes": 1})
+    finally:
+        with psycopg.connect(outbox_db, autocommit=True) as admin:
+            admin.execute(f"DROP OWNED BY {role}")
+            admin.execute(f"DROP ROLE {role}")
+
+
+def test_two_claims_beyond_the_window_never_take_one_key(outbox_db: str) -> None:
+    """The heads found key by key are locked too: a second relay claiming while the first's
+    transaction is still open gets the other keys, none twice."""
+    with psycopg.connect(outbox_db) as conn:
+        conn.execute(RUN, ("held", 1200))
+        conn.execute(FILL, ("k", 1, 40))
+        stuck(conn, "held", "backoff")
+        conn.commit()
+    params = {"keys": 20, "per_key": 5, "batch": 500, "max_bytes": 1 << 40}
+    with psycopg.connect(outbox_db) as first, psycopg.connect(outbox_db) as second:
+        mine = [row[0] for row in first.execute(CLAIM_SQL, params)]  # transaction left open
+        theirs = [row[0] for row in second.execute(CLAIM_SQL, {**params, "keys": 100})]
+        keys = dict(
+            first.execute(
+                "SELECT id, ordering_key FROM event_outbox WHERE id = ANY(%s)", (mine + theirs,)
+            ).fetchall()
+        )
+    assert len(mine) == 20 and len(theirs) == 20
+    assert not {keys[i] for i in mine} & {keys[i] for i in theirs}

@@ -14,7 +14,8 @@ from typing import Any
 from events_infra.errors import first_line
 from events_infra.outbox.enqueue import NOTIFY_CHANNEL
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("events_infra.outbox.relay")
+"""The relay's own logger: one logger for every line of the relay process (`relay_metrics` too)."""
 
 
 class DatabaseLost(Exception):

@@ -18,10 +18,13 @@
 --   1. the oldest `window` unpublished rows, in seq order (cheap when keys are many: nearly
 --      every row there is a head);
 --   2. only if that window was full and the batch is not: one head per key found by a loose
---      index scan over event_outbox_pending_by_key, from the key of a random row beyond the
---      window, wrapping round, at most `visit` keys, oldest head first. With fewer pending keys
---      than `visit` (hot keys) every key is seen on every claim; with more, each claim starts
---      elsewhere, so no key waits for ever behind a key order.
+--      index scan over event_outbox_pending_by_key, at most `visit` keys, oldest head first.
+--      The scan sweeps the key space round-robin: it starts after the key where this session's
+--      previous scan stopped (the session setting `event_outbox.scan_from`, set here) and wraps
+--      round. With fewer pending keys than `visit` (hot keys) every key is seen on every claim;
+--      with more, the next claims go on from there, so every key is seen within a few claims
+--      and none waits behind a key order. (A connection pooler that hands each transaction a
+--      different session only makes the sweep start elsewhere.)
 -- A key whose oldest rows are in backoff or leased therefore holds back only itself.
 --
 -- SET options: every statement below is planned once per session and reused (a generic plan;
@@ -42,14 +45,18 @@ DECLARE
     visit integer := greatest(2000, 4 * max_keys);
     window_end bigint;
     window_full boolean;
-    last_seq bigint;
-    start_key text;
+    scan_from text := coalesce(current_setting('event_outbox.scan_from', true), '');
+    scanned_to text;
     beyond boolean := false;
+    far_keys text[];
+    far_seqs bigint[];
+    far integer := 0;
+    head_key text;
+    head_seq bigint;
     keys integer := 0;
     taken integer := 0;
     taken_bytes bigint := 0;
     heads refcursor;
-    head record;
     r record;
 BEGIN
     IF max_keys < 1 OR per_key < 1 OR max_rows < 1 THEN
@@ -61,7 +68,7 @@ BEGIN
         RETURN;  -- nothing pending
     END IF;
 
-    OPEN heads FOR  -- 1. the oldest rows
+    OPEN heads FOR  -- 1. the oldest rows, heads locked as they are read
         SELECT o.ordering_key, o.seq FROM event_outbox o
         WHERE NOT o.published AND o.seq <= window_end
           AND o.txid < fence AND o.next_attempt_at <= now()
@@ -71,25 +78,29 @@ BEGIN
         ORDER BY o.seq
         FOR UPDATE OF o SKIP LOCKED;
     LOOP
-        FETCH heads INTO head;
-        IF NOT FOUND THEN
-            CLOSE heads;
-            -- a window that held every pending row leaves nothing beyond it
-            EXIT WHEN beyond OR NOT window_full;
-            beyond := true;
-            SELECT max(seq) INTO last_seq FROM event_outbox WHERE NOT published;
-            SELECT s.ordering_key INTO start_key FROM event_outbox s
-            WHERE NOT s.published
-              AND s.seq >= window_end + 1 + floor(random() * (last_seq - window_end))::bigint
-            ORDER BY s.seq LIMIT 1;
-            EXIT WHEN start_key IS NULL;
-            OPEN heads FOR  -- 2. one head per key, beyond the window
+        IF NOT beyond THEN
+            FETCH heads INTO head_key, head_seq;
+            IF NOT FOUND THEN
+                CLOSE heads;
+                -- a window that held every pending row leaves nothing beyond it
+                EXIT WHEN NOT window_full;
+                beyond := true;
+                -- 2. one head per key beyond the window: keys after scan_from, then from the
+                -- first key round to scan_from itself, at most `visit` keys
                 WITH RECURSIVE k(ordering_key, seq, txid, next_attempt_at, lease_expires_at,
                                  wrapped, n) AS (
-                    (SELECT ordering_key, seq, txid, next_attempt_at, lease_expires_at, false, 1
-                     FROM event_outbox
-                     WHERE NOT published AND ordering_key >= start_key
-                     ORDER BY ordering_key, seq LIMIT 1)
+                    (SELECT first.*, 1 FROM (
+                        (SELECT ordering_key, seq, txid, next_attempt_at, lease_expires_at,
+                                false AS wrapped
+                         FROM event_outbox
+                         WHERE NOT published AND ordering_key > scan_from
+                         ORDER BY ordering_key, seq LIMIT 1)
+                        UNION ALL
+                        (SELECT ordering_key, seq, txid, next_attempt_at, lease_expires_at, true
+                         FROM event_outbox
+                         WHERE NOT published AND ordering_key <= scan_from
+                         ORDER BY ordering_key, seq LIMIT 1)
+                        LIMIT 1) first)
                     UNION ALL
                     SELECT nxt.*, k.n + 1
                     FROM k CROSS JOIN LATERAL (
@@ -103,40 +114,50 @@ BEGIN
                         (SELECT e.ordering_key, e.seq, e.txid, e.next_attempt_at,
                                 e.lease_expires_at, true
                          FROM event_outbox e
-                         WHERE NOT k.wrapped AND NOT e.published AND e.ordering_key < start_key
+                         WHERE NOT k.wrapped AND NOT e.published AND e.ordering_key <= scan_from
                          ORDER BY e.ordering_key, e.seq LIMIT 1)
-                        UNION ALL  -- wrapped: up to the key it started from
+                        UNION ALL  -- wrapped: up to the key it started after
                         (SELECT e.ordering_key, e.seq, e.txid, e.next_attempt_at,
                                 e.lease_expires_at, true
                          FROM event_outbox e
                          WHERE k.wrapped AND NOT e.published
-                           AND e.ordering_key > k.ordering_key AND e.ordering_key < start_key
+                           AND e.ordering_key > k.ordering_key AND e.ordering_key <= scan_from
                          ORDER BY e.ordering_key, e.seq LIMIT 1)
                         LIMIT 1
                     ) nxt
                     WHERE k.n < visit
                 )
-                SELECT k.ordering_key, k.seq FROM k
-                WHERE k.seq > window_end AND k.txid < fence AND k.next_attempt_at <= now()
-                  AND (k.lease_expires_at IS NULL OR k.lease_expires_at < now())
-                ORDER BY k.seq;
-            CONTINUE;
-        END IF;
-
-        IF beyond THEN  -- the first pass locked its heads as it read them
-            PERFORM 1 FROM event_outbox o
-            WHERE o.seq = head.seq AND NOT o.published AND o.next_attempt_at <= now()
+                SELECT array_agg(k.ordering_key ORDER BY k.seq) FILTER (WHERE claimable),
+                       array_agg(k.seq ORDER BY k.seq) FILTER (WHERE claimable),
+                       (array_agg(k.ordering_key ORDER BY k.n DESC))[1]
+                INTO far_keys, far_seqs, scanned_to
+                FROM (SELECT k.*, k.seq > window_end AND k.txid < fence
+                                  AND k.next_attempt_at <= now()
+                                  AND (k.lease_expires_at IS NULL OR k.lease_expires_at < now())
+                                  AS claimable
+                      FROM k) k;
+                PERFORM set_config('event_outbox.scan_from', coalesce(scanned_to, ''), false);
+                CONTINUE;
+            END IF;
+        ELSE
+            far := far + 1;
+            EXIT WHEN far > coalesce(array_length(far_seqs, 1), 0);
+            head_key := far_keys[far];
+            head_seq := far_seqs[far];
+            PERFORM 1 FROM event_outbox o  -- lock it, if it is still a free head
+            WHERE o.seq = head_seq AND NOT o.published AND o.next_attempt_at <= now()
               AND (o.lease_expires_at IS NULL OR o.lease_expires_at < now())
             FOR UPDATE SKIP LOCKED;
             CONTINUE WHEN NOT FOUND;
         END IF;
+
         keys := keys + 1;
         FOR r IN  -- the head's run
             SELECT x.id, x.txid, x.lease_expires_at,
                    coalesce(x.event_bytes,
                             pg_column_size(x.payload) + pg_column_size(x.attributes)) AS bytes
             FROM event_outbox x
-            WHERE NOT x.published AND x.ordering_key = head.ordering_key AND x.seq >= head.seq
+            WHERE NOT x.published AND x.ordering_key = head_key AND x.seq >= head_seq
             ORDER BY x.seq LIMIT per_key
         LOOP
             EXIT WHEN r.txid >= fence OR r.lease_expires_at >= now();
