@@ -48,3 +48,7 @@ bench: $(BIN)/.installed ## print the performance figures
 	$(BIN)/python bench/consumer_throughput.py
 	$(BIN)/python bench/outbox_writer.py
 	$(BIN)/python bench/relay_memory.py
+	$(BIN)/python bench/relay_shutdown.py
+	$(BIN)/python bench/claim_backlog.py
+	$(BIN)/python bench/backlog_drain.py
+	$(BIN)/python bench/subscription_migrate.py

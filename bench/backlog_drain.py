@@ -31,6 +31,7 @@ sys.path.insert(0, str(ROOT))
 import psycopg  # noqa: E402
 from psycopg.conninfo import conninfo_to_dict  # noqa: E402
 
+from bench.claim_backlog import backlog  # noqa: E402
 from bench.databases import fresh_database, postgres_server  # noqa: E402
 from bench.relay_latency import RelayChildren, fresh_topic, settled  # noqa: E402
 from events_infra.local.strict_proxy import strict_pubsub  # noqa: E402
@@ -38,17 +39,10 @@ from events_infra.outbox import Event, enqueue_many  # noqa: E402
 from events_infra.outbox.cleanup import cleanup  # noqa: E402
 from events_infra.outbox.schema import migrate  # noqa: E402
 
-FILL = (
-    "INSERT INTO event_outbox (event_type, aggregate_type, aggregate_id, ordering_key, payload)"
-    " SELECT 'trade.created', 'trade', gen_random_uuid(), 'k' || (i %% %s),"
-    " jsonb_build_object('i', i) FROM generate_series(%s::int, %s::int) i"
-)
-CHUNK = 100_000
 
-
-def outbox(server: str) -> str:
-    """A fresh outbox whose claim function's time PostgreSQL keeps (`pg_stat_user_functions`)."""
-    url = fresh_database(server, migrate)
+def keep_claim_times(server: str, url: str) -> str:
+    """Have PostgreSQL keep the claim function's time on `url` (`pg_stat_user_functions`) for
+    sessions opened from now on; `url`."""
     name = conninfo_to_dict(url)["dbname"]
     with psycopg.connect(server, autocommit=True) as admin:
         admin.execute(f'ALTER DATABASE "{name}" SET track_functions = pl')
@@ -73,29 +67,24 @@ def table_state(conn: psycopg.Connection) -> tuple[int, int]:
 
 
 def drain(server: str, rows: int, keys: int, sample: int) -> dict:
-    url, topic = outbox(server), fresh_topic()
-    with psycopg.connect(url) as conn:
-        for first in range(1, rows + 1, CHUNK):  # one backfill, in committed chunks
-            conn.execute(FILL, (keys, first, min(rows, first + CHUNK - 1)))
-            conn.commit()
-    with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute("VACUUM ANALYZE event_outbox")
-        with RelayChildren(url, topic, 1):
-            started = time.perf_counter()
-            while (done := settled(url)) < sample:
-                time.sleep(0.1)
-                if time.perf_counter() - started > 1800:
-                    raise SystemExit("bench: the relay did not drain the sample in 30 minutes")
-            seconds = time.perf_counter() - started
-            calls, total_ms = claims(conn)
-            dead, _ = table_state(conn)
+    url = keep_claim_times(server, backlog(server, rows, keys))  # committed, vacuumed, analysed
+    topic = fresh_topic()
+    with psycopg.connect(url, autocommit=True) as conn, RelayChildren(url, topic, 1):
+        started = time.perf_counter()
+        while (done := settled(url)) < sample:
+            time.sleep(0.1)
+            if time.perf_counter() - started > 1800:
+                raise SystemExit("bench: the relay did not drain the sample in 30 minutes")
+        seconds = time.perf_counter() - started
+        calls, total_ms = claims(conn)
+        dead, _ = table_state(conn)
     return {"rate": done / seconds, "claim_ms": total_ms / max(calls, 1), "calls": calls,
             "dead": dead}  # fmt: skip
 
 
 def sustained(server: str, rate: int, keys: int, seconds: int) -> None:
     """Write, relay and clean up at once; print claim time and table state every 10 s."""
-    url, topic = outbox(server), fresh_topic()
+    url, topic = keep_claim_times(server, fresh_database(server, migrate)), fresh_topic()
     stop = threading.Event()
 
     def write() -> None:
