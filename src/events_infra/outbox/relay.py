@@ -220,27 +220,23 @@ class Relay:
 
     def _claim(self, keys: int | None = None, max_bytes: int | None = None) -> list[dict[str, Any]]:
         """Lease up to `batch_size` rows over at most `keys` keys and `max_bytes` bytes."""
-        import psycopg
         from psycopg.rows import dict_row
 
-        try:
-            with self.db.work.transaction(), self.db.work.cursor(row_factory=dict_row) as cur:
-                cur.execute(
-                    CLAIM_SQL,
-                    {
-                        "batch": self.config.batch_size,
-                        "keys": min(self.config.batch_size, keys or self.config.batch_size),
-                        "per_key": self.config.per_key,
-                        "max_bytes": max_bytes or self.config.claim_bytes,
-                    },
-                )
-                ids = [r["id"] for r in cur.fetchall()]
-                if not ids:
-                    return []
-                cur.execute(LEASE_SQL, (self.config.relay_id, self.config.lease_seconds, ids))
-                rows = cur.fetchall()
-        except psycopg.OperationalError as err:
-            raise DatabaseLost(err) from err
+        with self.db.cursor(row_factory=dict_row) as cur:
+            cur.execute(
+                CLAIM_SQL,
+                {
+                    "batch": self.config.batch_size,
+                    "keys": min(self.config.batch_size, keys or self.config.batch_size),
+                    "per_key": self.config.per_key,
+                    "max_bytes": max_bytes or self.config.claim_bytes,
+                },
+            )
+            ids = [r["id"] for r in cur.fetchall()]
+            if not ids:
+                return []
+            cur.execute(LEASE_SQL, (self.config.relay_id, self.config.lease_seconds, ids))
+            rows = cur.fetchall()
         rows.sort(key=lambda r: r["seq"])
         return rows
 

@@ -9,6 +9,7 @@ import contextlib
 import json
 import logging
 import threading
+from collections.abc import Iterator
 from typing import Any
 
 from events_infra.errors import first_line
@@ -83,18 +84,24 @@ class RelayConnections:
                     conn.close()
         self.work = self.listen = None
 
-    def execute(self, statements: list[tuple[str, Any]], returning: bool = False) -> list[Any]:
-        """Run `statements` in one transaction on the work connection; the last one's rows
-        if `returning`."""
+    @contextlib.contextmanager
+    def cursor(self, row_factory: Any = None) -> Iterator[Any]:
+        """A cursor in one transaction on the work connection; a broken connection on the way
+        is `DatabaseLost`."""
         import psycopg
 
         try:
-            with self.work.transaction(), self.work.cursor() as cur:
-                for sql, params in statements:
-                    cur.execute(sql, params)
-                return cur.fetchall() if returning else []
+            with self.work.transaction(), self.work.cursor(row_factory=row_factory) as cur:
+                yield cur
         except psycopg.OperationalError as err:
             raise DatabaseLost(err) from err
+
+    def execute(self, statements: list[tuple[str, Any]], returning: bool = False) -> list[Any]:
+        """Run `statements` in one transaction; the last one's rows if `returning`."""
+        with self.cursor() as cur:
+            for sql, params in statements:
+                cur.execute(sql, params)
+            return cur.fetchall() if returning else []
 
     def notified(self, seconds: float) -> bool:
         """Wait up to `seconds` for a NOTIFY (or until stopping); True if one came. Without a

@@ -74,15 +74,16 @@ def settlement(
         if isinstance(outcome, NotAttempted):
             plan.unlease_ids.append(row["id"])
             continue
+        error = first_line(outcome, 500)
         if plan.first_error is None:
-            plan.first_error = first_line(outcome, 500)
+            plan.first_error = error
         attempt = row["retry_count"] + (1 if count_attempt else 0)
         if count_attempt and (is_permanent(outcome) or attempt >= config.max_attempts):
             plan.fail_ids.append(row["id"])
-            plan.reasons.append(first_line(outcome, 500))
+            plan.reasons.append(error)
             continue
         plan.retry_ids.append(row["id"])
-        plan.errors.append(first_line(outcome, 500))
+        plan.errors.append(error)
         plan.delays.append(backoff_seconds(max(attempt, 1), config))
         plan.bumps.append(1 if count_attempt else 0)
     return plan
