@@ -9,6 +9,7 @@ import logging
 import signal
 import time
 import uuid
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -190,8 +191,9 @@ def test_flow_control_bounds_the_messages_held(stack: DlqStack, service_db: str)
 def test_stopping_the_consumer_mid_stream_loses_and_duplicates_nothing(
     stack: DlqStack, service_db: str, sig: signal.Signals
 ) -> None:
-    """SIGTERM: finishes what it holds, nacks the rest, exits 0. kill -9: committed but unacked
-    events come back and are deduped. Either way a restart ends with one effect per event."""
+    """SIGTERM: finishes what it holds, gives the rest back once its streams have stopped, exits
+    0. kill -9: committed but unacked events come back and are deduped. Either way a restart
+    ends with one effect per event."""
     ids = publish_events(stack.publisher, stack.topic, 600)
     child = consumer_process(stack.subscription(SUB), service_db, delay_s=0.01)
     assert wait_until(lambda: len(effects(service_db)) >= 100, seconds=60)
@@ -201,7 +203,13 @@ def test_stopping_the_consumer_mid_stream_loses_and_duplicates_nothing(
         assert code == 0, child.stderr.read()
         assert "consumer stopped" in child.stderr.read()
     assert len(effects(service_db)) < 600  # stopped mid-way
-    with ConsumerThread(stack.subscription(SUB), record_effect, service_db) as restarted:
+    attempts: list[int | None] = []
+
+    def record(event: ReceivedEvent, conn: Any) -> None:
+        record_effect(event, conn)
+        attempts.append(event.delivery_attempt)
+
+    with ConsumerThread(stack.subscription(SUB), record, service_db) as restarted:
         done = wait_until(lambda: len(effect_counts(service_db)) == 600, seconds=120)
         assert done, (  # if not: were the rest dead-lettered, or still leased somewhere?
             f"{len(effect_counts(service_db))} of 600 processed; restarted consumer "
@@ -210,6 +218,11 @@ def test_stopping_the_consumer_mid_stream_loses_and_duplicates_nothing(
     counts = effect_counts(service_db)
     assert set(counts) == {uuid.UUID(i) for i in ids}
     assert set(counts.values()) == {1}
+    if sig == signal.SIGTERM:
+        # each message the stopped consumer gave back was delivered to it once: nacks sent while
+        # its other stream was still open would bounce there, each bounce a delivery attempt
+        # (five dead-letter the event), and one landing in a closing stream stays leased
+        assert attempts and max(a or 0 for a in attempts) == 2, Counter(attempts)
 
 
 def test_kill_9_of_relay_and_consumer_and_a_dlq_replay_leave_one_effect_per_event(

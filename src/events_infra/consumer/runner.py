@@ -9,8 +9,9 @@ Messages arrive through google-cloud-pubsub's streaming pull (which extends thei
 held and, on an ordered subscription, hands out a key's next message only after the previous
 one is acked or nacked, so keys are processed in order). The callback only queues them; worker
 threads take batches, run `consumer.batch.process_batch` in one transaction each and settle the
-messages after the commit. Shutdown finishes the batches in flight, nacks everything else, then
-closes the stream (which flushes the acks): nothing is lost, at worst redelivered and deduped.
+messages after the commit. Shutdown finishes the batches in flight, stops every stream (which
+flushes the acks), then gives back everything else in one call: nothing is lost, at worst
+redelivered and deduped, and no message is bounced between the consumer's own closing streams.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from events_infra.consumer.event import LegacyMessages
 from events_infra.consumer.log_metrics import POISON_LOGGED
 from events_infra.consumer.transactions import AsyncTransactions, SyncTransactions
 from events_infra.errors import EventsInfraError, first_line
+from events_infra.pubsub.api_calls import modify_deadlines
 
 LOG = logging.getLogger("events_infra.consumer")
 
@@ -98,7 +100,6 @@ class Consumer:
         self.is_async = inspect.iscoroutinefunction(handler)
         self.counts: Counter[str] = Counter()
         self._queue: queue.Queue[Any] = queue.Queue()
-        self._gate = threading.Lock()  # orders "stopping" against the callback's put
         self._stopping = False
         self._stop = threading.Event()
         self._counts_lock = threading.Lock()
@@ -159,17 +160,17 @@ class Consumer:
                         error = future.exception()
                         raise ConsumerError(f"streaming pull on {self.subscription} ended: {error}")
         finally:
-            with self._gate:
-                self._stopping = True
+            self._stopping = True  # workers take no new batch; arrivals wait to be given back
             for worker in workers:
                 worker.join(self.options.shutdown_timeout_s)
-            self._nack_queued()
             for future in futures:
-                future.cancel()
-            for future, client in zip(futures, subscribers, strict=True):
+                future.cancel()  # does not block: every stream stops pulling at once
+            for future in futures:
                 # a cancelled future reports CancelledError: the stream is already shut down
                 with contextlib.suppress(Exception):
                     future.result(timeout=self.options.shutdown_timeout_s)
+            self._give_back_queued(subscriber)
+            for client in subscribers:
                 client.close()
             for tx in transactions:
                 tx.close()
@@ -203,15 +204,12 @@ class Consumer:
     # -- message flow ----------------------------------------------------------------------------
 
     def _receive(self, message: Any) -> None:
-        """The streaming pull callback: queue the message, or nack it once we are stopping."""
-        with self._gate:
-            if not self._stopping:
-                with self._counts_lock:
-                    self.held += 1
-                    self.max_held = max(self.max_held, self.held)
-                self._queue.put(message)
-                return
-        message.nack()
+        """The streaming pull callback: queue the message. Once stopping, no worker takes it;
+        it waits in the queue to be given back when every stream has stopped."""
+        with self._counts_lock:
+            self.held += 1
+            self.max_held = max(self.max_held, self.held)
+        self._queue.put(message)
 
     def _take_batch(self) -> list[Any]:
         try:
@@ -280,14 +278,43 @@ class Consumer:
         )
         return Outcome.POISON
 
-    def _nack_queued(self) -> None:
+    def _give_back_queued(self, subscriber: Any) -> None:
+        """Give back every message received but not processed, once all streams have stopped.
+
+        Not `message.nack()` while streams are still open: Pub/Sub redelivers a nacked message
+        at once, to any open stream, so nacks sent during shutdown bounce to the consumer's own
+        closing streams. Each bounce is a delivery attempt (five dead-letter an event), and a
+        message that lands in a stream as it closes stays leased for the stream's ack deadline.
+        The streams' own dispatchers are stopped by now, so this is one direct
+        ModifyAckDeadline(0) per 1,000 messages; if it fails, Pub/Sub redelivers them when
+        their deadline passes (at most max_lease_extension_s)."""
+        held: list[Any] = []
         while True:
             try:
-                self._queue.get_nowait().nack()
+                held.append(self._queue.get_nowait())
             except queue.Empty:
-                return
-            with self._counts_lock:
-                self.held -= 1
+                break
+        if not held:
+            return
+        try:
+            modify_deadlines(
+                subscriber,
+                self.subscription,
+                [m.ack_id for m in held],
+                0,
+                self.options.shutdown_timeout_s,
+            )
+        except Exception as err:
+            LOG.warning(
+                _line(
+                    "could not give back messages at shutdown; Pub/Sub redelivers them when "
+                    "their ack deadline passes",
+                    error=err,
+                    messages=len(held),
+                )
+            )
+        with self._counts_lock:
+            self.held -= len(held)
 
 
 def _read_subscription(subscriber: Any, subscription: str) -> Any:

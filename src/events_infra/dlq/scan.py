@@ -30,8 +30,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from events_infra.dlq.messages import DeadLetter
+from events_infra.pubsub.api_calls import ack_id_chunks, modify_deadlines
 
-_CHUNK = 1000  # ack ids per acknowledge/modify request, well under Pub/Sub's limits
 PREFETCH_BATCHES = 2
 """Batches a replay, purge or export keeps pulled ahead while it works on the current one."""
 CALL_TIMEOUT_S = 10.0
@@ -225,7 +225,7 @@ class Scanner:
             }
             ids = self._take(letters)
         try:
-            for chunk in _chunks(ids):
+            for chunk in ack_id_chunks(ids):
                 self.subscriber.acknowledge(
                     subscription=self.subscription, ack_ids=chunk, timeout=CALL_TIMEOUT_S
                 )
@@ -247,13 +247,9 @@ class Scanner:
                 continue
             started = time.monotonic()
             with contextlib.suppress(Exception):  # a failed extension shows up as a late ack
-                for chunk in _chunks(held):
-                    self.subscriber.modify_ack_deadline(
-                        subscription=self.subscription,
-                        ack_ids=chunk,
-                        ack_deadline_seconds=self.ack_deadline_s,
-                        timeout=period,
-                    )
+                modify_deadlines(
+                    self.subscriber, self.subscription, held, self.ack_deadline_s, period
+                )
                 with self._lock:
                     for ack_id in held:
                         if ack_id in self._deadlines:
@@ -285,13 +281,7 @@ class Scanner:
         return ids
 
     def _modify(self, ack_ids: list[str]) -> None:
-        for chunk in _chunks(ack_ids):
-            self.subscriber.modify_ack_deadline(
-                subscription=self.subscription,
-                ack_ids=chunk,
-                ack_deadline_seconds=0,
-                timeout=CALL_TIMEOUT_S,
-            )
+        modify_deadlines(self.subscriber, self.subscription, ack_ids, 0, CALL_TIMEOUT_S)
 
     def _pull(self) -> list[Any]:
         from google.api_core.exceptions import DeadlineExceeded
@@ -314,8 +304,3 @@ def paced_batch_size(batch_size: int, rate: float | None, ack_deadline_s: int) -
     if not rate:
         return batch_size
     return max(1, min(batch_size, int(rate * ack_deadline_s / 3)))
-
-
-def _chunks(items: list[str]) -> Iterator[list[str]]:
-    for start in range(0, len(items), _CHUNK):
-        yield items[start : start + _CHUNK]

@@ -98,3 +98,27 @@ def loopback_client(client_class: Any, transport_class: Any, endpoint: str) -> A
         channel=grpc.insecure_channel(endpoint), credentials=AnonymousCredentials()
     )
     return client_class(transport=transport)
+
+
+ACK_IDS_PER_REQUEST = 1000
+"""Ack ids per Acknowledge/ModifyAckDeadline request: the official client's own batch size
+(`_ACK_IDS_BATCH_SIZE` in its dispatcher), well under the API's request size limit."""
+
+
+def ack_id_chunks(ack_ids: list[str]) -> Iterator[list[str]]:
+    for start in range(0, len(ack_ids), ACK_IDS_PER_REQUEST):
+        yield ack_ids[start : start + ACK_IDS_PER_REQUEST]
+
+
+def modify_deadlines(
+    subscriber: Any, subscription: str, ack_ids: list[str], seconds: int, timeout: float
+) -> None:
+    """Set the ack deadline of held messages, a request per ACK_IDS_PER_REQUEST ids; 0 gives
+    them back for redelivery at once ("a nack")."""
+    for chunk in ack_id_chunks(ack_ids):
+        subscriber.modify_ack_deadline(
+            subscription=subscription,
+            ack_ids=chunk,
+            ack_deadline_seconds=seconds,
+            timeout=timeout,
+        )
