@@ -34,10 +34,17 @@ def migrate_command(
     no_snapshot: bool = typer.Option(
         False, "--no-snapshot", help="Do not snapshot OLD first (the journal remains)."
     ),
+    by: str = typer.Option(
+        "auto",
+        "--by",
+        help="seek: seek NEW to a snapshot of OLD, nothing published (OLD and NEW on one "
+        "topic, OLD unfiltered or with NEW's filter); copy: targeted copies, acked in OLD "
+        "after each is confirmed; auto: seek wherever Pub/Sub allows it.",
+    ),
     also_reach: list[str] = typer.Option(
         None,
         "--also-reach",
-        help="An unfiltered subscription on the topic that may receive the copies too "
+        help="With copies: an unfiltered subscription on the topic that may receive them too "
         "(repeatable); without it such a subscription stops the move.",
     ),
     audit_log: str = AUDIT_LOG,
@@ -47,11 +54,13 @@ def migrate_command(
     name or topic, which GCP can only make by replacing the subscription (dropping its backlog).
 
     Declare NEW in the stack and deploy it first: from then on it receives every new message.
-    This copies the messages OLD still holds from before (targeted at NEW, so no other
-    subscription with the replay filter gets a copy; an unfiltered one would, so it stops the
-    move unless named with --also-reach), acknowledging each in OLD only after Pub/Sub
-    confirmed its copy and the journal holds it; messages published since the move began stay
-    in OLD (NEW has them). Killed at any point, rerun it: consumers dedupe the overlap by
+    Where Pub/Sub allows (one topic; OLD unfiltered or with NEW's filter) NEW is seeked to a
+    snapshot of OLD: nothing is published, NEW continues where OLD's consumers stopped, and
+    what NEW's consumers acknowledged since comes again. Otherwise (or with --by copy) this
+    copies the messages OLD still holds from before (targeted at NEW, so no other subscription
+    with the replay filter gets a copy; an unfiltered one would, so it stops the move unless
+    named with --also-reach), acknowledging each in OLD only after Pub/Sub confirmed its copy
+    and the journal holds it. Killed at any point, rerun it: consumers dedupe the overlap by
     event_id. OLD is never deleted. Start with --dry-run.
     """
     from events_infra.dlq.migrate_operation import MigrateRequest, migrate_subscription
@@ -65,6 +74,7 @@ def migrate_command(
         snapshot=not no_snapshot,
         audit_log=audit_log,
         also_reach=tuple(also_reach or ()),
+        method=by,
     )
     with user_errors():
         ctx = context(stack, stacks_dir, project, None, None)
@@ -76,6 +86,9 @@ def migrate_command(
 
 
 def _print_migrate(result: dict[str, Any]) -> None:
+    if result["method"] == "seek":
+        _print_handover(result)
+        return
     counts = result["counts"]
     if result["dry_run"]:
         typer.echo(f"dry run: would move {counts['would_move']} messages from {result['from']} to "
@@ -88,3 +101,15 @@ def _print_migrate(result: dict[str, Any]) -> None:
         f"{counts['failed']}, acked too late {counts['acked_too_late']}; copies for other "
         f"subscriptions acknowledged {counts['foreign_copies_acked']}"
     )
+
+
+def _print_handover(result: dict[str, Any]) -> None:
+    old, new = result["from"], result["to"]
+    backlog = result["old_backlog"]
+    held = f" ({backlog} messages in {old} by Cloud Monitoring)" if backlog is not None else ""
+    if result["dry_run"]:
+        typer.echo(f"dry run: would seek {new} to a snapshot of {old}{held}; nothing is "
+                   "published and nothing changed")  # fmt: skip
+    else:
+        typer.echo(f"{new} now holds what {old} held{held}: seeked to snapshot "
+                   f"{result['snapshot'].rsplit('/', 1)[-1]}; nothing was published")  # fmt: skip

@@ -108,5 +108,5 @@ def exit_for(result: dict[str, Any]) -> None:
         typer.echo("interrupted: the counts above are what was done (recorded in the audit "
                    "log); run the same command again to continue", err=True)  # fmt: skip
         raise typer.Exit(130)
-    if result["counts"]["failed"]:
+    if result["counts"].get("failed"):
         raise typer.Exit(int(Exit.ERROR))

@@ -30,14 +30,19 @@ class MigrateRequest:
     audit_log: str | None = None
     also_reach: tuple[str, ...] = ()
     """Unfiltered subscriptions the operator accepts copies reaching (`--also-reach`)."""
+    method: str = "auto"
+    """`seek` (NEW seeked to a snapshot of OLD, nothing published: `dlq.handover`), `copy`
+    (targeted copies, below), or `auto`: the seek wherever Pub/Sub allows it."""
 
 
 def migrate_subscription(
     ctx: DlqContext, request: MigrateRequest, io: Interaction
 ) -> dict[str, Any]:
-    """Validate → preflight (both subscriptions live, NEW on the stack's topic) → confirm →
-    undo points (OLD's snapshot, the journal) → move → audit; returns the result record."""
+    """Validate → preflight (both subscriptions live, NEW on the stack's topic) → the method
+    (seek where Pub/Sub allows it) → confirm → undo points → move → audit; returns the result
+    record."""
     from events_infra.dlq.audit import append_audit, audit_log_path
+    from events_infra.dlq.handover import choose_method
     from events_infra.dlq.migrate import MigrateOptions, migrate
     from events_infra.pubsub.filters import parse
 
@@ -58,6 +63,8 @@ def migrate_subscription(
             f"subscription {request.new!r} is attached to {new_live.topic}, not to the stack's "
             f"topic {target.topic_path}: deploy the stack (pulumi up) so NEW is the declared one"
         )
+    if choose_method(request.method, old_live, new_live, request.limit, request.rate) == "seek":
+        return _hand_over(ctx, request, io)
     cutoff = datetime.now(UTC)  # NEW exists: everything published from here on reaches it
     reaches = _also_reaches(ctx, {request.old, request.new})
     unaccepted = sorted(set(reaches) - set(request.also_reach))
@@ -115,6 +122,7 @@ def migrate_subscription(
         "interrupted": summary.interrupted,
         "from": request.old,
         "to": request.new,
+        "method": "copy",
         "counts": summary.counts(),
         "possibly_remaining": summary.possibly_remaining,
         "also_reaches": reaches,
@@ -125,6 +133,7 @@ def migrate_subscription(
         append_audit(
             audit_log_path(request.audit_log),
             "subscription-migrate",
+            method="copy",
             stack=target.stack,
             project=target.project,
             subscription=request.old,
@@ -141,7 +150,62 @@ def migrate_subscription(
     return result
 
 
+def _hand_over(ctx: DlqContext, request: MigrateRequest, io: Interaction) -> dict[str, Any]:
+    """The seek: confirm → NEW's undo snapshot, OLD's snapshot, seek → audit."""
+    from events_infra.dlq.audit import append_audit, audit_log_path
+    from events_infra.dlq.handover import hand_over, undo_command
+
+    target, old, new = ctx.target, request.old, request.new
+    backlog = backlog_of(ctx, walk=False, subscription=old)  # Monitoring's, if any
+    result: dict[str, Any] = {
+        "dry_run": request.dry_run,
+        "interrupted": False,
+        "from": old,
+        "to": new,
+        "method": "seek",
+        "old_backlog": backlog[0] if backlog else None,
+        "counts": {},
+        "also_reaches": [],
+        "snapshot": None,
+        "undo_snapshot": None,
+        "journal": None,
+    }
+    if request.dry_run:
+        return result
+    io.confirm(
+        f"Hand the backlog of {old} to {new} ({target.project}) by seeking {new} to a snapshot "
+        f"of {old}? {new} continues where {old}'s consumers stopped: what they acknowledged "
+        f"counts as done in {new}, what {new}'s consumers acknowledged since comes again. "
+        f"Nothing is published; {old} is kept."
+    )
+    with ctx.errors(f"subscription {new!r}"):
+        done = hand_over(ctx.subscriber, target, old, new, undo=request.snapshot)
+    if done.undo_problem:
+        io.warn(f"no snapshot of {new} before the seek ({done.undo_problem}): no undo by seek")
+    if done.undo_snapshot:
+        io.say(f"to undo the handover: {undo_command(target, new, done.undo_snapshot)}")
+    result.update(snapshot=done.snapshot, undo_snapshot=done.undo_snapshot)
+    append_audit(
+        audit_log_path(request.audit_log),
+        "subscription-migrate",
+        method="seek",
+        stack=target.stack,
+        project=target.project,
+        subscription=old,
+        to=new,
+        topic=target.topic,
+        old_backlog=result["old_backlog"],
+        snapshot=done.snapshot,
+        undo_snapshot=done.undo_snapshot,
+    )
+    return result
+
+
 def _validate(ctx: DlqContext, request: MigrateRequest) -> None:
+    from events_infra.dlq.handover import METHODS
+
+    if request.method not in METHODS:
+        raise DlqError(f"--by {request.method}: use {', '.join(METHODS)}")
     if request.old == request.new:
         raise DlqError(f"--to {request.new}: OLD and NEW are the same subscription")
     if request.rate is not None and request.rate <= 0:

@@ -1,0 +1,246 @@
+"""`subscription migrate --by seek` (the default where Pub/Sub allows it): NEW is seeked to a
+snapshot of OLD, nothing is published, so no other subscription sees a copy.
+
+On the emulator behind the strict proxy, against an estate made by hand as the ERP's was. What
+the emulator shows is the seek's rule for every message NEW holds: afterwards NEW has exactly
+what OLD had not acknowledged, plus what was published since. What it cannot show: on GCP a
+snapshot also hands NEW the messages published *before* NEW was created ("including newly
+created" subscriptions, Google's replay overview); the emulator keeps those out of NEW, so the
+messages here are published once NEW exists (a backlog from before takes `--by copy`:
+tests/test_subscription_migrate.py).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+from google.cloud import pubsub_v1
+
+from events_infra.consumer import ReceivedEvent
+from tests.support.consumer_support import (
+    ConsumerThread,
+    effect_counts,
+    prepare_service_db,
+    publish_events,
+)
+from tests.support.dlq_support import DlqStack, make_stack
+from tests.support.relay_support import wait_until
+from tests.test_subscription_migrate import (
+    NEW,
+    OLD,
+    LivePublisher,
+    migrate_process,
+    ordered_publisher,
+)
+
+STRANGER = "billing-team-sub"
+
+
+def estate(tmp_path: Path, old_filter: str = "") -> DlqStack:
+    """The ERP's topic, its hand-made `events-sub` and another team's unfiltered subscription;
+    then the stack declaring NEW (and `orders-sub`), deployed."""
+    project = f"erp-{uuid.uuid4().hex[:8]}"
+    publisher, subscriber = pubsub_v1.PublisherClient(), pubsub_v1.SubscriberClient()
+    topic = f"projects/{project}/topics/events"
+    publisher.create_topic(name=topic)
+    for name, filter_ in ((OLD, old_filter), (STRANGER, "")):
+        subscriber.create_subscription(
+            request={
+                "name": f"projects/{project}/subscriptions/{name}",
+                "topic": topic,
+                "ack_deadline_seconds": 10,
+                "filter": filter_,
+            }
+        )
+    return make_stack(
+        tmp_path,
+        **{
+            "gcp:project": project,
+            "events-infra:subscriptions": [{"name": "orders-sub"}, {"name": NEW}],
+        },
+    )
+
+
+def consume(stack: DlqStack, subscription: str, count: int) -> set[str]:
+    """A consumer's progress: `count` messages acknowledged (their event ids), the rest of
+    what it was handed given back."""
+    done: set[str] = set()
+    while len(done) < count:
+        batch = stack.pull(subscription, max_messages=count - len(done))
+        keep, back = batch[: count - len(done)], batch[count - len(done) :]
+        if keep:
+            ack_ids = [m.ack_id for m in keep]
+            stack.subscriber.acknowledge(subscription=subscription, ack_ids=ack_ids)
+        if back:
+            stack.subscriber.modify_ack_deadline(
+                subscription=subscription, ack_ids=[m.ack_id for m in back], ack_deadline_seconds=0
+            )
+        done |= {m.message.attributes["event_id"] for m in keep}
+    return done
+
+
+def event_ids(messages: list[Any]) -> list[str]:
+    return [m.message.attributes.get("event_id") for m in messages]
+
+
+def run(stack: DlqStack, pubsub: str, state: Path, *flags: str) -> tuple[int, str, str]:
+    process = migrate_process(stack, pubsub, state, *flags, snapshot=True)
+    out, err = process.communicate(timeout=90)
+    return process.returncode, out, err
+
+
+def snapshots(stack: DlqStack) -> list[str]:
+    listed = stack.subscriber.list_snapshots(project=f"projects/{stack.project}")
+    return sorted(s.name.rsplit("/", 1)[-1] for s in listed)
+
+
+def test_new_takes_over_where_olds_consumers_stopped_and_nobody_gets_a_copy(
+    pubsub: str, tmp_path: Path, database_url: str
+) -> None:
+    stack = estate(tmp_path)
+    ids = publish_events(ordered_publisher(), stack.topic, 120, keys=30)
+    done_by_old = consume(stack, stack.subscription(OLD), 50)  # OLD's consumers, then stopped
+    consume(stack, stack.subscription(NEW), 40)  # NEW's consumers had begun
+    state = tmp_path / "state"
+    with LivePublisher(ordered_publisher(), stack.topic) as live:
+        code, out, err = run(stack, pubsub, state)  # --by auto: the seek
+        assert code == 0, err
+    result = json.loads(out)
+    assert result["method"] == "seek" and result["also_reaches"] == []
+    assert result["snapshot"].endswith(tuple("0123456789"))
+    [record] = [json.loads(line) for line in (state / "audit.jsonl").read_text().splitlines()]
+    assert record["method"] == "seek" and record["snapshot"] == result["snapshot"]
+    assert record["undo_snapshot"] == result["undo_snapshot"]
+    assert f"{OLD}-handover-" in result["snapshot"]
+    assert f"{NEW}-before-handover-" in result["undo_snapshot"]
+
+    # NEW: what OLD's consumers had not acknowledged, and everything published since, once
+    prepare_service_db(database_url)
+
+    def handler(event: ReceivedEvent, conn: Any) -> None:
+        conn.execute("INSERT INTO effects (event_id) VALUES (%s)", (event.event_id,))
+
+    expected = {uuid.UUID(i) for i in set(ids) - done_by_old} | {uuid.UUID(i) for i in live.ids}
+    with ConsumerThread(stack.subscription(NEW), handler, database_url):
+        assert wait_until(lambda: expected <= set(effect_counts(database_url)), seconds=60)
+        time.sleep(1)  # late deliveries, if any, are counted too
+    counts = effect_counts(database_url)
+    # what OLD's consumers acknowledged is done in NEW (the emulator applies the seek at once;
+    # GCP may deliver some of it once more within a minute, deduped by event_id)
+    assert set(counts) == expected and set(counts.values()) == {1}
+    assert stack.pull(stack.dlq_subscription, timeout=1.0) == []
+
+    # nothing was published: the other team's and the stack's other subscription hold the
+    # originals, once each; OLD still holds all it held
+    published = sorted(ids + live.ids)
+    for other in (STRANGER, "orders-sub"):
+        assert sorted(event_ids(stack.drain(stack.subscription(other), len(published)))) == (
+            published
+        )
+    left = event_ids(stack.drain(stack.subscription(OLD), len(published) - len(done_by_old)))
+    assert sorted(left) == sorted(set(published) - done_by_old)
+
+
+def test_the_handover_is_undone_by_seeking_new_back(pubsub: str, tmp_path: Path) -> None:
+    stack = estate(tmp_path)
+    ids = set(publish_events(pubsub_v1.PublisherClient(), stack.topic, 60))
+    done_by_old = consume(stack, stack.subscription(OLD), 20)
+    done_by_new = consume(stack, stack.subscription(NEW), 25)
+    code, out, err = run(stack, pubsub, tmp_path / "state", "--by", "seek")
+    assert code == 0, err
+    result = json.loads(out)
+    undo = f"gcloud pubsub subscriptions seek {NEW} --snapshot="
+    assert undo + result["undo_snapshot"].rsplit("/", 1)[-1] in err
+    handed = set(event_ids(stack.drain(stack.subscription(NEW), len(ids) - len(done_by_old))))
+    assert handed == ids - done_by_old
+
+    undo_request = {"subscription": stack.subscription(NEW), "snapshot": result["undo_snapshot"]}
+    stack.subscriber.seek(request=undo_request)
+    back = set(event_ids(stack.drain(stack.subscription(NEW), len(ids) - len(done_by_new))))
+    assert back == ids - done_by_new
+
+
+def test_a_failed_seek_leaves_new_as_it_was_and_a_rerun_hands_over(
+    pubsub: str, tmp_path: Path, strict_proxy: Any
+) -> None:
+    """Stopped between the snapshots and the seek (here: the seek refused), NEW is untouched;
+    the same command again completes the handover."""
+    stack = estate(tmp_path)
+    ids = set(publish_events(pubsub_v1.PublisherClient(), stack.topic, 30))
+    done_by_old = consume(stack, stack.subscription(OLD), 10)
+    strict_proxy.fail("Seek", "PERMISSION_DENIED", count=1)
+    code, out, err = run(stack, pubsub, tmp_path / "state")
+    assert code == 2 and out == ""
+    [line] = err.strip().splitlines()[-1:]
+    assert "permission denied" in line and "Traceback" not in err
+    assert not (tmp_path / "state" / "audit.jsonl").exists()
+    assert len(snapshots(stack)) == 2  # taken, not used
+    code, out, err = run(stack, pubsub, tmp_path / "state")
+    assert code == 0, err
+    assert set(event_ids(stack.drain(stack.subscription(NEW), len(ids)))) == ids - done_by_old
+
+
+def test_an_old_snapshot_pubsub_refuses_is_one_line_naming_the_copy_route(
+    pubsub: str, tmp_path: Path, strict_proxy: Any
+) -> None:
+    stack = estate(tmp_path)
+    publish_events(pubsub_v1.PublisherClient(), stack.topic, 5)
+    strict_proxy.fail("CreateSnapshot", "FAILED_PRECONDITION", count=1)
+    code, out, err = run(stack, pubsub, tmp_path / "state", "--no-snapshot")
+    assert code == 2 and out == ""
+    [line] = err.strip().splitlines()
+    assert f"Pub/Sub refused a snapshot of {OLD}" in line and "--by copy" in line
+    assert len(stack.drain(stack.subscription(NEW), 5)) == 5  # untouched
+
+
+def test_auto_takes_copies_where_a_seek_would_lose_what_olds_filter_refused(
+    pubsub: str, tmp_path: Path
+) -> None:
+    """OLD's filter acknowledged what it refused; a seek would carry that into a NEW that wants
+    it. `--by seek` is refused before anything changes; `auto` moves by copies instead."""
+    stack = estate(tmp_path, old_filter='attributes.event_type = "invoice.created"')
+    publish_events(pubsub_v1.PublisherClient(), stack.topic, 5)  # trade.created: OLD refuses
+    code, out, err = run(stack, pubsub, tmp_path / "state", "--by", "seek")
+    assert code == 2 and out == ""
+    [line] = err.strip().splitlines()
+    assert "--by seek: OLD has a filter other than NEW's" in line and "--by copy" in line
+    assert snapshots(stack) == []
+    code, out, err = run(stack, pubsub, tmp_path / "state", "--also-reach", STRANGER)
+    assert code == 0, err
+    assert json.loads(out)["method"] == "copy"
+    assert len(stack.drain(stack.subscription(NEW), 5)) == 5  # its own, never acked by OLD
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (("--by", "seek", "--rate", "5"), "--by seek: a seek hands over the whole backlog"),
+        (("--by", "teleport"), "--by teleport: use auto, seek, copy"),
+    ],
+    ids=["seek-with-rate", "unknown-method"],
+)
+def test_bad_methods_are_one_line_errors(
+    pubsub: str, tmp_path: Path, flags: tuple[str, ...], message: str
+) -> None:
+    stack = estate(tmp_path)
+    code, out, err = run(stack, pubsub, tmp_path / "state", *flags)
+    assert code == 2 and out == ""
+    assert message in err and len(err.strip().splitlines()) == 1
+    assert snapshots(stack) == []
+
+
+def test_a_dry_run_says_it_would_seek_and_changes_nothing(pubsub: str, tmp_path: Path) -> None:
+    stack = estate(tmp_path)
+    publish_events(pubsub_v1.PublisherClient(), stack.topic, 8)
+    consume(stack, stack.subscription(OLD), 8)
+    code, out, err = run(stack, pubsub, tmp_path / "state", "--dry-run")
+    assert code == 0, err
+    result = json.loads(out)
+    assert (result["method"], result["dry_run"], result["snapshot"]) == ("seek", True, None)
+    assert snapshots(stack) == [] and not (tmp_path / "state" / "audit.jsonl").exists()
+    assert len(stack.drain(stack.subscription(NEW), 8)) == 8  # not handed OLD's acks
