@@ -22,6 +22,8 @@ import pytest
 from google.cloud import pubsub_v1
 
 from events_infra.consumer import ReceivedEvent
+from events_infra.dlq.errors import DlqError
+from events_infra.dlq.handover import choose_method, seek_refusal
 from tests.support.consumer_support import (
     ConsumerThread,
     effect_counts,
@@ -178,6 +180,7 @@ def test_a_failed_seek_leaves_new_as_it_was_and_a_rerun_hands_over(
     assert code == 2 and out == ""
     [line] = err.strip().splitlines()[-1:]
     assert "permission denied" in line and "Traceback" not in err
+    assert "roles/pubsub.subscriber on OLD and NEW" in line  # not the DLQ operator's grants
     assert not (tmp_path / "state" / "audit.jsonl").exists()
     assert len(snapshots(stack)) == 2  # taken, not used
     code, out, err = run(stack, pubsub, tmp_path / "state")
@@ -244,3 +247,52 @@ def test_a_dry_run_says_it_would_seek_and_changes_nothing(pubsub: str, tmp_path:
     assert (result["method"], result["dry_run"], result["snapshot"]) == ("seek", True, None)
     assert snapshots(stack) == [] and not (tmp_path / "state" / "audit.jsonl").exists()
     assert len(stack.drain(stack.subscription(NEW), 8)) == 8  # not handed OLD's acks
+
+
+def live(topic: str = "projects/p/topics/events", filter_: str = "") -> Any:
+    return pubsub_v1.types.Subscription(
+        name="projects/p/subscriptions/x", topic=topic, filter=filter_
+    )
+
+
+def test_the_rules_the_seek_relies_on_are_the_installed_clients() -> None:
+    """Written down from google-cloud-pubsub's reference: a client whose documented rules
+    change fails here before the handover relies on them."""
+    from google.pubsub_v1.services.subscriber.client import SubscriberClient
+    from google.pubsub_v1.types import SeekRequest, Snapshot
+
+    def text(doc: str | None) -> str:
+        return " ".join((doc or "").split())
+
+    assert "The snapshot's topic must be the same as that of the provided subscription" in text(
+        SeekRequest.__doc__
+    )
+    create = text(SubscriberClient.create_snapshot.__doc__)
+    assert "set the acknowledgment state of messages in an existing subscription to the state " \
+        "captured by a snapshot" in create  # fmt: skip
+    assert "would expire in less than 1 hour -- then ``FAILED_PRECONDITION``" in create
+    assert "The name of the topic from which this snapshot is retaining messages" in text(
+        Snapshot.__doc__
+    )
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "why"),
+    [
+        (live(), live(filter_='attributes.kind = "trade"'), ""),  # unfiltered OLD: any NEW
+        (live(filter_="attributes:x"), live(filter_="attributes:x"), ""),  # e.g. ordering
+        (live(topic="projects/p/topics/old"), live(), "a seek needs one topic"),
+        (live(filter_="attributes:x"), live(), "OLD has a filter other than NEW's"),
+        (live(filter_="attributes:x"), live(filter_="attributes:y"), "a filter other than"),
+    ],
+    ids=["unfiltered-old", "same-filter", "topic-change", "wider-new", "other-filter"],
+)
+def test_a_seek_is_taken_only_where_it_loses_nothing(old: Any, new: Any, why: str) -> None:
+    refusal = seek_refusal(old, new, None, None)
+    assert why in refusal if why else refusal == ""
+    assert choose_method("auto", old, new, None, None) == ("copy" if why else "seek")
+    assert choose_method("copy", old, new, None, None) == "copy"
+    if why:
+        with pytest.raises(DlqError, match="--by copy"):
+            choose_method("seek", old, new, None, None)
+    assert choose_method("auto", old, new, 10, None) == "copy"  # --limit: copies only

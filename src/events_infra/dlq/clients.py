@@ -88,7 +88,12 @@ def preflight(subscriber: Any, target: DlqTarget) -> Any:
         )
 
 
-def pubsub_errors(target: DlqTarget, what: str | None = None) -> Any:
+DLQ_OPERATOR_HINT = "ask for the DLQ operator grants (access.dlq_operators in the stack config)"
+
+
+def pubsub_errors(
+    target: DlqTarget, what: str | None = None, permission_hint: str = DLQ_OPERATOR_HINT
+) -> Any:
     """Google API failures -> DlqError naming the resource and the fix."""
     return google_errors(
         DlqError,
@@ -96,7 +101,7 @@ def pubsub_errors(target: DlqTarget, what: str | None = None) -> Any:
         target.project,
         target.emulator,
         "check --stack and --project, or deploy the stack (pulumi up / eventsctl local up)",
-        "ask for the DLQ operator grants (access.dlq_operators in the stack config)",
+        permission_hint,
     )
 
 

@@ -50,10 +50,10 @@ class DlqContext:
 
         return preflight(self.subscriber, self.target)
 
-    def errors(self, what: str | None = None) -> Any:
-        from events_infra.dlq.clients import pubsub_errors
+    def errors(self, what: str | None = None, permission_hint: str | None = None) -> Any:
+        from events_infra.dlq.clients import DLQ_OPERATOR_HINT, pubsub_errors
 
-        return pubsub_errors(self.target, what)
+        return pubsub_errors(self.target, what, permission_hint or DLQ_OPERATOR_HINT)
 
     @property
     def subscription_names(self) -> frozenset[str]:

@@ -18,6 +18,12 @@ from events_infra.dlq.operations import Interaction, backlog_of, close_journal
 from events_infra.pubsub.attributes import REPLAY_TARGET
 from events_infra.pubsub.paths import subscription_path
 
+MIGRATE_GRANTS = (
+    "subscription migrate needs roles/pubsub.subscriber on OLD and NEW and the snapshot "
+    "permissions (the stack's eventsDlqOperator role); a DLQ operator's grants alone do not "
+    "reach the consumers' subscriptions"
+)
+
 
 @dataclass
 class MigrateRequest:
@@ -42,7 +48,7 @@ def migrate_subscription(
     (seek where Pub/Sub allows it) → confirm → undo points → move → audit; returns the result
     record."""
     from events_infra.dlq.audit import append_audit, audit_log_path
-    from events_infra.dlq.handover import choose_method
+    from events_infra.dlq.handover import choose_method, seek_refusal
     from events_infra.dlq.migrate import MigrateOptions, migrate
     from events_infra.pubsub.filters import parse
 
@@ -73,8 +79,14 @@ def migrate_subscription(
             f"{', '.join(unaccepted)} {'has' if len(unaccepted) == 1 else 'have'} no replay "
             "filter: every copy would reach it too. Accept that with "
             + " ".join(f"--also-reach {name}" for name in unaccepted)
-            + " (its consumers dedupe by event_id), or move the backlog without copies by "
-            "seeking NEW to a snapshot of OLD (docs/deploying.md, 'Without copies')"
+            + " (its consumers dedupe by event_id), or "
+            + (
+                "leave out --by copy: seeking NEW to a snapshot of OLD publishes nothing"
+                if request.method == "copy"
+                else "make a seek possible ("
+                + seek_refusal(old_live, new_live, request.limit, request.rate)
+                + "; a seek to a snapshot of OLD publishes nothing)"
+            )
         )
     if not request.dry_run:
         io.confirm(
@@ -107,7 +119,10 @@ def migrate_subscription(
         expected=backlog[0] if backlog else None,  # with it the scan knows what to cover
         pull_timeout=ctx.pull_timeout,
     )
-    with io.progress(request.limit) as advance, ctx.errors(f"subscription {request.old!r}"):
+    with (
+        io.progress(request.limit) as advance,
+        ctx.errors(f"subscription {request.old!r}", MIGRATE_GRANTS),
+    ):
         summary = migrate(
             ctx.publisher,
             ctx.subscriber,
@@ -178,7 +193,7 @@ def _hand_over(ctx: DlqContext, request: MigrateRequest, io: Interaction) -> dic
         f"counts as done in {new}, what {new}'s consumers acknowledged since comes again. "
         f"Nothing is published; {old} is kept."
     )
-    with ctx.errors(f"subscription {new!r}"):
+    with ctx.errors(f"subscription {new!r}", MIGRATE_GRANTS):
         done = hand_over(ctx.subscriber, target, old, new, undo=request.snapshot)
     if done.undo_problem:
         io.warn(f"no snapshot of {new} before the seek ({done.undo_problem}): no undo by seek")
@@ -226,7 +241,7 @@ def _live(ctx: DlqContext, name: str, path: str, not_found: str) -> Any:
 
     from events_infra.dlq.clients import PREFLIGHT_TIMEOUT_S
 
-    with ctx.errors(f"subscription {name!r}"):
+    with ctx.errors(f"subscription {name!r}", MIGRATE_GRANTS):
         try:
             return ctx.subscriber.get_subscription(
                 subscription=path, timeout=PREFLIGHT_TIMEOUT_S, retry=None
@@ -242,7 +257,7 @@ def _also_reaches(ctx: DlqContext, skip: set[str]) -> list[str]:
     `replay_target`: a copy targeted at NEW reaches them too."""
     from events_infra.pubsub.api_calls import bounded
 
-    with ctx.errors(f"topic {ctx.target.topic!r}"):
+    with ctx.errors(f"topic {ctx.target.topic!r}", MIGRATE_GRANTS):
         attached = ctx.publisher.list_topic_subscriptions(
             request={"topic": ctx.target.topic_path}, **bounded()
         )
