@@ -6,6 +6,11 @@ same count in the same run, both through the strict proxy.
             copies targeted at NEW, journal fsynced before each ack, no backlog count (as on
             the emulator: the scan ends by its quiet rule); OLD's own copies come back to it
             and are acknowledged too
+  seek      `subscription migrate --by seek` (the default where Pub/Sub allows it): snapshot
+            NEW (undo point), snapshot OLD, seek NEW to it; nothing is published. NEW exists
+            before the --count events here (the emulator hands NEW, on a seek, only what NEW
+            already held) and its consumer has acknowledged them all, OLD's none: after the
+            seek NEW holds them again (counted, untimed)
   replay    the same count of dead letters replayed as `dlq replay --yes` runs it, no count
 
     python bench/subscription_migrate.py [--count 10000] [--rounds 2]
@@ -27,9 +32,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from dlq_replay import remove, run_replay, seed  # the replay bench's own setup
 
+NEW_FILTER = 'NOT attributes:replay_target OR attributes.replay_target = "new"'
 
-def seed_old(project: str, count: int) -> None:
-    """events topic, unfiltered OLD with `count` events, then NEW with the replay filter."""
+
+def seed_old(project: str, count: int, new_first: bool = False) -> None:
+    """events topic, unfiltered OLD with `count` events, then NEW with the replay filter (or
+    NEW first, for the seek)."""
     from google.cloud import pubsub_v1
 
     publisher = pubsub_v1.PublisherClient(
@@ -42,6 +50,9 @@ def seed_old(project: str, count: int) -> None:
         request={"name": f"projects/{project}/subscriptions/old", "topic": topic,
                  "ack_deadline_seconds": 60}
     )  # fmt: skip
+    new = {"name": f"projects/{project}/subscriptions/new", "topic": topic, "filter": NEW_FILTER}
+    if new_first:
+        subscriber.create_subscription(request=new)
     futures = []
     for i in range(count):
         payload = json.dumps({"trade_id": i, "quantity": i % 97, "note": "x" * 200}).encode()
@@ -50,13 +61,40 @@ def seed_old(project: str, count: int) -> None:
         )
     for future in futures:
         future.result(timeout=120)
-    subscriber.create_subscription(
-        request={
-            "name": f"projects/{project}/subscriptions/new",
-            "topic": topic,
-            "filter": 'NOT attributes:replay_target OR attributes.replay_target = "new"',
-        }
-    )
+    if not new_first:
+        subscriber.create_subscription(request=new)
+
+
+def drain(project: str, subscription: str) -> int:
+    """Pull and acknowledge everything `subscription` holds; how many."""
+    from google.api_core.exceptions import DeadlineExceeded
+    from google.cloud import pubsub_v1
+
+    subscriber, count, quiet = pubsub_v1.SubscriberClient(), 0, 0
+    path = f"projects/{project}/subscriptions/{subscription}"
+    while quiet < 2:
+        try:
+            got = subscriber.pull(subscription=path, max_messages=1000, timeout=2).received_messages
+        except DeadlineExceeded:
+            got = []
+        quiet = 0 if got else quiet + 1
+        if got:
+            subscriber.acknowledge(subscription=path, ack_ids=[m.ack_id for m in got])
+            count += len(got)
+    return count
+
+
+def run_seek(project: str) -> tuple[int, float]:
+    from events_infra.dlq.clients import subscriber_client
+    from events_infra.dlq.handover import hand_over
+    from events_infra.dlq.target import DlqTarget
+
+    drain(project, "new")  # NEW's consumer is done with everything; OLD's with nothing
+    target = DlqTarget("bench", project, "events", "old", (), 100)
+    started = time.perf_counter()
+    hand_over(subscriber_client(), target, "old", "new", undo=True)
+    seconds = time.perf_counter() - started
+    return drain(project, "new"), seconds
 
 
 def run_migrate(project: str) -> tuple[int, float, dict]:
@@ -73,7 +111,7 @@ def run_migrate(project: str) -> tuple[int, float, dict]:
             new="new",
             new_topic_path=f"projects/{project}/topics/events",
             cutoff=datetime.now(UTC),
-            new_filter=parse('NOT attributes:replay_target OR attributes.replay_target = "new"'),
+            new_filter=parse(NEW_FILTER),
             journal=journal,
             pull_timeout=0.5,
         )
@@ -92,7 +130,7 @@ def main() -> None:
 
     from events_infra.local.strict_proxy import strict_pubsub
 
-    results: dict[str, list[tuple[int, float]]] = {"migrate": [], "replay": []}
+    results: dict[str, list[tuple[int, float]]] = {"migrate": [], "seek": [], "replay": []}
     with strict_pubsub(project="bench") as pubsub:
         os.environ["PUBSUB_EMULATOR_HOST"] = pubsub
         for _ in range(args.rounds):  # interleaved
@@ -105,6 +143,12 @@ def main() -> None:
             if moved != args.count:
                 print(f"migrate moved {moved} of {args.count}: {counts}")
             results["migrate"].append((moved, seconds))
+            project = f"bench-{uuid.uuid4().hex[:10]}"
+            seed_old(project, args.count, new_first=True)
+            try:
+                results["seek"].append(run_seek(project))
+            finally:
+                remove(project)
             project = f"bench-{uuid.uuid4().hex[:10]}"
             seed(project, args.count)
             try:
