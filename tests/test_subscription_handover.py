@@ -13,6 +13,7 @@ tests/test_subscription_migrate.py).
 from __future__ import annotations
 
 import json
+import signal
 import time
 import uuid
 from pathlib import Path
@@ -185,6 +186,26 @@ def test_a_failed_seek_leaves_new_as_it_was_and_a_rerun_hands_over(
     assert len(snapshots(stack)) == 2  # taken, not used
     code, out, err = run(stack, pubsub, tmp_path / "state")
     assert code == 0, err
+    assert set(event_ids(stack.drain(stack.subscription(NEW), len(ids)))) == ids - done_by_old
+
+
+def test_a_stop_signal_mid_handover_waits_for_the_seek(
+    pubsub: str, tmp_path: Path, strict_proxy: Any
+) -> None:
+    """SIGTERM while the seek is on the wire (held 4 s by the proxy): the handover is finished,
+    said and recorded, not broken off with NEW in an unknown state."""
+    stack = estate(tmp_path)
+    ids = set(publish_events(pubsub_v1.PublisherClient(), stack.topic, 30))
+    done_by_old = consume(stack, stack.subscription(OLD), 10)
+    strict_proxy.delay("Seek", 4.0)
+    state = tmp_path / "state"
+    process = migrate_process(stack, pubsub, state, snapshot=True)
+    assert wait_until(lambda: len(snapshots(stack)) == 2, seconds=30, step=0.02)
+    process.send_signal(signal.SIGTERM)  # the next call, the seek, is held in the proxy
+    out, err = process.communicate(timeout=60)
+    assert process.returncode == 0, err
+    assert "stopped: the handover had begun, so it was finished first" in err
+    assert json.loads(out)["method"] == "seek" and (state / "audit.jsonl").exists()
     assert set(event_ids(stack.drain(stack.subscription(NEW), len(ids)))) == ids - done_by_old
 
 

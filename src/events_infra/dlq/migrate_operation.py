@@ -168,7 +168,8 @@ def migrate_subscription(
 def _hand_over(ctx: DlqContext, request: MigrateRequest, io: Interaction) -> dict[str, Any]:
     """The seek: confirm → NEW's undo snapshot, OLD's snapshot, seek → audit."""
     from events_infra.dlq.audit import append_audit, audit_log_path
-    from events_infra.dlq.handover import hand_over, undo_command
+    from events_infra.dlq.handover import Handover, hand_over, undo_command
+    from events_infra.dlq.interrupts import deferred_stop
 
     target, old, new = ctx.target, request.old, request.new
     backlog = backlog_of(ctx, walk=False, subscription=old)  # Monitoring's, if any
@@ -193,8 +194,15 @@ def _hand_over(ctx: DlqContext, request: MigrateRequest, io: Interaction) -> dic
         f"counts as done in {new}, what {new}'s consumers acknowledged since comes again. "
         f"Nothing is published; {old} is kept."
     )
+    done: Handover | None = None
     with ctx.errors(f"subscription {new!r}", MIGRATE_GRANTS):
-        done = hand_over(ctx.subscriber, target, old, new, undo=request.snapshot)
+        try:
+            with deferred_stop():  # three quick calls: a stop waits for them, then is reported
+                done = hand_over(ctx.subscriber, target, old, new, undo=request.snapshot)
+        except KeyboardInterrupt:
+            if done is None:  # a second stop broke off between the calls: rerun it
+                raise
+            io.warn("stopped: the handover had begun, so it was finished first")
     if done.undo_problem:
         io.warn(f"no snapshot of {new} before the seek ({done.undo_problem}): no undo by seek")
     if done.undo_snapshot:
