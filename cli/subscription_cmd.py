@@ -32,14 +32,18 @@ def migrate_command(
     dry_run: bool = typer.Option(False, "--dry-run", help="Count what would move; change nothing."),
     yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation."),
     no_snapshot: bool = typer.Option(
-        False, "--no-snapshot", help="Do not snapshot OLD first (the journal remains)."
+        False,
+        "--no-snapshot",
+        help="No undo snapshot: with copies, of OLD (the journal remains); with a seek, of "
+        "NEW (OLD's snapshot is what NEW is seeked to, always taken).",
     ),
     by: str = typer.Option(
         "auto",
         "--by",
-        help="seek: seek NEW to a snapshot of OLD, nothing published (OLD and NEW on one "
-        "topic, OLD unfiltered or with NEW's filter); copy: targeted copies, acked in OLD "
-        "after each is confirmed; auto: seek wherever Pub/Sub allows it.",
+        help="copy: targeted copies, each acked in OLD after it is confirmed; seek: seek NEW "
+        "to a snapshot of OLD, nothing published (one topic, OLD unfiltered or with NEW's "
+        "filter, NEW keeping messages as long as OLD); auto: copies, unless they would reach "
+        "an unfiltered subscription not named with --also-reach and a seek is possible.",
     ),
     also_reach: list[str] = typer.Option(
         None,
@@ -54,16 +58,17 @@ def migrate_command(
     name or topic, which GCP can only make by replacing the subscription (dropping its backlog).
 
     Declare NEW in the stack and deploy it first: from then on it receives every new message.
-    Where Pub/Sub allows (one topic; OLD unfiltered or with NEW's filter) NEW is seeked to a
-    snapshot of OLD: nothing is published, NEW continues where OLD's consumers stopped, and
-    what NEW's consumers acknowledged since comes again. Otherwise (or with --by copy) this
-    copies the messages OLD still holds from before (targeted at NEW, so no other subscription
-    with the replay filter gets a copy; an unfiltered one would, so it stops the move unless
-    named with --also-reach), acknowledging each in OLD only after Pub/Sub confirmed its copy
-    and the journal holds it. Killed at any point, rerun it: consumers dedupe the overlap by
-    event_id. OLD is never deleted. Start with --dry-run.
+    By copies (the default): what OLD still holds from before is copied targeted at NEW (no
+    other subscription with the replay filter gets a copy; an unfiltered one would, so it
+    stops the move unless named with --also-reach), each acknowledged in OLD only after
+    Pub/Sub confirmed it and the journal holds it. By a seek (where copies would reach such a
+    subscription, or --by seek): NEW is seeked to a snapshot of OLD, nothing is published, NEW
+    continues where OLD's consumers stopped and what NEW's consumers acknowledged since comes
+    again. Killed at any point, rerun it: consumers dedupe the overlap by event_id. OLD is
+    never deleted. Start with --dry-run.
     """
-    from events_infra.dlq.migrate_operation import MigrateRequest, migrate_subscription
+    from events_infra.dlq.migrate_operation import migrate_subscription
+    from events_infra.dlq.migrate_request import MigrateRequest
 
     request = MigrateRequest(
         old=old,
@@ -104,12 +109,17 @@ def _print_migrate(result: dict[str, Any]) -> None:
 
 
 def _print_handover(result: dict[str, Any]) -> None:
-    old, new = result["from"], result["to"]
+    old, new, counts = result["from"], result["to"], result["counts"]
     backlog = result["old_backlog"]
     held = f" ({backlog} messages in {old} by Cloud Monitoring)" if backlog is not None else ""
     if result["dry_run"]:
-        typer.echo(f"dry run: would seek {new} to a snapshot of {old}{held}; nothing is "
-                   "published and nothing changed")  # fmt: skip
+        typer.echo(f"dry run: would seek {new} to a snapshot of {old}{held}; nothing changed")
     else:
-        typer.echo(f"{new} now holds what {old} held{held}: seeked to snapshot "
-                   f"{result['snapshot'].rsplit('/', 1)[-1]}; nothing was published")  # fmt: skip
+        typer.echo(f"{new} now holds what {old} held{held} that {new}'s filter accepts: seeked "
+                   f"to snapshot {result['snapshot'].rsplit('/', 1)[-1]}")  # fmt: skip
+    if counts:
+        verb = "would copy" if result["dry_run"] else "copied"
+        moved = counts["would_move"] if result["dry_run"] else counts["moved"]
+        typer.echo(f"copies dlq replay had targeted at {old}: {verb} {moved} to {new}; "
+                   f"refused by {new}'s filter {counts['refused_by_new_filter']}, failed "
+                   f"{counts['failed']}")  # fmt: skip

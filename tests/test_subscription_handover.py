@@ -16,6 +16,7 @@ import json
 import signal
 import time
 import uuid
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,7 @@ from google.cloud import pubsub_v1
 from events_infra.consumer import ReceivedEvent
 from events_infra.dlq.errors import DlqError
 from events_infra.dlq.handover import choose_method, seek_refusal
+from events_infra.pubsub.attributes import REPLAY_TARGET, REPLAYED_FROM
 from tests.support.consumer_support import (
     ConsumerThread,
     effect_counts,
@@ -44,9 +46,10 @@ from tests.test_subscription_migrate import (
 STRANGER = "billing-team-sub"
 
 
-def estate(tmp_path: Path, old_filter: str = "") -> DlqStack:
+def estate(tmp_path: Path, old_filter: str = "", adopted: bool = False) -> DlqStack:
     """The ERP's topic, its hand-made `events-sub` and another team's unfiltered subscription;
-    then the stack declaring NEW (and `orders-sub`), deployed."""
+    then the stack declaring NEW (and `orders-sub`; with `adopted`, `events-sub` too, as
+    `replay_filter: false`), deployed."""
     project = f"erp-{uuid.uuid4().hex[:8]}"
     publisher, subscriber = pubsub_v1.PublisherClient(), pubsub_v1.SubscriberClient()
     topic = f"projects/{project}/topics/events"
@@ -64,7 +67,11 @@ def estate(tmp_path: Path, old_filter: str = "") -> DlqStack:
         tmp_path,
         **{
             "gcp:project": project,
-            "events-infra:subscriptions": [{"name": "orders-sub"}, {"name": NEW}],
+            "events-infra:subscriptions": [
+                {"name": "orders-sub"},
+                {"name": NEW},
+                *([{"name": OLD, "replay_filter": False}] if adopted else []),
+            ],
         },
     )
 
@@ -114,7 +121,8 @@ def test_new_takes_over_where_olds_consumers_stopped_and_nobody_gets_a_copy(
         code, out, err = run(stack, pubsub, state)  # --by auto: the seek
         assert code == 0, err
     result = json.loads(out)
-    assert result["method"] == "seek" and result["also_reaches"] == []
+    assert result["method"] == "seek" and result["also_reaches"] == [STRANGER]  # why: a seek
+    assert result["counts"] == {}  # OLD is not the stack's: no replay can have targeted it
     assert result["snapshot"].endswith(tuple("0123456789"))
     [record] = [json.loads(line) for line in (state / "audit.jsonl").read_text().splitlines()]
     assert record["method"] == "seek" and record["snapshot"] == result["snapshot"]
@@ -147,6 +155,45 @@ def test_new_takes_over_where_olds_consumers_stopped_and_nobody_gets_a_copy(
         )
     left = event_ids(stack.drain(stack.subscription(OLD), len(published) - len(done_by_old)))
     assert sorted(left) == sorted(set(published) - done_by_old)
+
+
+def test_copies_dlq_replay_targeted_at_old_are_copied_to_new_after_the_seek(
+    pubsub: str, tmp_path: Path
+) -> None:
+    """OLD adopted into the stack (`replay_filter: false`), so `dlq replay` could target it:
+    NEW's replay filter refuses those copies, so after the seek just they are copied on,
+    targeted at NEW, and acknowledged in OLD; the rest of OLD is not touched."""
+    stack = estate(tmp_path, adopted=True)
+    publisher = pubsub_v1.PublisherClient()
+    ids = set(publish_events(publisher, stack.topic, 40))
+    replays = set()
+    for n in range(6):  # as `dlq replay` re-publishes a dead letter of OLD
+        event_id = str(uuid.uuid4())
+        attributes = {"event_id": event_id, REPLAY_TARGET: OLD, REPLAYED_FROM: f"m-{n}"}
+        publisher.publish(stack.topic, b"{}", **attributes).result(timeout=30)
+        replays.add(event_id)
+    done_by_old = consume(stack, stack.subscription(OLD), 10)
+    done_by_old_replays = done_by_old & replays
+    state = tmp_path / "state"
+
+    code, out, err = run(stack, pubsub, state, "--dry-run")
+    assert code == 0, err
+    assert json.loads(out)["counts"]["would_move"] == len(replays - done_by_old_replays)
+    code, out, err = run(stack, pubsub, state)
+    assert code == 0, err
+    result = json.loads(out)
+    assert result["method"] == "seek"
+    assert result["counts"]["moved"] == len(replays - done_by_old_replays)
+    assert f"{STRANGER} received them once more" in err
+
+    got = stack.drain(stack.subscription(NEW), len(ids | replays) - len(done_by_old))
+    assert set(event_ids(got)) == (ids | replays) - done_by_old
+    retargeted = [m for m in got if m.message.attributes["event_id"] in replays]
+    assert {m.message.attributes[REPLAY_TARGET] for m in retargeted} == {NEW}
+    left = stack.drain(stack.subscription(OLD), len(ids) - len(done_by_old - replays))
+    for_old = [m for m in left if m.message.attributes.get(REPLAY_TARGET) == OLD]
+    assert for_old == []  # moved on
+    assert {i for i in event_ids(left) if i in ids} == ids - done_by_old  # untouched
 
 
 def test_the_handover_is_undone_by_seeking_new_back(pubsub: str, tmp_path: Path) -> None:
@@ -182,6 +229,7 @@ def test_a_failed_seek_leaves_new_as_it_was_and_a_rerun_hands_over(
     [line] = err.strip().splitlines()[-1:]
     assert "permission denied" in line and "Traceback" not in err
     assert "roles/pubsub.subscriber on OLD and NEW" in line  # not the DLQ operator's grants
+    assert "may have taken effect: run the same command again (safe), or undo it" in line
     assert not (tmp_path / "state" / "audit.jsonl").exists()
     assert len(snapshots(stack)) == 2  # taken, not used
     code, out, err = run(stack, pubsub, tmp_path / "state")
@@ -197,7 +245,7 @@ def test_a_stop_signal_mid_handover_waits_for_the_seek(
     stack = estate(tmp_path)
     ids = set(publish_events(pubsub_v1.PublisherClient(), stack.topic, 30))
     done_by_old = consume(stack, stack.subscription(OLD), 10)
-    strict_proxy.delay("Seek", 4.0)
+    strict_proxy.delay("Seek", 4.0)  # under the 5 s each call of the handover allows
     state = tmp_path / "state"
     process = migrate_process(stack, pubsub, state, snapshot=True)
     assert wait_until(lambda: len(snapshots(stack)) == 2, seconds=30, step=0.02)
@@ -270,17 +318,17 @@ def test_a_dry_run_says_it_would_seek_and_changes_nothing(pubsub: str, tmp_path:
     assert len(stack.drain(stack.subscription(NEW), 8)) == 8  # not handed OLD's acks
 
 
-def live(topic: str = "projects/p/topics/events", filter_: str = "") -> Any:
-    return pubsub_v1.types.Subscription(
-        name="projects/p/subscriptions/x", topic=topic, filter=filter_
-    )
+def live(topic: str = "projects/p/topics/events", filter_: str = "", days: int = 0) -> Any:
+    name = "projects/p/subscriptions/x"
+    kept = {"message_retention_duration": timedelta(days=days)} if days else {}
+    return pubsub_v1.types.Subscription(name=name, topic=topic, filter=filter_, **kept)
 
 
 def test_the_rules_the_seek_relies_on_are_the_installed_clients() -> None:
     """Written down from google-cloud-pubsub's reference: a client whose documented rules
     change fails here before the handover relies on them."""
     from google.pubsub_v1.services.subscriber.client import SubscriberClient
-    from google.pubsub_v1.types import SeekRequest, Snapshot
+    from google.pubsub_v1.types import SeekRequest, Snapshot, Subscription
 
     def text(doc: str | None) -> str:
         return " ".join((doc or "").split())
@@ -295,6 +343,9 @@ def test_the_rules_the_seek_relies_on_are_the_installed_clients() -> None:
     assert "The name of the topic from which this snapshot is retaining messages" in text(
         Snapshot.__doc__
     )
+    retention = text(Subscription.__doc__)
+    assert "retain unacknowledged messages in the subscription's backlog, from the moment a " \
+        "message is published" in retention  # fmt: skip
 
 
 @pytest.mark.parametrize(
@@ -302,18 +353,29 @@ def test_the_rules_the_seek_relies_on_are_the_installed_clients() -> None:
     [
         (live(), live(filter_='attributes.kind = "trade"'), ""),  # unfiltered OLD: any NEW
         (live(filter_="attributes:x"), live(filter_="attributes:x"), ""),  # e.g. ordering
+        (live(days=3), live(days=5), ""),
         (live(topic="projects/p/topics/old"), live(), "a seek needs one topic"),
         (live(filter_="attributes:x"), live(), "OLD has a filter other than NEW's"),
         (live(filter_="attributes:x"), live(filter_="attributes:y"), "a filter other than"),
+        (live(), live(days=1), "NEW keeps messages 1 days and OLD 7 days"),
     ],
-    ids=["unfiltered-old", "same-filter", "topic-change", "wider-new", "other-filter"],
-)
+    ids=[
+        "unfiltered-old", "same-filter", "longer-retention", "topic-change", "wider-new",
+        "other-filter", "shorter-retention",
+    ],
+)  # fmt: skip
 def test_a_seek_is_taken_only_where_it_loses_nothing(old: Any, new: Any, why: str) -> None:
     refusal = seek_refusal(old, new, None, None)
     assert why in refusal if why else refusal == ""
-    assert choose_method("auto", old, new, None, None) == ("copy" if why else "seek")
-    assert choose_method("copy", old, new, None, None) == "copy"
+    # auto: copies unless they would reach a subscription nobody accepted
+    assert choose_method("auto", old, new, None, None, strangers=False) == "copy"
+    assert choose_method("auto", old, new, None, None, strangers=True) == (
+        "copy" if why else "seek"
+    )
+    assert choose_method("copy", old, new, None, None, strangers=True) == "copy"
     if why:
         with pytest.raises(DlqError, match="--by copy"):
-            choose_method("seek", old, new, None, None)
-    assert choose_method("auto", old, new, 10, None) == "copy"  # --limit: copies only
+            choose_method("seek", old, new, None, None, strangers=True)
+    else:
+        assert choose_method("seek", old, new, None, None, strangers=False) == "seek"
+    assert choose_method("auto", old, new, 10, None, strangers=True) == "copy"  # --limit

@@ -58,6 +58,9 @@ class MigrateOptions:
     """OLD's backlog when the move began (Monitoring's figure), if known."""
     batch_size: int = 500
     pull_timeout: float = 2.0
+    only: Callable[[DeadLetter], bool] | None = None
+    """Copy only these (after a seek: the copies `dlq replay` targeted at OLD, which NEW's
+    replay filter refuses); every other message is left in OLD as it is, none acknowledged."""
 
 
 @dataclass
@@ -187,6 +190,8 @@ def _sort(
     foreign: list[DeadLetter] = []
     for letter in batch:
         target = letter.attributes.get(REPLAY_TARGET)
+        if options.only is not None and not options.only(letter):
+            continue  # held until the scan ends, then released untouched
         if target and target != options.old:
             foreign.append(letter)
         elif letter.dead_lettered_at >= options.cutoff:

@@ -8,44 +8,23 @@ deleted here: removing it from the stack afterwards abandons or deletes it as th
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from events_infra.dlq.context import DlqContext
 from events_infra.dlq.errors import DlqError
+from events_infra.dlq.handover_operation import hand_over_subscription
+from events_infra.dlq.migrate_request import MIGRATE_GRANTS, MigrateRequest, warn_left
 from events_infra.dlq.operations import Interaction, backlog_of, close_journal
 from events_infra.pubsub.attributes import REPLAY_TARGET
 from events_infra.pubsub.paths import subscription_path
-
-MIGRATE_GRANTS = (
-    "subscription migrate needs roles/pubsub.subscriber on OLD and NEW and the snapshot "
-    "permissions (the stack's eventsDlqOperator role); a DLQ operator's grants alone do not "
-    "reach the consumers' subscriptions"
-)
-
-
-@dataclass
-class MigrateRequest:
-    old: str
-    new: str
-    limit: int | None = None
-    rate: float | None = None
-    dry_run: bool = False
-    snapshot: bool = True
-    audit_log: str | None = None
-    also_reach: tuple[str, ...] = ()
-    """Unfiltered subscriptions the operator accepts copies reaching (`--also-reach`)."""
-    method: str = "auto"
-    """`seek` (NEW seeked to a snapshot of OLD, nothing published: `dlq.handover`), `copy`
-    (targeted copies, below), or `auto`: the seek wherever Pub/Sub allows it."""
 
 
 def migrate_subscription(
     ctx: DlqContext, request: MigrateRequest, io: Interaction
 ) -> dict[str, Any]:
     """Validate → preflight (both subscriptions live, NEW on the stack's topic) → the method
-    (seek where Pub/Sub allows it) → confirm → undo points → move → audit; returns the result
+    (`handover.choose_method`) → confirm → undo points → move → audit; returns the result
     record."""
     from events_infra.dlq.audit import append_audit, audit_log_path
     from events_infra.dlq.handover import choose_method, seek_refusal
@@ -69,23 +48,25 @@ def migrate_subscription(
             f"subscription {request.new!r} is attached to {new_live.topic}, not to the stack's "
             f"topic {target.topic_path}: deploy the stack (pulumi up) so NEW is the declared one"
         )
-    if choose_method(request.method, old_live, new_live, request.limit, request.rate) == "seek":
-        return _hand_over(ctx, request, io)
-    cutoff = datetime.now(UTC)  # NEW exists: everything published from here on reaches it
     reaches = _also_reaches(ctx, {request.old, request.new})
     unaccepted = sorted(set(reaches) - set(request.also_reach))
+    method = choose_method(
+        request.method, old_live, new_live, request.limit, request.rate, bool(unaccepted)
+    )
+    if method == "seek":
+        return hand_over_subscription(ctx, request, io, old_live, new_live, reaches)
+    cutoff = datetime.now(UTC)  # NEW exists: everything published from here on reaches it
     if unaccepted and not request.dry_run:
+        refusal = seek_refusal(old_live, new_live, request.limit, request.rate)
         raise DlqError(
             f"{', '.join(unaccepted)} {'has' if len(unaccepted) == 1 else 'have'} no replay "
             "filter: every copy would reach it too. Accept that with "
             + " ".join(f"--also-reach {name}" for name in unaccepted)
             + " (its consumers dedupe by event_id), or "
             + (
-                "leave out --by copy: seeking NEW to a snapshot of OLD publishes nothing"
-                if request.method == "copy"
-                else "make a seek possible ("
-                + seek_refusal(old_live, new_live, request.limit, request.rate)
-                + "; a seek to a snapshot of OLD publishes nothing)"
+                f"move it without copies (a seek to a snapshot of OLD) once possible: {refusal}"
+                if refusal
+                else "leave out --by copy: seeking NEW to a snapshot of OLD publishes nothing"
             )
         )
     if not request.dry_run:
@@ -130,7 +111,7 @@ def migrate_subscription(
             ack_deadline_s=old_live.ack_deadline_seconds or 60,
             progress=advance,
         )
-    _warn_left(summary, request, io)
+    warn_left(summary, request, io)
     journal_file = close_journal(journal)
     result = {
         "dry_run": request.dry_run,
@@ -162,65 +143,6 @@ def migrate_subscription(
             failed=summary.failed,
             interrupted=summary.interrupted,
         )
-    return result
-
-
-def _hand_over(ctx: DlqContext, request: MigrateRequest, io: Interaction) -> dict[str, Any]:
-    """The seek: confirm → NEW's undo snapshot, OLD's snapshot, seek → audit."""
-    from events_infra.dlq.audit import append_audit, audit_log_path
-    from events_infra.dlq.handover import Handover, hand_over, undo_command
-    from events_infra.dlq.interrupts import deferred_stop
-
-    target, old, new = ctx.target, request.old, request.new
-    backlog = backlog_of(ctx, walk=False, subscription=old)  # Monitoring's, if any
-    result: dict[str, Any] = {
-        "dry_run": request.dry_run,
-        "interrupted": False,
-        "from": old,
-        "to": new,
-        "method": "seek",
-        "old_backlog": backlog[0] if backlog else None,
-        "counts": {},
-        "also_reaches": [],
-        "snapshot": None,
-        "undo_snapshot": None,
-        "journal": None,
-    }
-    if request.dry_run:
-        return result
-    io.confirm(
-        f"Hand the backlog of {old} to {new} ({target.project}) by seeking {new} to a snapshot "
-        f"of {old}? {new} continues where {old}'s consumers stopped: what they acknowledged "
-        f"counts as done in {new}, what {new}'s consumers acknowledged since comes again. "
-        f"Nothing is published; {old} is kept."
-    )
-    done: Handover | None = None
-    with ctx.errors(f"subscription {new!r}", MIGRATE_GRANTS):
-        try:
-            with deferred_stop():  # three quick calls: a stop waits for them, then is reported
-                done = hand_over(ctx.subscriber, target, old, new, undo=request.snapshot)
-        except KeyboardInterrupt:
-            if done is None:  # a second stop broke off between the calls: rerun it
-                raise
-            io.warn("stopped: the handover had begun, so it was finished first")
-    if done.undo_problem:
-        io.warn(f"no snapshot of {new} before the seek ({done.undo_problem}): no undo by seek")
-    if done.undo_snapshot:
-        io.say(f"to undo the handover: {undo_command(target, new, done.undo_snapshot)}")
-    result.update(snapshot=done.snapshot, undo_snapshot=done.undo_snapshot)
-    append_audit(
-        audit_log_path(request.audit_log),
-        "subscription-migrate",
-        method="seek",
-        stack=target.stack,
-        project=target.project,
-        subscription=old,
-        to=new,
-        topic=target.topic,
-        old_backlog=result["old_backlog"],
-        snapshot=done.snapshot,
-        undo_snapshot=done.undo_snapshot,
-    )
     return result
 
 
@@ -312,23 +234,3 @@ def _undo_points(
         f"{request.old} --snapshot={name.rsplit('/', 1)[-1]} --project={ctx.target.project}"
     )
     return name, journal
-
-
-def _warn_left(summary: Any, request: MigrateRequest, io: Interaction) -> None:
-    """One line per reason messages stayed in OLD."""
-    if summary.refused_by_new:
-        io.warn(
-            f"{len(summary.refused_by_new)} messages stayed in {request.old}: {request.new}'s "
-            "filter would drop their copies (that is the new filter's choice; export them with "
-            "a pull if someone still needs them)"
-        )
-    if summary.failed:
-        io.warn(
-            f"{len(summary.failed)} copies were not confirmed by Pub/Sub: they stayed in "
-            f"{request.old}; run the same command again"
-        )
-    if summary.possibly_remaining:
-        io.warn(
-            f"up to {summary.possibly_remaining} messages of {request.old}'s backlog were not "
-            "seen (Pub/Sub answered with nothing new for 30 s); run the command again"
-        )

@@ -20,16 +20,19 @@ def _prefix(target: DlqTarget) -> str:
     return f"{target.dead_letter_subscription}-"
 
 
-def take_snapshot(subscriber: Any, target: DlqTarget, operation: str) -> str:
+def take_snapshot(
+    subscriber: Any, target: DlqTarget, operation: str, call: dict[str, Any] | None = None
+) -> str:
     """Create `<dlq-sub>-<operation>-<UTC timestamp>` (labelled created-by=eventsctl); return
-    its full name."""
+    its full name. `call`: retry/timeout arguments for the request."""
     stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S-%f")
     snapshot_id = f"{_prefix(target)}{operation}-{stamp}"[-255:]
     if not snapshot_id[0].isalpha():
         snapshot_id = "s" + snapshot_id[1:]
     name = snapshot_path(target.project, snapshot_id)
     subscriber.create_snapshot(
-        request={"name": name, "subscription": target.subscription_path, "labels": LABELS}
+        request={"name": name, "subscription": target.subscription_path, "labels": LABELS},
+        **(call or {}),
     )
     return name
 

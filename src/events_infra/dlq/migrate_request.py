@@ -1,0 +1,53 @@
+"""What `eventsctl subscription migrate` is asked to do, and what both of its ways (copies:
+`migrate_operation`; a seek: `handover_operation`) say the same way."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from events_infra.dlq.operations import Interaction
+
+MIGRATE_GRANTS = (
+    "subscription migrate needs roles/pubsub.viewer on the project, roles/pubsub.subscriber on "
+    "OLD and NEW, roles/pubsub.publisher on the topic and the snapshot permissions (the "
+    "stack's eventsDlqOperator role); a DLQ operator's grants alone do not reach the "
+    "consumers' subscriptions"
+)
+
+
+@dataclass
+class MigrateRequest:
+    old: str
+    new: str
+    limit: int | None = None
+    rate: float | None = None
+    dry_run: bool = False
+    snapshot: bool = True
+    audit_log: str | None = None
+    also_reach: tuple[str, ...] = ()
+    """Unfiltered subscriptions the operator accepts copies reaching (`--also-reach`)."""
+    method: str = "auto"
+    """`seek` (NEW seeked to a snapshot of OLD, nothing published: `dlq.handover`), `copy`
+    (targeted copies, below), or `auto`: copies, unless they would reach an unfiltered
+    subscription not named in `also_reach` and a seek loses nothing."""
+
+
+def warn_left(summary: Any, request: MigrateRequest, io: Interaction) -> None:
+    """One line per reason messages stayed in OLD."""
+    if summary.refused_by_new:
+        io.warn(
+            f"{len(summary.refused_by_new)} messages stayed in {request.old}: {request.new}'s "
+            "filter would drop their copies (that is the new filter's choice; export them with "
+            "a pull if someone still needs them)"
+        )
+    if summary.failed:
+        io.warn(
+            f"{len(summary.failed)} copies were not confirmed by Pub/Sub: they stayed in "
+            f"{request.old}; run the same command again"
+        )
+    if summary.possibly_remaining:
+        io.warn(
+            f"up to {summary.possibly_remaining} messages of {request.old}'s backlog were not "
+            "seen (Pub/Sub answered with nothing new for 30 s); run the command again"
+        )
