@@ -16,7 +16,12 @@ from typing import Any
 
 from events_infra.dlq.context import DlqContext
 from events_infra.dlq.messages import DeadLetter
-from events_infra.dlq.migrate_request import MIGRATE_GRANTS, MigrateRequest, warn_left
+from events_infra.dlq.migrate_request import (
+    MIGRATE_GRANTS,
+    MigrateRequest,
+    audit_migrate,
+    warn_left,
+)
 from events_infra.dlq.operations import Interaction, backlog_of, close_journal
 from events_infra.pubsub.attributes import REPLAY_TARGET
 from events_infra.pubsub.paths import subscription_path
@@ -31,7 +36,6 @@ def hand_over_subscription(
     reaches: list[str],
 ) -> dict[str, Any]:
     """The seek route of `migrate_subscription`, past its preflight; returns the result."""
-    from events_infra.dlq.audit import append_audit, audit_log_path
     from events_infra.dlq.handover import Handover, hand_over
     from events_infra.dlq.interrupts import deferred_stop
 
@@ -102,15 +106,10 @@ def hand_over_subscription(
                 "dedupe by event_id)"
             )
         warn_left(summary, request, io)
-    append_audit(
-        audit_log_path(request.audit_log),
-        "subscription-migrate",
-        method="seek",
-        stack=target.stack,
-        project=target.project,
-        subscription=old,
-        to=new,
-        topic=target.topic,
+    audit_migrate(
+        ctx,
+        request,
+        "seek",
         old_backlog=result["old_backlog"],
         snapshot=done.snapshot,
         undo_snapshot=done.undo_snapshot,

@@ -14,7 +14,12 @@ from typing import Any
 from events_infra.dlq.context import DlqContext
 from events_infra.dlq.errors import DlqError
 from events_infra.dlq.handover_operation import hand_over_subscription
-from events_infra.dlq.migrate_request import MIGRATE_GRANTS, MigrateRequest, warn_left
+from events_infra.dlq.migrate_request import (
+    MIGRATE_GRANTS,
+    MigrateRequest,
+    audit_migrate,
+    warn_left,
+)
 from events_infra.dlq.operations import Interaction, backlog_of, close_journal
 from events_infra.pubsub.attributes import REPLAY_TARGET
 from events_infra.pubsub.paths import subscription_path
@@ -26,7 +31,6 @@ def migrate_subscription(
     """Validate → preflight (both subscriptions live, NEW on the stack's topic) → the method
     (`handover.choose_method`) → confirm → undo points → move → audit; returns the result
     record."""
-    from events_infra.dlq.audit import append_audit, audit_log_path
     from events_infra.dlq.handover import choose_method, seek_refusal
     from events_infra.dlq.migrate import MigrateOptions, migrate
     from events_infra.pubsub.filters import parse
@@ -126,15 +130,10 @@ def migrate_subscription(
         "journal": journal_file,
     }
     if not request.dry_run:
-        append_audit(
-            audit_log_path(request.audit_log),
-            "subscription-migrate",
-            method="copy",
-            stack=target.stack,
-            project=target.project,
-            subscription=request.old,
-            to=request.new,
-            topic=target.topic,
+        audit_migrate(
+            ctx,
+            request,
+            "copy",
             rate=request.rate,
             counts=summary.counts(),
             snapshot=snapshot,

@@ -16,6 +16,24 @@ MIGRATE_GRANTS = (
 )
 
 
+def audit_migrate(ctx: Any, request: MigrateRequest, method: str, **fields: Any) -> None:
+    """The run's audit record: what every migrate record holds, then `fields`."""
+    from events_infra.dlq.audit import append_audit, audit_log_path
+
+    target = ctx.target
+    append_audit(
+        audit_log_path(request.audit_log),
+        "subscription-migrate",
+        method=method,
+        stack=target.stack,
+        project=target.project,
+        subscription=request.old,
+        to=request.new,
+        topic=target.topic,
+        **fields,
+    )
+
+
 @dataclass
 class MigrateRequest:
     old: str
