@@ -120,6 +120,7 @@ def test_new_takes_over_where_olds_consumers_stopped_and_nobody_gets_a_copy(
     with LivePublisher(ordered_publisher(), stack.topic) as live:
         code, out, err = run(stack, pubsub, state)  # --by auto: the seek
         assert code == 0, err
+    assert "handed over before" not in err
     result = json.loads(out)
     assert result["method"] == "seek" and result["also_reaches"] == [STRANGER]  # why: a seek
     assert result["counts"] == {}  # OLD is not the stack's: no replay can have targeted it
@@ -234,6 +235,7 @@ def test_a_failed_seek_leaves_new_as_it_was_and_a_rerun_hands_over(
     assert len(snapshots(stack)) == 2  # taken, not used
     code, out, err = run(stack, pubsub, tmp_path / "state")
     assert code == 0, err
+    assert f"{OLD} was handed over before (snapshot {OLD}-handover-" in err  # the first try
     assert set(event_ids(stack.drain(stack.subscription(NEW), len(ids)))) == ids - done_by_old
 
 

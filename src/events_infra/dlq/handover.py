@@ -164,6 +164,17 @@ def hand_over(
     return Handover(snapshot, undo_snapshot, problem)
 
 
+def earlier_handovers(subscriber: Any, target: DlqTarget, old: str) -> list[str]:
+    """Snapshot ids of handovers from OLD begun before (a rerun seeks NEW again), oldest
+    first; recognised by name (`<OLD>-handover-<timestamp>`), which the emulator keeps too."""
+    from events_infra.pubsub.api_calls import bounded
+    from events_infra.pubsub.paths import project_path
+
+    prefix = f"{old}-handover-"
+    listed = subscriber.list_snapshots(project=project_path(target.project), **bounded())
+    return sorted(n for n in (s.name.rsplit("/", 1)[-1] for s in listed) if n.startswith(prefix))
+
+
 def undo_command(target: DlqTarget, new: str, undo_snapshot: str) -> str:
     return (
         f"gcloud pubsub subscriptions seek {new} --snapshot={undo_snapshot.rsplit('/', 1)[-1]} "

@@ -36,7 +36,7 @@ def hand_over_subscription(
     reaches: list[str],
 ) -> dict[str, Any]:
     """The seek route of `migrate_subscription`, past its preflight; returns the result."""
-    from events_infra.dlq.handover import Handover, hand_over
+    from events_infra.dlq.handover import Handover, earlier_handovers, hand_over
     from events_infra.dlq.interrupts import deferred_stop
 
     target, old, new = ctx.target, request.old, request.new
@@ -60,6 +60,13 @@ def hand_over_subscription(
             summary = _replays_to_new(ctx, request, old_live, new_live, backlog, None, True)
             result["counts"] = summary.counts()
         return result
+    with ctx.errors(f"snapshots of project {target.project}", MIGRATE_GRANTS):
+        earlier = earlier_handovers(ctx.subscriber, target, old)
+    if earlier:
+        io.warn(
+            f"{old} was handed over before (snapshot {earlier[-1]}): seeking {new} again "
+            f"delivers once more what {new}'s consumers acknowledged since"
+        )
     io.confirm(
         f"Hand the backlog of {old} to {new} ({target.project}) by seeking {new} to a snapshot "
         f"of {old}? {new} continues where {old}'s consumers stopped: what they acknowledged "
