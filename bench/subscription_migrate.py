@@ -5,8 +5,8 @@ same count in the same run, both through the strict proxy.
             NEW (replay filter) existed; the move as `subscription migrate --yes` runs it:
             copies targeted at NEW, journal fsynced before each ack, no backlog count (as on
             the emulator: the scan ends by its quiet rule); OLD's own copies come back to it
-            and are acknowledged too
-  seek      `subscription migrate --by seek` (the default where Pub/Sub allows it): snapshot
+            and are left there (a later seek must not drop them from NEW)
+  seek      `subscription migrate --by seek` (`auto` where copies would reach someone): snapshot
             NEW (undo point), snapshot OLD, seek NEW to it; nothing is published. NEW exists
             before the --count events here (the emulator hands NEW, on a seek, only what NEW
             already held) and its consumer has acknowledged them all, OLD's none: after the

@@ -103,8 +103,9 @@ def _print_migrate(result: dict[str, Any]) -> None:
     typer.echo(
         f"left in {result['from']}: published since the move began {counts['arrived_since_start']}"
         f", refused by {result['to']}'s filter {counts['refused_by_new_filter']}, failed "
-        f"{counts['failed']}, acked too late {counts['acked_too_late']}; copies for other "
-        f"subscriptions acknowledged {counts['foreign_copies_acked']}"
+        f"{counts['failed']}, acked too late {counts['acked_too_late']}, copies for "
+        f"{result['to']} {counts['copies_for_new_left']}; copies for other subscriptions "
+        f"acknowledged {counts['foreign_copies_acked']}"
     )
 
 

@@ -1,5 +1,6 @@
-"""`subscription migrate --by seek` (the default where Pub/Sub allows it): NEW is seeked to a
-snapshot of OLD, nothing is published, so no other subscription sees a copy.
+"""`subscription migrate --by seek` (what `auto` takes where copies would reach a subscription
+nobody accepted): NEW is seeked to a snapshot of OLD, nothing is published, so no other
+subscription sees a copy.
 
 On the emulator behind the strict proxy, against an estate made by hand as the ERP's was. What
 the emulator shows is the seek's rule for every message NEW holds: afterwards NEW has exactly
@@ -120,7 +121,7 @@ def test_new_takes_over_where_olds_consumers_stopped_and_nobody_gets_a_copy(
     with LivePublisher(ordered_publisher(), stack.topic) as live:
         code, out, err = run(stack, pubsub, state)  # --by auto: the seek
         assert code == 0, err
-    assert "handed over before" not in err
+    assert "was begun before" not in err
     result = json.loads(out)
     assert result["method"] == "seek" and result["also_reaches"] == [STRANGER]  # why: a seek
     assert result["counts"] == {}  # OLD is not the stack's: no replay can have targeted it
@@ -180,7 +181,13 @@ def test_copies_dlq_replay_targeted_at_old_are_copied_to_new_after_the_seek(
     code, out, err = run(stack, pubsub, state, "--dry-run")
     assert code == 0, err
     assert json.loads(out)["counts"]["would_move"] == len(replays - done_by_old_replays)
+    # their copy on reaches the other team's subscription too: it must be accepted first
     code, out, err = run(stack, pubsub, state)
+    assert code == 2 and out == ""
+    [line] = err.strip().splitlines()
+    assert f"--by seek --also-reach {STRANGER}; nothing was changed" in line
+    assert snapshots(stack) == [] and not (state / "audit.jsonl").exists()
+    code, out, err = run(stack, pubsub, state, "--by", "seek", "--also-reach", STRANGER)
     assert code == 0, err
     result = json.loads(out)
     assert result["method"] == "seek"
@@ -191,10 +198,26 @@ def test_copies_dlq_replay_targeted_at_old_are_copied_to_new_after_the_seek(
     assert set(event_ids(got)) == (ids | replays) - done_by_old
     retargeted = [m for m in got if m.message.attributes["event_id"] in replays]
     assert {m.message.attributes[REPLAY_TARGET] for m in retargeted} == {NEW}
-    left = stack.drain(stack.subscription(OLD), len(ids) - len(done_by_old - replays))
+    left = stack.drain(stack.subscription(OLD))  # until quiet: everything it holds
     for_old = [m for m in left if m.message.attributes.get(REPLAY_TARGET) == OLD]
     assert for_old == []  # moved on
     assert {i for i in event_ids(left) if i in ids} == ids - done_by_old  # untouched
+
+
+def test_a_seek_after_a_copy_run_keeps_the_copies_in_new(pubsub: str, tmp_path: Path) -> None:
+    """A copy run acknowledges originals in OLD; their copies, back in the unfiltered OLD, stay
+    unacknowledged there, so a later seek hands NEW the copies instead of dropping them."""
+    stack = estate(tmp_path)
+    ids = set(publish_events(pubsub_v1.PublisherClient(), stack.topic, 30))
+    state = tmp_path / "state"
+    code, out, err = run(stack, pubsub, state, "--by", "copy", "--also-reach", STRANGER)
+    assert code == 0, err
+    assert json.loads(out)["counts"]["moved"] == 30
+    code, out, err = run(stack, pubsub, state, "--by", "seek")
+    assert code == 0, err
+    got = stack.drain(stack.subscription(NEW))  # NEW's consumers had not run yet
+    assert set(event_ids(got)) == ids
+    assert {m.message.attributes.get(REPLAY_TARGET) for m in got} == {NEW}  # the copies
 
 
 def test_the_handover_is_undone_by_seeking_new_back(pubsub: str, tmp_path: Path) -> None:
@@ -235,19 +258,19 @@ def test_a_failed_seek_leaves_new_as_it_was_and_a_rerun_hands_over(
     assert len(snapshots(stack)) == 2  # taken, not used
     code, out, err = run(stack, pubsub, tmp_path / "state")
     assert code == 0, err
-    assert f"{OLD} was handed over before (snapshot {OLD}-handover-" in err  # the first try
+    assert f"a handover of {OLD} was begun before (snapshot {OLD}-handover-" in err  # 1st try
     assert set(event_ids(stack.drain(stack.subscription(NEW), len(ids)))) == ids - done_by_old
 
 
 def test_a_stop_signal_mid_handover_waits_for_the_seek(
     pubsub: str, tmp_path: Path, strict_proxy: Any
 ) -> None:
-    """SIGTERM while the seek is on the wire (held 4 s by the proxy): the handover is finished,
+    """SIGTERM while the seek is on the wire (held 2 s by the proxy): the handover is finished,
     said and recorded, not broken off with NEW in an unknown state."""
     stack = estate(tmp_path)
     ids = set(publish_events(pubsub_v1.PublisherClient(), stack.topic, 30))
     done_by_old = consume(stack, stack.subscription(OLD), 10)
-    strict_proxy.delay("Seek", 4.0)  # under the 5 s each call of the handover allows
+    strict_proxy.delay("Seek", 2.0)  # well under the 5 s each attempt of the handover allows
     state = tmp_path / "state"
     process = migrate_process(stack, pubsub, state, snapshot=True)
     assert wait_until(lambda: len(snapshots(stack)) == 2, seconds=30, step=0.02)
@@ -381,3 +404,33 @@ def test_a_seek_is_taken_only_where_it_loses_nothing(old: Any, new: Any, why: st
     else:
         assert choose_method("seek", old, new, None, None, strangers=False) == "seek"
     assert choose_method("auto", old, new, 10, None, strangers=True) == "copy"  # --limit
+
+
+def test_a_narrowed_move_copies_only_what_it_is_told_and_acknowledges_nothing_else() -> None:
+    """`MigrateOptions.only` (the seek's pass): the rest is held, not counted, not acked; a
+    copy for NEW is never acknowledged in OLD, a copy for a third subscription is."""
+    from datetime import UTC, datetime
+
+    from events_infra.dlq.messages import DeadLetter
+    from events_infra.dlq.migrate import MigrateOptions, MigrateSummary, _sort
+
+    def letter(n: int, **attributes: str) -> DeadLetter:
+        return DeadLetter(
+            f"m-{n}", f"a-{n}", b"{}", attributes, "", datetime(2026, 1, 1, tzinfo=UTC)
+        )
+
+    batch = [letter(1, replay_target=OLD), letter(2), letter(3, replay_target=NEW),
+             letter(4, replay_target="orders-sub")]  # fmt: skip
+    options = MigrateOptions(OLD, "p/old", NEW, "p/topic", cutoff=datetime.now(UTC))
+    summary = MigrateSummary()
+    copy, acked = _sort(batch, options, summary, 0)
+    assert ([m.message_id for m in copy], [m.message_id for m in acked]) == (
+        ["m-1", "m-2"], ["m-4"],
+    )  # fmt: skip
+    assert summary.copies_for_new == 1
+    options.only = lambda m: m.attributes.get("replay_target") == OLD
+    summary = MigrateSummary()
+    copy, acked = _sort(batch, options, summary, 0)
+    assert ([m.message_id for m in copy], acked, summary.counts()["copies_for_new_left"]) == (
+        ["m-1"], [], 0,
+    )  # fmt: skip

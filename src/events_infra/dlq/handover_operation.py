@@ -1,12 +1,13 @@
-"""`subscription migrate --by seek` as a person runs it: confirm → NEW's undo snapshot, OLD's
-snapshot, the seek (`dlq.handover`) → the copies `dlq replay` had targeted at OLD → audit.
+"""`subscription migrate --by seek` as a person runs it: the copies `dlq replay` had targeted
+at OLD → confirm → NEW's undo snapshot, OLD's snapshot, the seek (`dlq.handover`) → audit.
 
 Those copies carry `replay_target=OLD`; NEW's replay filter refuses them, so the seek alone
 would leave them in OLD only. Replays can target OLD only while the stack declares it (they go
 to a declared source or `--to` a declared subscription), so for an OLD the stack never knew
-the seek is all; otherwise OLD is scanned once (nothing else in it is touched) and just those
-are copied targeted at NEW, acknowledged in OLD after Pub/Sub confirmed each, journalled, as
-`subscription migrate --by copy` moves everything.
+the seek is all. Otherwise OLD is scanned (nothing else in it is touched) and just those are
+copied on, targeted at NEW, acknowledged in OLD after Pub/Sub confirmed each, journalled, as
+`--by copy` moves everything; first, since that copy reaches every unfiltered subscription,
+a scan that changes nothing makes sure each such one was accepted with `--also-reach`.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from events_infra.dlq.context import DlqContext
+from events_infra.dlq.errors import DlqError
 from events_infra.dlq.messages import DeadLetter
 from events_infra.dlq.migrate_request import (
     MIGRATE_GRANTS,
@@ -35,13 +37,17 @@ def hand_over_subscription(
     new_live: Any,
     reaches: list[str],
 ) -> dict[str, Any]:
-    """The seek route of `migrate_subscription`, past its preflight; returns the result."""
+    """The seek route of `migrate_subscription`, past its preflight; returns the result.
+    Order: the replay copies for OLD first (their copies, targeted at NEW, are then in OLD's
+    snapshot unacknowledged, so the seek keeps them in NEW), then the seek; one audit record
+    of whatever was done, also when a step fails."""
     from events_infra.dlq.handover import Handover, earlier_handovers, hand_over
     from events_infra.dlq.interrupts import deferred_stop
 
     target, old, new = ctx.target, request.old, request.new
     backlog = backlog_of(ctx, walk=False, subscription=old)  # Monitoring's, if any
     replays = old in ctx.subscription_names  # dlq replay may have targeted OLD
+    unaccepted = sorted(set(reaches) - set(request.also_reach))
     result: dict[str, Any] = {
         "dry_run": request.dry_run,
         "interrupted": False,
@@ -50,22 +56,35 @@ def hand_over_subscription(
         "method": "seek",
         "old_backlog": backlog[0] if backlog else None,
         "counts": {},
+        "possibly_remaining": None,
         "also_reaches": reaches,
         "snapshot": None,
         "undo_snapshot": None,
         "journal": None,
     }
+    if replays and (request.dry_run or unaccepted):  # a scan that changes nothing
+        check = _replays_to_new(ctx, request, old_live, new_live, backlog, None, True)
+        _record(result, check)
+        if request.dry_run or check.interrupted:
+            return result
+        if check.would_move:
+            raise DlqError(
+                f"{len(check.would_move)} copies dlq replay targeted at {old} are in it: NEW's "
+                f"replay filter refuses them, so they are copied on to {new}, and that copy "
+                f"would reach {', '.join(unaccepted)} too. Accept that with --by seek "
+                + " ".join(f"--also-reach {name}" for name in unaccepted)
+                + "; nothing was changed"
+            )
+        replays = False  # none to copy on
     if request.dry_run:
-        if replays:  # how many replay copies the real run would re-target
-            summary = _replays_to_new(ctx, request, old_live, new_live, backlog, None, True)
-            result["counts"] = summary.counts()
         return result
     with ctx.errors(f"snapshots of project {target.project}", MIGRATE_GRANTS):
         earlier = earlier_handovers(ctx.subscriber, target, old)
     if earlier:
         io.warn(
-            f"{old} was handed over before (snapshot {earlier[-1]}): seeking {new} again "
-            f"delivers once more what {new}'s consumers acknowledged since"
+            f"a handover of {old} was begun before (snapshot {earlier[-1]}): if it was "
+            f"completed, seeking {new} again delivers once more what {new}'s consumers "
+            "acknowledged since"
         )
     io.confirm(
         f"Hand the backlog of {old} to {new} ({target.project}) by seeking {new} to a snapshot "
@@ -74,58 +93,82 @@ def hand_over_subscription(
         f"Nothing is published but copies dlq replay targeted at {old}; {old} is kept."
     )
     done: Handover | None = None
-    try:
-        with deferred_stop():  # three quick calls: a stop waits for them, then is reported
-            done = hand_over(
-                ctx.subscriber,
-                target,
-                old,
-                new,
-                undo=request.snapshot,
-                guard=lambda what: ctx.errors(what, MIGRATE_GRANTS),
-                say=io.say,
-            )
-    except KeyboardInterrupt:
-        if done is None:  # a second stop broke off between the calls: rerun it
-            raise
-        io.warn("stopped: the handover had begun, so it was finished first")
-        if replays:  # the stop is honoured: no scan for the replay copies
-            io.warn(f"copies dlq replay targeted at {old} were not looked for: run it again")
-            replays, result["interrupted"] = False, True
-    assert done is not None
-    if done.undo_problem:
-        io.warn(f"no snapshot of {new} before the seek ({done.undo_problem}): no undo by seek")
-    result.update(snapshot=done.snapshot, undo_snapshot=done.undo_snapshot)
     moved: list[str] = []
-    if replays:
-        from events_infra.dlq.journal import Journal, new_journal_path
-
-        journal = Journal(new_journal_path(old, "migrate"))
-        summary = _replays_to_new(ctx, request, old_live, new_live, backlog, journal, False)
-        result["journal"] = close_journal(journal)
-        result["counts"] = summary.counts()
-        result["interrupted"] = summary.interrupted
-        moved = summary.moved
-        if moved and reaches:
-            io.warn(
-                f"{len(moved)} copies dlq replay had targeted at {old} were copied again, "
-                f"targeted at {new}: {', '.join(reaches)} received them once more (consumers "
-                "dedupe by event_id)"
+    try:
+        if replays:
+            moved = _copy_replays_on(ctx, request, io, old_live, new_live, backlog, result)
+            if result["interrupted"]:
+                io.warn(f"stopped before the seek: {new} was not handed over; run it again")
+                return result
+        try:
+            with deferred_stop():  # three quick calls: a stop waits for them, then is said
+                done = hand_over(
+                    ctx.subscriber,
+                    target,
+                    old,
+                    new,
+                    undo=request.snapshot,
+                    guard=lambda what: ctx.errors(what, MIGRATE_GRANTS),
+                    say=io.say,
+                )
+        except KeyboardInterrupt:
+            if done is None:  # a second stop broke off between the calls: rerun it
+                raise
+            io.warn("stopped: the handover had begun, so it was finished first")
+        if done.undo_problem:
+            io.warn(f"no snapshot of {new} before the seek ({done.undo_problem}): no undo by seek")
+        result.update(snapshot=done.snapshot, undo_snapshot=done.undo_snapshot)
+        return result
+    finally:
+        if moved or done is not None:
+            audit_migrate(
+                ctx,
+                request,
+                "seek",
+                old_backlog=result["old_backlog"],
+                handed_over=done is not None,
+                snapshot=result["snapshot"],
+                undo_snapshot=result["undo_snapshot"],
+                counts=result["counts"],
+                journal=result["journal"],
+                message_ids=moved,
+                interrupted=result["interrupted"],
             )
-        warn_left(summary, request, io)
-    audit_migrate(
-        ctx,
-        request,
-        "seek",
-        old_backlog=result["old_backlog"],
-        snapshot=done.snapshot,
-        undo_snapshot=done.undo_snapshot,
-        counts=result["counts"],
-        journal=result["journal"],
-        message_ids=moved,
-        interrupted=result["interrupted"],
-    )
-    return result
+
+
+def _record(result: dict[str, Any], summary: Any) -> None:
+    result["counts"] = summary.counts()
+    result["interrupted"] = summary.interrupted
+    result["possibly_remaining"] = summary.possibly_remaining
+
+
+def _copy_replays_on(
+    ctx: DlqContext,
+    request: MigrateRequest,
+    io: Interaction,
+    old_live: Any,
+    new_live: Any,
+    backlog: tuple[int, bool] | None,
+    result: dict[str, Any],
+) -> list[str]:
+    """Copy the replay copies for OLD on to NEW, journalled; record it in `result`; return
+    OLD's message ids moved."""
+    from events_infra.dlq.journal import Journal, new_journal_path
+
+    journal = Journal(new_journal_path(request.old, "migrate"))
+    try:
+        summary = _replays_to_new(ctx, request, old_live, new_live, backlog, journal, False)
+    finally:
+        result["journal"] = close_journal(journal)
+    _record(result, summary)
+    if summary.moved and result["also_reaches"]:
+        io.warn(
+            f"{len(summary.moved)} copies dlq replay had targeted at {request.old} were copied "
+            f"on, targeted at {request.new}: {', '.join(result['also_reaches'])} received them "
+            "once more (consumers dedupe by event_id)"
+        )
+    warn_left(summary, request, io)
+    return summary.moved
 
 
 def _replays_to_new(

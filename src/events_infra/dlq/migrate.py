@@ -15,9 +15,12 @@ What the move leaves alone:
   while the scan runs so it reaches the older ones, and do not keep the scan going, so the move
   ends although publishers keep writing;
 - messages NEW's own filter would refuse: a copy would be dropped on the way, so they stay;
-- copies targeted at another subscription (`replay_target` naming someone else, this move's own
-  copies included when OLD has no filter): their target has them; they are acknowledged in OLD
-  so OLD's backlog does not loop back into the move.
+- copies targeted at a third subscription (`replay_target` naming neither OLD nor NEW): their
+  target has them; they are acknowledged in OLD so OLD's backlog does not loop back into the
+  move;
+- copies targeted at NEW (this move's own, back in an unfiltered OLD, or `dlq replay`'s): never
+  acknowledged in OLD, because a later seek of NEW to a snapshot of OLD (`dlq.handover`) would
+  carry that acknowledgement into NEW and drop them there before NEW's consumers saw them.
 """
 
 from __future__ import annotations
@@ -59,7 +62,7 @@ class MigrateOptions:
     batch_size: int = 500
     pull_timeout: float = 2.0
     only: Callable[[DeadLetter], bool] | None = None
-    """Copy only these (after a seek: the copies `dlq replay` targeted at OLD, which NEW's
+    """Copy only these (the seek route: the copies `dlq replay` targeted at OLD, which NEW's
     replay filter refuses); every other message is left in OLD as it is, none acknowledged."""
 
 
@@ -69,7 +72,9 @@ class MigrateSummary:
     """OLD's message ids whose copy Pub/Sub confirmed on NEW's topic, then acknowledged."""
     would_move: list[str] = field(default_factory=list)
     foreign_copies: list[str] = field(default_factory=list)
-    """Copies targeted at another subscription: acknowledged in OLD (their target has them)."""
+    """Copies targeted at a third subscription: acknowledged in OLD (their target has them)."""
+    copies_for_new: int = 0
+    """Copies targeted at NEW seen in OLD: left there (NEW has them; see the module docstring)."""
     refused_by_new: list[str] = field(default_factory=list)
     """NEW's filter would drop a copy: left in OLD."""
     arrived_since: int = 0
@@ -87,6 +92,7 @@ class MigrateSummary:
             "moved": len(self.moved),
             "would_move": len(self.would_move),
             "foreign_copies_acked": len(self.foreign_copies),
+            "copies_for_new_left": self.copies_for_new,
             "refused_by_new_filter": len(self.refused_by_new),
             "arrived_since_start": self.arrived_since,
             "failed": len(self.failed),
@@ -192,7 +198,9 @@ def _sort(
         target = letter.attributes.get(REPLAY_TARGET)
         if options.only is not None and not options.only(letter):
             continue  # held until the scan ends, then released untouched
-        if target and target != options.old:
+        if target == options.new:
+            summary.copies_for_new += 1
+        elif target and target != options.old:
             foreign.append(letter)
         elif letter.dead_lettered_at >= options.cutoff:
             summary.arrived_since += 1
