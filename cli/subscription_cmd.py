@@ -115,6 +115,8 @@ def _print_handover(result: dict[str, Any]) -> None:
     held = f" ({backlog} messages in {old} by Cloud Monitoring)" if backlog is not None else ""
     if result["dry_run"]:
         typer.echo(f"dry run: would seek {new} to a snapshot of {old}{held}; nothing changed")
+    elif not result["handed_over"]:
+        typer.echo(f"stopped before the seek: {new} was not handed over")
     else:
         typer.echo(f"{new} now holds what {old} held{held} that {new}'s filter accepts: seeked "
                    f"to snapshot {result['snapshot'].rsplit('/', 1)[-1]}")  # fmt: skip

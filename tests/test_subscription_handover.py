@@ -254,8 +254,11 @@ def test_a_failed_seek_leaves_new_as_it_was_and_a_rerun_hands_over(
     assert "permission denied" in line and "Traceback" not in err
     assert "roles/pubsub.subscriber on OLD and NEW" in line  # not the DLQ operator's grants
     assert "may have taken effect: run the same command again (safe), or undo it" in line
-    assert not (tmp_path / "state" / "audit.jsonl").exists()
-    assert len(snapshots(stack)) == 2  # taken, not used
+    [record] = [
+        json.loads(x) for x in (tmp_path / "state" / "audit.jsonl").read_text().splitlines()
+    ]
+    assert (record["seek_attempted"], record["handed_over"]) == (True, False)
+    assert len(snapshots(stack)) == 2  # NEW's undo point and OLD's, kept: a rerun sees them
     code, out, err = run(stack, pubsub, tmp_path / "state")
     assert code == 0, err
     assert f"a handover of {OLD} was begun before (snapshot {OLD}-handover-" in err  # 1st try

@@ -106,18 +106,61 @@ class Handover:
     undo_problem: str = ""
 
 
+Guard = Callable[[str], AbstractContextManager[Any]]
+"""`guard(resource)`: a context turning a call's API errors into one line naming `resource`."""
+
+
+def _no_guard(_what: str) -> AbstractContextManager[Any]:
+    return nullcontext()
+
+
 def hand_over(
     subscriber: Any,
     target: DlqTarget,
     old: str,
     new: str,
     undo: bool,
-    guard: Callable[[str], AbstractContextManager[Any]] = lambda _what: nullcontext(),
+    guard: Guard = _no_guard,
     say: Callable[[str], None] = lambda _text: None,
 ) -> Handover:
-    """Snapshot NEW (the undo point, if `undo`; its undo command is said at once), snapshot
-    OLD, seek NEW to OLD's snapshot. `guard(resource)` turns each call's API errors into one
-    line naming that resource; every call gives up within `api_calls.CALL_BUDGET_S`."""
+    """Snapshot OLD, then seek NEW to it (`seek_new`)."""
+    return seek_new(subscriber, target, new, snapshot_old(subscriber, target, old, guard), undo,
+                    guard, say)  # fmt: skip
+
+
+def snapshot_old(subscriber: Any, target: DlqTarget, old: str, guard: Guard = _no_guard) -> str:
+    """The snapshot NEW is seeked to, taken before anything scans OLD: a scan's releases count
+    as delivery attempts, and one that dead-letters a message acknowledges it in OLD; from the
+    snapshot on, OLD's acknowledgement state is fixed, and what is published later (the copies
+    the seek route makes) is in it unacknowledged. Gives up within `api_calls.CALL_BUDGET_S`."""
+    from google.api_core import exceptions as gexc
+
+    from events_infra.dlq.snapshot import take_snapshot
+    from events_infra.pubsub.api_calls import bounded, error_detail
+
+    with guard(f"subscription {old!r}"):
+        try:
+            old_target = replace(target, dead_letter_subscription=old)
+            return take_snapshot(subscriber, old_target, "handover", call=bounded())
+        except gexc.FailedPrecondition as err:
+            raise DlqError(
+                f"Pub/Sub refused a snapshot of {old} ({error_detail(err)}): it would expire "
+                "within the hour, its oldest unacknowledged message being close to 7 days old; "
+                "move the backlog with copies (--by copy)"
+            ) from None
+
+
+def seek_new(
+    subscriber: Any,
+    target: DlqTarget,
+    new: str,
+    snapshot: str,
+    undo: bool,
+    guard: Guard = _no_guard,
+    say: Callable[[str], None] = lambda _text: None,
+) -> Handover:
+    """Snapshot NEW (the undo point, if `undo`; its undo command is said at once), then seek
+    NEW to `snapshot`. Each call gives up within `api_calls.CALL_BUDGET_S`."""
     from google.api_core import exceptions as gexc
 
     from events_infra.dlq.snapshot import take_snapshot
@@ -135,16 +178,6 @@ def hand_over(
                 say(f"to undo the handover: {undo_command(target, new, undo_snapshot)}")
             except gexc.FailedPrecondition as err:
                 problem = error_detail(err)
-    with guard(f"subscription {old!r}"):
-        try:
-            old_target = replace(target, dead_letter_subscription=old)
-            snapshot = take_snapshot(subscriber, old_target, "handover", call=bounded())
-        except gexc.FailedPrecondition as err:
-            raise DlqError(
-                f"Pub/Sub refused a snapshot of {old} ({error_detail(err)}): it would expire "
-                "within the hour, its oldest unacknowledged message being close to 7 days old; "
-                "move the backlog with copies (--by copy)"
-            ) from None
     try:
         with guard(f"subscription {new!r}"):
             subscriber.seek(
@@ -162,6 +195,13 @@ def hand_over(
             f"{err}. The seek may have taken effect: run the same command again (safe){undo_hint}"
         ) from None
     return Handover(snapshot, undo_snapshot, problem)
+
+
+def drop_snapshot(subscriber: Any, snapshot: str) -> None:
+    """Delete a handover snapshot that was not used (the move stopped before the seek)."""
+    from events_infra.pubsub.api_calls import bounded
+
+    subscriber.delete_snapshot(snapshot=snapshot, **bounded())
 
 
 def earlier_handovers(subscriber: Any, target: DlqTarget, old: str) -> list[str]:

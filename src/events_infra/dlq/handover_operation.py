@@ -12,7 +12,9 @@ a scan that changes nothing makes sure each such one was accepted with `--also-r
 
 from __future__ import annotations
 
+import contextlib
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 from events_infra.dlq.context import DlqContext
@@ -38,10 +40,18 @@ def hand_over_subscription(
     reaches: list[str],
 ) -> dict[str, Any]:
     """The seek route of `migrate_subscription`, past its preflight; returns the result.
-    Order: the replay copies for OLD first (their copies, targeted at NEW, are then in OLD's
-    snapshot unacknowledged, so the seek keeps them in NEW), then the seek; one audit record
-    of whatever was done, also when a step fails."""
-    from events_infra.dlq.handover import Handover, earlier_handovers, hand_over
+    Order: OLD's snapshot, before anything scans OLD (`handover.snapshot_old`); the replay
+    copies for OLD (their copies, published after the snapshot, are in it unacknowledged, so
+    the seek keeps them in NEW); NEW's undo snapshot and the seek, only if every copy on was
+    confirmed. One audit record of whatever was changed, also when a step fails; a snapshot
+    of OLD nothing used is deleted."""
+    from events_infra.dlq.handover import (
+        Handover,
+        drop_snapshot,
+        earlier_handovers,
+        seek_new,
+        snapshot_old,
+    )
     from events_infra.dlq.interrupts import deferred_stop
 
     target, old, new = ctx.target, request.old, request.new
@@ -54,6 +64,7 @@ def hand_over_subscription(
         "from": old,
         "to": new,
         "method": "seek",
+        "handed_over": False,
         "old_backlog": backlog[0] if backlog else None,
         "counts": {},
         "possibly_remaining": None,
@@ -62,21 +73,9 @@ def hand_over_subscription(
         "undo_snapshot": None,
         "journal": None,
     }
-    if replays and (request.dry_run or unaccepted):  # a scan that changes nothing
-        check = _replays_to_new(ctx, request, old_live, new_live, backlog, None, True)
-        _record(result, check)
-        if request.dry_run or check.interrupted:
-            return result
-        if check.would_move:
-            raise DlqError(
-                f"{len(check.would_move)} copies dlq replay targeted at {old} are in it: NEW's "
-                f"replay filter refuses them, so they are copied on to {new}, and that copy "
-                f"would reach {', '.join(unaccepted)} too. Accept that with --by seek "
-                + " ".join(f"--also-reach {name}" for name in unaccepted)
-                + "; nothing was changed"
-            )
-        replays = False  # none to copy on
     if request.dry_run:
+        if replays:  # how many replay copies the real run would copy on
+            _record(result, _replays_to_new(ctx, request, old_live, new_live, backlog, None, True))
         return result
     with ctx.errors(f"snapshots of project {target.project}", MIGRATE_GRANTS):
         earlier = earlier_handovers(ctx.subscriber, target, old)
@@ -92,24 +91,33 @@ def hand_over_subscription(
         f"counts as done in {new}, what {new}'s consumers acknowledged since comes again. "
         f"Nothing is published but copies dlq replay targeted at {old}; {old} is kept."
     )
+    guard = partial(ctx.errors, permission_hint=MIGRATE_GRANTS)
+    snapshot = snapshot_old(ctx.subscriber, target, old, guard)  # before any scan of OLD
+    result["snapshot"] = snapshot
     done: Handover | None = None
     moved: list[str] = []
+    attempted = False
     try:
-        if replays:
-            moved = _copy_replays_on(ctx, request, io, old_live, new_live, backlog, result)
+        if replays and unaccepted:  # a scan that changes nothing, then the copy on, if any
+            check = _replays_to_new(ctx, request, old_live, new_live, backlog, None, True)
+            _refuse_unless_clear(check, request, unaccepted, result)
             if result["interrupted"]:
                 io.warn(f"stopped before the seek: {new} was not handed over; run it again")
                 return result
+            replays = False  # none to copy on
+        if replays:
+            moved = _copy_replays_on(ctx, request, io, old_live, new_live, backlog, result)
+            if result["interrupted"] or result["counts"]["failed"] or result["possibly_remaining"]:
+                io.warn(
+                    f"{new} was not handed over: not every copy dlq replay targeted at {old} was "
+                    "copied on; run the same command again"
+                )
+                return result
+        attempted = True  # from here on, NEW may have been seeked whatever happens
         try:
-            with deferred_stop():  # three quick calls: a stop waits for them, then is said
-                done = hand_over(
-                    ctx.subscriber,
-                    target,
-                    old,
-                    new,
-                    undo=request.snapshot,
-                    guard=lambda what: ctx.errors(what, MIGRATE_GRANTS),
-                    say=io.say,
+            with deferred_stop():  # two quick calls: a stop waits for them, then is said
+                done = seek_new(
+                    ctx.subscriber, target, new, snapshot, request.snapshot, guard, io.say
                 )
         except KeyboardInterrupt:
             if done is None:  # a second stop broke off between the calls: rerun it
@@ -117,16 +125,22 @@ def hand_over_subscription(
             io.warn("stopped: the handover had begun, so it was finished first")
         if done.undo_problem:
             io.warn(f"no snapshot of {new} before the seek ({done.undo_problem}): no undo by seek")
-        result.update(snapshot=done.snapshot, undo_snapshot=done.undo_snapshot)
+        result.update(handed_over=True, undo_snapshot=done.undo_snapshot)
         return result
     finally:
-        if moved or done is not None:
+        changed = attempted or bool(moved) or result["journal"] is not None
+        if not changed:  # stopped before anything changed: the snapshot is not needed
+            with contextlib.suppress(Exception):
+                drop_snapshot(ctx.subscriber, snapshot)
+            result["snapshot"] = None
+        else:
             audit_migrate(
                 ctx,
                 request,
                 "seek",
                 old_backlog=result["old_backlog"],
-                handed_over=done is not None,
+                handed_over=result["handed_over"],
+                seek_attempted=attempted,
                 snapshot=result["snapshot"],
                 undo_snapshot=result["undo_snapshot"],
                 counts=result["counts"],
@@ -134,6 +148,30 @@ def hand_over_subscription(
                 message_ids=moved,
                 interrupted=result["interrupted"],
             )
+
+
+def _refuse_unless_clear(
+    check: Any, request: MigrateRequest, unaccepted: list[str], result: dict[str, Any]
+) -> None:
+    """After the no-change scan: refuse (nothing changed) when OLD holds replay copies whose
+    copy on would reach an unaccepted subscription, or when part of OLD was not seen."""
+    _record(result, check)
+    if check.interrupted:
+        return
+    if check.possibly_remaining:
+        raise DlqError(
+            f"up to {check.possibly_remaining} messages of {request.old} were not seen (Pub/Sub "
+            "answered with nothing new for 30 s), so copies dlq replay targeted at it may be "
+            "missed; run it again; nothing was changed"
+        )
+    if check.would_move:
+        raise DlqError(
+            f"{len(check.would_move)} copies dlq replay targeted at {request.old} are in it: "
+            f"NEW's replay filter refuses them, so they are copied on to {request.new}, and "
+            f"that copy would reach {', '.join(unaccepted)} too. Accept that with --by seek "
+            + " ".join(f"--also-reach {name}" for name in unaccepted)
+            + "; nothing was changed"
+        )
 
 
 def _record(result: dict[str, Any], summary: Any) -> None:
