@@ -86,13 +86,14 @@ def drain(project: str, subscription: str) -> int:
 
 def run_seek(project: str) -> tuple[int, float]:
     from events_infra.dlq.clients import subscriber_client
-    from events_infra.dlq.handover import hand_over
+    from events_infra.dlq.handover import seek_new, snapshot_old
     from events_infra.dlq.target import DlqTarget
 
     drain(project, "new")  # NEW's consumer is done with everything; OLD's with nothing
     target = DlqTarget("bench", project, "events", "old", (), 100)
     started = time.perf_counter()
-    hand_over(subscriber_client(), target, "old", "new", undo=True)
+    subscriber = subscriber_client()
+    seek_new(subscriber, target, "new", snapshot_old(subscriber, target, "old"), undo=True)
     seconds = time.perf_counter() - started
     return drain(project, "new"), seconds
 

@@ -22,9 +22,9 @@ Nothing is published by the seek, so no other subscription (another team's unfil
 included) receives anything, and OLD is not changed by it. NEW continues where OLD's
 consumers stopped: what they acknowledged counts as done in NEW too; what NEW's consumers had
 acknowledged and OLD's had not is delivered again (consumers dedupe by `event_id`). What NEW's
-filter refuses stays in OLD only, as with copies, and so do copies `dlq replay` targeted at
-OLD: NEW's replay filter refuses those, so the operation copies just them afterwards
-(`migrate_operation`). Killed at any point, NEW is either untouched or handed over; a rerun
+filter refuses stays in OLD only, as with copies, and so would copies `dlq replay` targeted
+at OLD: NEW's replay filter refuses those, so the operation copies just them on before the
+seek (`handover_operation`). Killed at any point, NEW is either untouched or handed over; a rerun
 hands over again (more redeliveries, nothing lost).
 """
 
@@ -114,20 +114,6 @@ def _no_guard(_what: str) -> AbstractContextManager[Any]:
     return nullcontext()
 
 
-def hand_over(
-    subscriber: Any,
-    target: DlqTarget,
-    old: str,
-    new: str,
-    undo: bool,
-    guard: Guard = _no_guard,
-    say: Callable[[str], None] = lambda _text: None,
-) -> Handover:
-    """Snapshot OLD, then seek NEW to it (`seek_new`)."""
-    return seek_new(subscriber, target, new, snapshot_old(subscriber, target, old, guard), undo,
-                    guard, say)  # fmt: skip
-
-
 def snapshot_old(subscriber: Any, target: DlqTarget, old: str, guard: Guard = _no_guard) -> str:
     """The snapshot NEW is seeked to, taken before anything scans OLD: a scan's releases count
     as delivery attempts, and one that dead-letters a message acknowledges it in OLD; from the
@@ -163,7 +149,7 @@ def seek_new(
     NEW to `snapshot`. Each call gives up within `api_calls.CALL_BUDGET_S`."""
     from google.api_core import exceptions as gexc
 
-    from events_infra.dlq.snapshot import take_snapshot
+    from events_infra.dlq.snapshot import seek_command, take_snapshot
     from events_infra.pubsub.api_calls import bounded, error_detail
     from events_infra.pubsub.paths import subscription_path
 
@@ -175,7 +161,7 @@ def seek_new(
                     subscriber, replace(target, dead_letter_subscription=new), "before-handover",
                     call=bounded(),
                 )  # fmt: skip
-                say(f"to undo the handover: {undo_command(target, new, undo_snapshot)}")
+                say(f"to undo the handover: {seek_command(target.project, new, undo_snapshot)}")
             except gexc.FailedPrecondition as err:
                 problem = error_detail(err)
     try:
@@ -189,7 +175,9 @@ def seek_new(
             )
     except DlqError as err:
         undo_hint = (
-            f", or undo it: {undo_command(target, new, undo_snapshot)}" if undo_snapshot else ""
+            f", or undo it: {seek_command(target.project, new, undo_snapshot)}"
+            if undo_snapshot
+            else ""
         )
         raise DlqError(
             f"{err}. The seek may have taken effect: run the same command again (safe){undo_hint}"
@@ -213,10 +201,3 @@ def earlier_handovers(subscriber: Any, target: DlqTarget, old: str) -> list[str]
     prefix = f"{old}-handover-"
     listed = subscriber.list_snapshots(project=project_path(target.project), **bounded())
     return sorted(n for n in (s.name.rsplit("/", 1)[-1] for s in listed) if n.startswith(prefix))
-
-
-def undo_command(target: DlqTarget, new: str, undo_snapshot: str) -> str:
-    return (
-        f"gcloud pubsub subscriptions seek {new} --snapshot={undo_snapshot.rsplit('/', 1)[-1]} "
-        f"--project={target.project}"
-    )

@@ -24,11 +24,11 @@ from events_infra.dlq.migrate_request import (
     MIGRATE_GRANTS,
     MigrateRequest,
     audit_migrate,
+    move,
     warn_left,
 )
 from events_infra.dlq.operations import Interaction, backlog_of, close_journal
 from events_infra.pubsub.attributes import REPLAY_TARGET
-from events_infra.pubsub.paths import subscription_path
 
 
 def hand_over_subscription(
@@ -38,8 +38,11 @@ def hand_over_subscription(
     old_live: Any,
     new_live: Any,
     reaches: list[str],
+    unaccepted: list[str],
 ) -> dict[str, Any]:
-    """The seek route of `migrate_subscription`, past its preflight; returns the result.
+    """The seek route of `migrate_subscription`, past its preflight (`reaches`: the unfiltered
+    subscriptions on the topic, `unaccepted` those not named with --also-reach); returns the
+    result.
     Order: OLD's snapshot, before anything scans OLD (`handover.snapshot_old`); the replay
     copies for OLD (their copies, published after the snapshot, are in it unacknowledged, so
     the seek keeps them in NEW); NEW's undo snapshot and the seek, only if every copy on was
@@ -57,7 +60,6 @@ def hand_over_subscription(
     target, old, new = ctx.target, request.old, request.new
     backlog = backlog_of(ctx, walk=False, subscription=old)  # Monitoring's, if any
     replays = old in ctx.subscription_names  # dlq replay may have targeted OLD
-    unaccepted = sorted(set(reaches) - set(request.also_reach))
     result: dict[str, Any] = {
         "dry_run": request.dry_run,
         "interrupted": False,
@@ -219,31 +221,12 @@ def _replays_to_new(
     dry_run: bool,
 ) -> Any:
     """Copy to NEW just the messages in OLD that `dlq replay` had targeted at OLD."""
-    from events_infra.dlq.migrate import MigrateOptions, migrate
-    from events_infra.pubsub.filters import parse
-
     old = request.old
 
     def targeted_at_old(letter: DeadLetter) -> bool:
         return letter.attributes.get(REPLAY_TARGET) == old
 
-    options = MigrateOptions(
-        old=old,
-        old_path=subscription_path(ctx.target.project, old),
-        new=request.new,
-        new_topic_path=ctx.target.topic_path,
-        cutoff=datetime.now(UTC),
-        new_filter=parse(new_live.filter) if new_live.filter else None,
-        dry_run=dry_run,
-        journal=journal,
-        expected=backlog[0] if backlog else None,
-        pull_timeout=ctx.pull_timeout,
-        only=targeted_at_old,
+    cutoff = datetime.now(UTC)
+    return move(
+        ctx, request, old_live, new_live, backlog, cutoff, journal, dry_run, only=targeted_at_old
     )
-    with ctx.errors(f"subscription {old!r}", MIGRATE_GRANTS):
-        return migrate(
-            ctx.publisher,
-            ctx.subscriber,
-            options,
-            ack_deadline_s=old_live.ack_deadline_seconds or 60,
-        )

@@ -18,6 +18,7 @@ from events_infra.dlq.migrate_request import (
     MIGRATE_GRANTS,
     MigrateRequest,
     audit_migrate,
+    move,
     warn_left,
 )
 from events_infra.dlq.operations import Interaction, backlog_of, close_journal
@@ -32,8 +33,6 @@ def migrate_subscription(
     (`handover.choose_method`) → confirm → undo points → move → audit; returns the result
     record."""
     from events_infra.dlq.handover import choose_method, seek_refusal
-    from events_infra.dlq.migrate import MigrateOptions, migrate
-    from events_infra.pubsub.filters import parse
 
     target = ctx.target
     _validate(ctx, request)
@@ -58,7 +57,7 @@ def migrate_subscription(
         request.method, old_live, new_live, request.limit, request.rate, bool(unaccepted)
     )
     if method == "seek":
-        return hand_over_subscription(ctx, request, io, old_live, new_live, reaches)
+        return hand_over_subscription(ctx, request, io, old_live, new_live, reaches, unaccepted)
     cutoff = datetime.now(UTC)  # NEW exists: everything published from here on reaches it
     if unaccepted and not request.dry_run:
         refusal = seek_refusal(old_live, new_live, request.limit, request.rate)
@@ -90,31 +89,11 @@ def migrate_subscription(
         )
     snapshot, journal = _undo_points(ctx, request, io)
     backlog = backlog_of(ctx, walk=False, subscription=request.old)  # Monitoring's, if any
-    options = MigrateOptions(
-        old=request.old,
-        old_path=old_path,
-        new=request.new,
-        new_topic_path=target.topic_path,
-        cutoff=cutoff,
-        new_filter=parse(new_live.filter) if new_live.filter else None,
-        limit=request.limit,
-        rate=request.rate,
-        dry_run=request.dry_run,
-        journal=journal,
-        expected=backlog[0] if backlog else None,  # with it the scan knows what to cover
-        pull_timeout=ctx.pull_timeout,
-    )
-    with (
-        io.progress(request.limit) as advance,
-        ctx.errors(f"subscription {request.old!r}", MIGRATE_GRANTS),
-    ):
-        summary = migrate(
-            ctx.publisher,
-            ctx.subscriber,
-            options,
-            ack_deadline_s=old_live.ack_deadline_seconds or 60,
+    with io.progress(request.limit) as advance:
+        summary = move(
+            ctx, request, old_live, new_live, backlog, cutoff, journal, request.dry_run,
             progress=advance,
-        )
+        )  # fmt: skip
     warn_left(summary, request, io)
     journal_file = close_journal(journal)
     result = {
@@ -215,7 +194,7 @@ def _undo_points(
     from google.api_core import exceptions as gexc
 
     from events_infra.dlq.journal import Journal, new_journal_path
-    from events_infra.dlq.snapshot import take_snapshot
+    from events_infra.dlq.snapshot import seek_command, take_snapshot
     from events_infra.pubsub.api_calls import error_detail
 
     journal = Journal(new_journal_path(request.old, "migrate"))
@@ -229,7 +208,7 @@ def _undo_points(
         io.warn(f"no snapshot of {request.old} ({error_detail(err)}); the journal remains")
         return None, journal
     io.say(
-        f"snapshot taken; to undo the acks in {request.old}: gcloud pubsub subscriptions seek "
-        f"{request.old} --snapshot={name.rsplit('/', 1)[-1]} --project={ctx.target.project}"
+        f"snapshot taken; to undo the acks in {request.old}: "
+        f"{seek_command(ctx.target.project, request.old, name)}"
     )
     return name, journal

@@ -3,9 +3,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
+from events_infra.dlq.messages import DeadLetter
 from events_infra.dlq.operations import Interaction
 
 MIGRATE_GRANTS = (
@@ -14,6 +17,51 @@ MIGRATE_GRANTS = (
     "stack's eventsDlqOperator role); a DLQ operator's grants alone do not reach the "
     "consumers' subscriptions"
 )
+
+
+def move(
+    ctx: Any,
+    request: MigrateRequest,
+    old_live: Any,
+    new_live: Any,
+    backlog: tuple[int, bool] | None,
+    cutoff: datetime,
+    journal: Any,
+    dry_run: bool,
+    only: Callable[[DeadLetter], bool] | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> Any:
+    """Copy OLD's backlog from before `cutoff` (or the part `only` picks) to NEW as
+    `dlq.migrate` does, its API errors named with the grants the move needs; both routes move
+    through here. `backlog`: OLD's count by Monitoring, if any (the scan then knows what to
+    cover)."""
+    from events_infra.dlq.migrate import MigrateOptions, migrate
+    from events_infra.pubsub.filters import parse
+    from events_infra.pubsub.paths import subscription_path
+
+    options = MigrateOptions(
+        old=request.old,
+        old_path=subscription_path(ctx.target.project, request.old),
+        new=request.new,
+        new_topic_path=ctx.target.topic_path,
+        cutoff=cutoff,
+        new_filter=parse(new_live.filter) if new_live.filter else None,
+        limit=request.limit,
+        rate=request.rate,
+        dry_run=dry_run,
+        journal=journal,
+        expected=backlog[0] if backlog else None,
+        pull_timeout=ctx.pull_timeout,
+        only=only,
+    )
+    with ctx.errors(f"subscription {request.old!r}", MIGRATE_GRANTS):
+        return migrate(
+            ctx.publisher,
+            ctx.subscriber,
+            options,
+            ack_deadline_s=old_live.ack_deadline_seconds or 60,
+            progress=progress,
+        )
 
 
 def audit_migrate(ctx: Any, request: MigrateRequest, method: str, **fields: Any) -> None:

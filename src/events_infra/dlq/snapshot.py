@@ -55,12 +55,20 @@ def prune_snapshots(subscriber: Any, target: DlqTarget, keep: int = KEEP_SNAPSHO
     return doomed
 
 
+def seek_command(project: str, subscription: str, snapshot: str) -> str:
+    """The gcloud line that seeks `subscription` back to `snapshot` (a full name or an id)."""
+    snapshot_id = snapshot.rsplit("/", 1)[-1]
+    return (
+        f"gcloud pubsub subscriptions seek {subscription} --snapshot={snapshot_id} "
+        f"--project={project}"
+    )
+
+
 def undo_command(target: DlqTarget, snapshot: str) -> str:
     snapshot_id = snapshot.rsplit("/", 1)[-1]
     return (
         f"eventsctl dlq restore --stack {target.stack} --snapshot {snapshot_id}"
-        f"   (or: gcloud pubsub subscriptions seek {target.dead_letter_subscription} "
-        f"--snapshot={snapshot_id} --project={target.project})"
+        f"   (or: {seek_command(target.project, target.dead_letter_subscription, snapshot)})"
     )
 
 
